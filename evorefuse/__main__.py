@@ -1,0 +1,5 @@
+"""Allow `python -m evorefuse`."""
+
+from evorefuse.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The `evorefuse` command line (click). Each subcommand lives in `evorefuse.commands.<name>`.
+
+Subcommands are imported lazily so `evorefuse --help` and light commands do not pay for torch or
+llama.cpp imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from evorefuse import __version__
+
+_COMMANDS = {
+    "evolve": "evolve", "resume": "evolve", "status": "status", "evaluate": "evaluate",
+    "detect": "detect", "export": "export", "report": "report", "models": "models",
+}
+_HELP = {
+    "evolve": "Evolve pseudo-malicious instructions from seeds into a new run directory.",
+    "resume": "Continue an interrupted run (or extend a finished one with --generations).",
+    "status": "Show a run's progress, best instructions and spending, without changing it.",
+    "evaluate": "Measure targets' refusal rates and the lexical diversity of a dataset.",
+    "detect": "Label responses as refusals (JSONL or CSV in, JSONL out).",
+    "export": "Export a run as a test set, SFT data or DPO preference pairs.",
+    "report": "Write an HTML report with plots for a run.",
+    "models": "List configured models or check that one answers.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = _COMMANDS.get(name)
+        if module is None:
+            return None
+        mod = importlib.import_module(f"evorefuse.commands.{module}")
+        return getattr(mod, f"{name}_command")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, _HELP[n]) for n in _COMMANDS])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="evorefuse")
+def cli() -> None:
+    """Grow sets of harmless instructions that language models wrongly refuse."""
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        click.echo("interrupted; `evorefuse resume RUN_DIR` continues where this stopped", err=True)
+        sys.exit(130)

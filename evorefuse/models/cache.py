@@ -1,0 +1,133 @@
+"""Content-addressed request cache shared by all roles.
+
+Each *sample* is its own entry, keyed by (endpoint, model, messages, sampling parameters, seed, sample
+index). K samples of one prompt are K entries, so a resumed run that asks again for samples 0..K-1
+replays them exactly, and a run that later wants K'=20 samples only pays for the 10 new ones.
+
+SQLite in WAL mode with one transaction per call: a kill -9 loses at most the call in flight, never
+corrupts what was committed. Only the sampled text, its logprobs and token counts are stored; never
+headers, keys or URLs with credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from evorefuse.models.base import Choice, Message, SamplingParams
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    key TEXT PRIMARY KEY,
+    choice BLOB NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    run_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    model TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    blocked INTEGER NOT NULL,
+    cost REAL NOT NULL
+);
+"""
+
+LEDGER_COLUMNS = ("calls", "samples", "tokens_in", "tokens_out", "cache_hits", "retries", "errors",
+                  "blocked", "cost")
+
+
+def request_fingerprint(endpoint_id: str, model: str, messages: Sequence[Message],
+                        params: SamplingParams) -> bytes:
+    """Canonical bytes of everything that determines a sample's distribution (not `n`)."""
+    return orjson.dumps(
+        {"endpoint": endpoint_id, "model": model, "messages": list(messages),
+         "params": params.cache_fields()},
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def sample_key(fingerprint: bytes, index: int) -> str:
+    return hashlib.sha256(fingerprint + b"#" + str(index).encode()).hexdigest()
+
+
+class RequestCache:
+    """Thread-safe SQLite cache of samples. Reads and writes are sub-millisecond."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[Choice, int, int]]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, choice, prompt_tokens, completion_tokens FROM samples WHERE key IN ({marks})",
+                list(keys),
+            ).fetchall()
+        return {k: (Choice.from_json(orjson.loads(c)), p, t) for k, c, p, t in rows}
+
+    def put_many(self, entries: Iterable[tuple[str, Choice, int, int]],
+                 call: tuple[Any, ...] | None = None) -> None:
+        """Store samples and the ledger row of the call that produced them in one transaction,
+        so what was paid for and what was received can never disagree after a kill -9."""
+        rows: list[tuple[Any, ...]] = [
+            (k, orjson.dumps(c.to_json()), p, t) for k, c, p, t in entries
+        ]
+        if not rows and call is None:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if rows:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)", rows
+                    )
+                if call is not None:
+                    self._db.execute(
+                        "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", call
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def ledger_rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(role, model, *LEDGER_COLUMNS) summed over every call this run recorded."""
+        sums = ", ".join(f"SUM({c})" for c in LEDGER_COLUMNS)
+        with self._lock:
+            return self._db.execute(
+                f"SELECT role, model, {sums} FROM calls WHERE run_id = ? GROUP BY role, model",
+                (run_id,),
+            ).fetchall()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,110 @@
+"""An endpoint as the rest of evorefuse sees it: a backend plus the request cache, ledger and budget.
+
+Every role goes through `Endpoint.chat`, so caching, accounting and budget checks cannot be forgotten
+by any caller. Cached samples are served first; only the missing sample indices are requested, in
+contiguous runs, so a partially filled request (after a crash) pays only for what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from evorefuse.models.base import ChatModel, ChatResult, Choice, Message, SamplingParams, Usage
+from evorefuse.models.cache import RequestCache, request_fingerprint, sample_key
+from evorefuse.models.ledger import Ledger
+from evorefuse.models.spec import ModelSpec
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Contiguous (start, length) runs of sorted indices."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][0] + out[-1][1] == i:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
+
+
+class Endpoint:
+    def __init__(self, backend: ChatModel, spec: ModelSpec, cache: RequestCache | None,
+                 ledger: Ledger, run_id: str = "") -> None:
+        self.backend = backend
+        self.spec = spec
+        self.cache = cache
+        self.ledger = ledger
+        self.run_id = run_id
+        # The cache identity is where the model lives, not what the user named it in the config.
+        self.endpoint_id = spec.base_url or spec.kind
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def supports_logprobs(self) -> bool:
+        return self.backend.supports_logprobs
+
+    def _worst_case_cost(self, messages: Sequence[Message], params: SamplingParams, n: int) -> float:
+        chars = sum(len(m.get("content", "")) for m in messages)
+        return self.spec.cost(chars // 3 + 16, params.max_tokens * n)
+
+    async def chat(self, messages: Sequence[Message], params: SamplingParams, *,
+                   role: str) -> ChatResult:
+        fp = request_fingerprint(self.endpoint_id, self.spec.model, messages, params)
+        keys = [sample_key(fp, i) for i in range(params.n)]
+        cached = self.cache.get_many(keys) if self.cache is not None else {}
+        choices: list[Choice | None] = [cached[k][0] if k in cached else None for k in keys]
+        missing = [i for i, c in enumerate(choices) if c is None]
+        entry = self.ledger.entry(role, self.spec.name)
+        hits = params.n - len(missing)
+        entry.cache_hits += hits
+        usage = Usage()
+        retries = 0
+        if hits and self.cache is not None:
+            self._record(role, hits=hits)
+        for start, length in _runs(missing):
+            worst = self._worst_case_cost(messages, params, length)
+            self.ledger.reserve(worst)
+            try:
+                result = await self.backend.complete(messages, replace(params, n=length),
+                                                     sample_offset=start)
+            except BaseException:
+                entry.errors += 1
+                self._record(role, errors=1)
+                raise
+            finally:
+                self.ledger.release(worst)
+            cost = self.spec.cost(result.usage.prompt_tokens, result.usage.completion_tokens)
+            blocked = sum(c.blocked for c in result.choices)
+            entry.calls += 1
+            entry.samples += len(result.choices)
+            entry.tokens_in += result.usage.prompt_tokens
+            entry.tokens_out += result.usage.completion_tokens
+            entry.retries += result.retries
+            entry.blocked += blocked
+            entry.cost += cost
+            usage += result.usage
+            retries += result.retries
+            for j, c in enumerate(result.choices[:length]):
+                choices[start + j] = c
+            if self.cache is not None:
+                per_prompt = result.usage.prompt_tokens
+                self.cache.put_many(
+                    [(keys[start + j], c, per_prompt if j == 0 else 0, c.completion_tokens)
+                     for j, c in enumerate(result.choices[:length])],
+                    call=(self.run_id, role, self.spec.name, 1, len(result.choices),
+                          result.usage.prompt_tokens, result.usage.completion_tokens, 0,
+                          result.retries, 0, blocked, cost),
+                )
+        return ChatResult(choices=[c for c in choices if c is not None], usage=usage,
+                          cache_hits=hits, retries=retries)
+
+    def _record(self, role: str, *, hits: int = 0, errors: int = 0) -> None:
+        if self.cache is not None:
+            self.cache.put_many([], call=(self.run_id, role, self.spec.name, 0, 0, 0, 0, hits, 0,
+                                          errors, 0, 0.0))
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

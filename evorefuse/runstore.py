@@ -1,0 +1,226 @@
+"""The run directory: everything a run needs to be inspected, resumed and exported.
+
+    runs/<id>/
+      manifest.json     format version, evorefuse/library versions, config hash, creation time
+      config.json       the resolved config (names of env vars only, never keys)
+      seeds.jsonl       the seeds as loaded, so a resume does not depend on the original files
+      checkpoint.json   engine state after the last complete generation (atomic replace)
+      archive.jsonl     every candidate, append-only; the checkpoint says how many lines are final
+      events.jsonl      append-only log of what happened (generations, rejections, resumes, stops)
+      cache.sqlite      the request cache and call ledger (WAL)
+      run.lock          held (flock) by the process running it
+
+Checkpoints are incremental: the archive is appended, never rewritten, and the checkpoint holds only
+the small engine state plus the archive's committed length, so its cost does not grow with the run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from evorefuse import __version__
+from evorefuse.errors import InputError, RunFailed
+
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write-then-rename: a reader or a crash sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunFailed(f"{path}: cannot write ({exc.strerror}); the last checkpoint is intact "
+                        "and `evorefuse resume` continues from it once the disk is writable") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def read_jsonl(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if limit is not None and i >= limit:
+                return
+            if line.strip():
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    # A torn last line after kill -9: everything before it is intact.
+                    return
+
+
+class RunStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # --- files ---------------------------------------------------------------------------------
+    manifest_file = property(lambda self: self.path / "manifest.json")
+    config_file = property(lambda self: self.path / "config.json")
+    seeds_file = property(lambda self: self.path / "seeds.jsonl")
+    checkpoint_file = property(lambda self: self.path / "checkpoint.json")
+    archive_file = property(lambda self: self.path / "archive.jsonl")
+    events_file = property(lambda self: self.path / "events.jsonl")
+    cache_file = property(lambda self: self.path / "cache.sqlite")
+
+    # --- create / open -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, config: dict[str, Any], config_hash: str,
+               seeds: list[dict[str, Any]]) -> "RunStore":
+        if path.exists() and any(path.iterdir()):
+            raise InputError("run directory already exists and is not empty (use `evorefuse resume`)",
+                             path=path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create run directory: {exc.strerror}", path=path) from None
+        if not os.access(path, os.W_OK):
+            raise InputError("run directory is not writable", path=path)
+        store = cls(path)
+        store.lock()
+        write_json(store.config_file, config)
+        atomic_write_bytes(store.seeds_file, b"".join(orjson.dumps(s) + b"\n" for s in seeds))
+        write_json(store.manifest_file, {
+            "format_version": FORMAT_VERSION, "evorefuse": __version__,
+            "python": platform.python_version(), "config_hash": config_hash,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "libraries": _library_versions(),
+        })
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunStore":
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError("no such run directory", path=path)
+        store = cls(path)
+        if not store.manifest_file.exists():
+            raise InputError("not an evorefuse run directory (no manifest.json)", path=path)
+        try:
+            manifest = orjson.loads(store.manifest_file.read_bytes())
+        except orjson.JSONDecodeError:
+            raise InputError("manifest.json is not valid JSON", path=store.manifest_file) from None
+        version = manifest.get("format_version")
+        if not isinstance(version, int):
+            raise InputError("manifest has no format_version", path=store.manifest_file)
+        if version > FORMAT_VERSION:
+            raise InputError(f"run format {version} is newer than this evorefuse supports "
+                             f"({FORMAT_VERSION}); upgrade evorefuse", path=store.manifest_file)
+        return store
+
+    def manifest(self) -> dict[str, Any]:
+        return orjson.loads(self.manifest_file.read_bytes())
+
+    def config(self) -> dict[str, Any]:
+        return orjson.loads(self.config_file.read_bytes())
+
+    def seeds(self) -> list[dict[str, Any]]:
+        return list(read_jsonl(self.seeds_file))
+
+    # --- lock ----------------------------------------------------------------------------------
+    def lock(self) -> None:
+        fd = os.open(str(self.path / "run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = ""
+            try:
+                holder = (self.path / "run.lock").read_text().strip()
+            except OSError:
+                pass
+            raise InputError("run is locked by another evorefuse process"
+                             + (f" (pid {holder})" if holder else ""), path=self.path) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- checkpoint / archive / events ---------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any] | None:
+        if not self.checkpoint_file.exists():
+            return None
+        return orjson.loads(self.checkpoint_file.read_bytes())
+
+    def write_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_write_bytes(self.checkpoint_file, orjson.dumps(state))
+
+    def archive(self, committed_only: bool = True) -> list[dict[str, Any]]:
+        limit = None
+        if committed_only:
+            cp = self.checkpoint()
+            limit = cp["archive_lines"] if cp else 0
+        return list(read_jsonl(self.archive_file, limit))
+
+    def append_archive(self, records: Iterable[dict[str, Any]]) -> int:
+        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        with open(self.archive_file, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return data.count(b"\n")
+
+    def truncate_archive(self, lines: int) -> None:
+        """Drop records of a generation that was not checkpointed (they will be recomputed, from
+        the cache, identically)."""
+        if not self.archive_file.exists():
+            return
+        keep = 0
+        with open(self.archive_file, "rb") as f:
+            for i, line in enumerate(f):
+                if i >= lines:
+                    break
+                keep += len(line)
+        with open(self.archive_file, "r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+    def event(self, kind: str, **data: Any) -> None:
+        rec = {"t": round(time.time(), 3), "event": kind, **data}
+        with open(self.events_file, "ab") as f:
+            f.write(orjson.dumps(rec) + b"\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(read_jsonl(self.events_file))
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("openai", "llama-cpp-python", "sentence-transformers", "deap", "numpy", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
