@@ -47,10 +47,10 @@ RAW, BACKEND, ENDPOINT = "raw AsyncOpenAI", "OpenAIBackend", "Endpoint (+cache, 
 PARAMS = SamplingParams(temperature=1.0, top_p=0.995, max_tokens=50)
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(latency: float, jitter: float = 0.0) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback_server.py"),
-                             "--latency", str(latency)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+                             "--latency", str(latency), "--jitter", str(jitter)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
@@ -130,6 +130,38 @@ def maker_endpoint(base_url: str, timeout: float, workdir: Path):
     return make
 
 
+def goals(levels: list[int], latency: float, med: Callable[[int, str, int], float]) -> list[str]:
+    """The issue's two goals, checked against the medians, and why the first one is hard."""
+    out = []
+    if 32 in levels:
+        frac = {m: med(32, m, 0) / (32 / latency) for m in (BACKEND, ENDPOINT)}
+        ok = "met" if frac[ENDPOINT] >= 0.9 else "not met"
+        out.append(f"Goal >= 90% of ideal at concurrency 32: {ok} ({BACKEND} "
+                   f"{100 * frac[BACKEND]:.1f}%, Endpoint {100 * frac[ENDPOINT]:.1f}%).")
+    worst = max(med(c, ENDPOINT, 1) - med(c, RAW, 1) for c in levels)
+    total = max(med(c, ENDPOINT, 1) for c in levels if c > 1) if any(c > 1 for c in levels) \
+        else med(levels[0], ENDPOINT, 1)
+    out.append(f"Goal < 1 ms orchestration overhead per call: our layers add at most "
+               f"{worst:+.3f} ms over the raw SDK ({'met' if worst < 1 else 'not met'}); the "
+               f"whole client, SDK and HTTP stack included, spends at most {total:.3f} ms of CPU "
+               f"per call at concurrency > 1.")
+    c_ref = 32 if 32 in levels else max(levels)
+    u = med(c_ref, ENDPOINT, 1)
+    extra = c_ref * u / 2
+    out.append(
+        "Why the fraction of ideal falls with concurrency: the server's latency is constant, so "
+        "all in-flight requests complete in the same instant and the single-threaded client "
+        "handles them one after another; each cycle lasts the latency plus about half of "
+        f"concurrency x CPU-per-call ({c_ref} x {u:.2f} ms / 2 = {extra:.0f} ms at {c_ref}, "
+        f"predicting {100 * latency / (latency + extra / 1000):.0f}% of ideal). At 128 the "
+        "client is CPU-bound (1280 req/s would need < 0.8 ms per call). Profiling "
+        "(cProfile, concurrency 32) puts about two thirds of the per-call CPU in httpx2/httpcore2 "
+        "(connection pool, h11) and most of the rest in the openai client's request building; "
+        "the limiter, retry loop and parsing are a few percent. Servers with variable latency "
+        "spread completions out and do better than this synchronized worst case.")
+    return out
+
+
 def replace_section(path: Path, heading: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -142,6 +174,8 @@ def replace_section(path: Path, heading: str, body: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--jitter", type=float, default=0.0,
+                    help="uniform +- jitter on the server latency (default: constant latency)")
     ap.add_argument("--levels", default="1,8,32,128")
     ap.add_argument("--per-slot", type=int, default=20, help="requests per concurrency slot")
     ap.add_argument("--max-requests", type=int, default=1500)
@@ -152,7 +186,7 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     timeout = 30.0
 
-    proc, base_url = start_server(args.latency)
+    proc, base_url = start_server(args.latency, args.jitter)
     samples: dict[tuple[int, str], list[tuple[float, float]]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -216,6 +250,8 @@ def main() -> None:
         "| concurrency | raw SDK ms/call | + OpenAIBackend | + Endpoint (cache, ledger) |",
         "|---:|---:|---:|---:|",
         *added,
+        "",
+        *goals(levels, args.latency, med),
     ])
     print()
     print(body)

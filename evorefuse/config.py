@@ -50,7 +50,7 @@ class EvolutionSection:
     selection: str | None = None         # "bandit" or "uniform"
     bandit: str = "thompson"             # "thompson" or "ucb1"
     strategies: list[str] | None = None  # restrict to these names
-    near_duplicate: float = 0.92         # cosine similarity above which a candidate is a duplicate
+    near_duplicate: float = 0.95         # cosine similarity above which a candidate is a duplicate
     population_size: int | None = None   # population mode: survivors per generation
     mutator_temperature: float = 0.9
     mutator_max_tokens: int = 120
@@ -60,7 +60,7 @@ class EvolutionSection:
 class FitnessSection:
     samples: int | None = None           # K; None: from the preset
     lam: float = 0.03                    # the paper's lambda (`lambda` in the file)
-    temperature: float = 1.0
+    temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast 0.7)
     top_p: float = 0.995
     max_tokens: int = 50
     screen: bool | None = None           # cheap screening before full K; None: from the preset

@@ -129,8 +129,9 @@ class LoopbackServer:
                  responder: Responder | None = None, seed: int = 0,
                  expected_key: str | None = None, enforce_key: bool = False,
                  model: str = "loopback-model", host: str = "127.0.0.1", port: int = 0,
-                 ignore_n: bool = False) -> None:
+                 ignore_n: bool = False, jitter: float = 0.0) -> None:
         self.latency = latency
+        self.jitter = jitter  # each request's latency is uniform in latency +- jitter
         self.ignore_n = ignore_n  # answer n>1 with one choice, as some servers silently do
         self.faults = faults or FaultPlan()
         self.responder = responder or default_responder
@@ -303,8 +304,11 @@ class LoopbackServer:
         if st["in_flight"] > st["max_in_flight"]:
             st["max_in_flight"] = st["in_flight"]
         try:
-            if self.latency:
-                await asyncio.sleep(self.latency)
+            if self.latency or self.jitter:
+                delay = self.latency
+                if self.jitter:
+                    delay += self._rng.uniform(-self.jitter, self.jitter)
+                await asyncio.sleep(max(0.0, delay))
             fault = self._pick_fault()
             if fault is None and self._enforce_key and self._expected_key is not None \
                     and presented != self._expected_key:
@@ -404,10 +408,12 @@ def _main(argv: list[str]) -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--jitter", type=float, default=0.0)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    with LoopbackServer(latency=args.latency, port=args.port, seed=args.seed) as srv:
+    with LoopbackServer(latency=args.latency, port=args.port, seed=args.seed,
+                        jitter=args.jitter) as srv:
         print(srv.base_url, flush=True)
         try:
             sys.stdin.read()

@@ -170,6 +170,14 @@ def test_401_fails_fast_without_leaking_the_key() -> None:
         assert "\n" not in msg and info.value.exit_code == 1
 
 
+def test_key_not_in_debug_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    with LoopbackServer(faults=FaultPlan(script=["500", "401"])) as srv:
+        with pytest.raises(EndpointAuthError):
+            call(make_spec(srv))
+    assert caplog.records and SENTINEL not in caplog.text
+
+
 def test_content_filter_is_a_refusal_not_an_error() -> None:
     with LoopbackServer(faults=FaultPlan(script=["content_filter"])) as srv:
         res = call(make_spec(srv), SamplingParams(n=2))
@@ -191,6 +199,24 @@ def test_other_client_errors_are_not_retried() -> None:
         spec = make_spec(srv, base_url=srv.base_url + "/nowhere")
         with pytest.raises(EndpointRequestError, match="HTTP 404"):
             call(spec)
+
+
+def test_list_models_and_unreachable_server() -> None:
+    async def models(spec: ModelSpec) -> list[str]:
+        backend = OpenAIBackend(spec)
+        try:
+            return await backend.list_models()
+        finally:
+            await backend.aclose()
+    with LoopbackServer(model="m-1") as srv:
+        assert asyncio.run(models(make_spec(srv))) == ["m-1"]
+        port = srv.port
+    dead = ModelSpec(name="dead", model="m", base_url=f"http://127.0.0.1:{port}/v1",
+                     api_key_env=KEY_ENV, timeout=1.0, max_retries=1)
+    with pytest.raises(EndpointUnavailable, match="dead"):
+        asyncio.run(models(dead))
+    with pytest.raises(EndpointUnavailable, match="connection error"):
+        call(dead)
 
 
 def test_missing_key_variable_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,7 +246,7 @@ def test_rpm_limit_spaces_requests() -> None:
         asyncio.run(go())
         elapsed = time.monotonic() - t0
         arrivals = srv.stats["arrivals"]
-        assert arrivals[-1] - arrivals[0] >= 1.4 and elapsed < 2.5
+        assert arrivals[-1] - arrivals[0] >= 1.4 and elapsed < 4.0
 
 
 def test_concurrency_limit_is_respected() -> None:
@@ -267,7 +293,7 @@ def test_token_bucket_lets_oversized_requests_through() -> None:
         await bucket.take(25)  # waits for the debt to be repaid and the bucket to refill
         return first, time.monotonic() - t0
     first, total = asyncio.run(go())
-    assert first < 0.01 and 0.22 <= total < 0.6
+    assert first < 0.05 and 0.22 <= total < 1.0
 
 
 def test_limiter_tracks_in_flight() -> None:
@@ -283,3 +309,19 @@ def test_limiter_tracks_in_flight() -> None:
         await waiter
         return lim.max_in_flight
     assert asyncio.run(go()) == 2
+
+
+def test_tpm_reserves_estimate_and_refunds_unused_tokens() -> None:
+    async def go() -> tuple[float, float]:
+        lim = EndpointLimiter(10, tokens_per_minute=6000)  # 100 tokens/s, bucket of 100
+        t0 = time.monotonic()
+        await lim.acquire(100)          # empties the bucket
+        lim.release(100, used_tokens=40)  # 60 were reserved but not used: given back
+        await lim.acquire(60)           # fits in the refund, no wait
+        quick = time.monotonic() - t0
+        lim.release(60)
+        await lim.acquire(50)           # bucket empty: waits ~0.5 s for the refill
+        lim.release(50)
+        return quick, time.monotonic() - t0
+    quick, total = asyncio.run(go())
+    assert quick < 0.05 and 0.45 <= total < 1.2

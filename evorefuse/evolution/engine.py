@@ -113,7 +113,7 @@ class Engine:
         detector_endpoint = self.judges[0] if cfg.roles.detector == "judge" else None
         self.detector = get_detector(cfg.roles.detector, judge_endpoint=detector_endpoint)
         self.fitness = FitnessEstimator(self.targets, self.detector, FitnessSettings(
-            samples=self.plan.samples, lam=cfg.fitness.lam, temperature=cfg.fitness.temperature,
+            samples=self.plan.samples, lam=cfg.fitness.lam, temperature=self.plan.temperature,
             top_p=cfg.fitness.top_p, max_tokens=self.plan.max_tokens, min_p=cfg.fitness.min_p,
             seed=derive_seed(self.seed, "target")))
         self.lineages: list[Lineage] = []
@@ -121,7 +121,7 @@ class Engine:
         self.archive_lines = 0
         self._archive_emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
         self._sem = asyncio.Semaphore(max(1, cfg.run.max_concurrency))
-        self.min_seed_similarity = 0.25
+        self.min_seed_similarity = 0.3
 
     # --- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Plan:
     screen_samples: int
     screen_tokens: int
     full_per_generation: int  # full evaluations per lineage per generation (screened mode)
+    temperature: float = 1.0  # target sampling temperature
 
 
 def plan_for(cfg: Config) -> Plan:
@@ -48,4 +49,8 @@ def plan_for(cfg: Config) -> Plan:
         screen_samples=base.screen_samples or 3,
         screen_tokens=base.screen_tokens or 6,
         full_per_generation=base.full_per_generation or 1,
+        # The paper samples targets at temperature 1. The default samples at 0.7, the usual
+        # deployment setting: at 1.0 small models mostly ramble, which hides refusals.
+        temperature=f.temperature if f.temperature is not None else
+        (1.0 if preset == "paper" else 0.7),
     )

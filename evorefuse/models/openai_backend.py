@@ -138,12 +138,13 @@ class OpenAIBackend:
                 raise InputError(f"environment variable {spec.api_key_env} is not set "
                                  f"(needed by model '{spec.name}')",
                                  field=f"models.{spec.name}.api_key_env")
-        # Keyless local servers (vLLM, Ollama) accept any token; "EMPTY" is their convention.
+        # One keep-alive connection per concurrency slot, so connections are reused, not churned.
         http_client = openai.DefaultAsyncHttpxClient(
             limits=httpx.Limits(max_connections=spec.max_concurrency + 8,
                                 max_keepalive_connections=spec.max_concurrency),
             timeout=spec.timeout,
         )
+        # Keyless local servers (vLLM, Ollama) accept any token; "EMPTY" is their convention.
         self._client = openai.AsyncOpenAI(
             api_key=os.environ[spec.api_key_env] if spec.api_key_env else "EMPTY",
             base_url=base_url, max_retries=0, timeout=spec.timeout, http_client=http_client,
@@ -162,9 +163,13 @@ class OpenAIBackend:
     async def list_models(self) -> list[str]:
         """Model ids the server offers (GET /models); used by `evorefuse models check`."""
         try:
-            page = await self._client.models.list()
+            async with asyncio.timeout(self.spec.timeout):
+                page = await self._client.models.list()
         except openai.APIStatusError as err:
             raise self._status_error(err) from None
+        except (openai.APIConnectionError, TimeoutError) as err:
+            raise EndpointUnavailable(f"{self._where} is unreachable ({type(err).__name__})",
+                                      endpoint=self.name) from None
         return [m.id for m in page.data]
 
     async def complete(self, messages: Sequence[Message], params: SamplingParams,
@@ -220,7 +225,6 @@ class OpenAIBackend:
         prompt_chars = sum(len(m.get("content") or "") for m in messages)
         est = estimate_tokens(prompt_chars, params.max_tokens, n)
         post = self._client.post
-        body = kwargs
         limiter = self.limiter
         timeout = self.spec.timeout
         retries = 0
@@ -230,7 +234,7 @@ class OpenAIBackend:
             used: int | None = None
             try:
                 async with asyncio.timeout(timeout):
-                    raw = await post("/chat/completions", cast_to=httpx.Response, body=body)
+                    raw = await post("/chat/completions", cast_to=httpx.Response, body=kwargs)
                 result = self._parse(orjson.loads(raw.content), prompt_chars)
                 used = result.usage.prompt_tokens + result.usage.completion_tokens
                 result.retries = retries

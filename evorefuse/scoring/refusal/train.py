@@ -1,0 +1,222 @@
+"""Fit the learned refusal detector and write `model.json` (run: python -m evorefuse.scoring.refusal.train).
+
+Training data:
+- `train_data/*.jsonl`: responses written for this project (multilingual refusals, partial refusals,
+  compliances, and hard negatives such as helpful answers that mention "illegal" or start with
+  "I'm sorry to hear"), each with an XSTest label;
+- XSTest v2's 450 human-labelled Mistral-7B-Instruct responses (`--reference`, default
+  ../shared/reference/xstest_v2_completions_mistralinstruct.csv). It is read, never copied into the
+  package: only the fitted coefficients ship.
+
+Everything is deterministic (lbfgs, fixed fold seeds, coefficients rounded to 6 significant digits),
+so running this again on the same data rewrites the same file; `--check` verifies that. The fitting
+functions are also what `benchmarks/detector.py` calls per cross-validation fold, so the benchmark
+measures exactly this procedure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from evorefuse.scoring.refusal.base import COMPLIANCE, LABELS, PARTIAL_REFUSAL
+from evorefuse.scoring.refusal.learned import (
+    FEATURE_VERSION,
+    MODEL_FILE,
+    PATTERN_FEATURES,
+    embed_first_sentences,
+    featurize_patterns,
+    is_explicit,
+)
+
+REFERENCE_CSV = (Path(__file__).resolve().parents[4] / "shared" / "reference"
+                 / "xstest_v2_completions_mistralinstruct.csv")
+SEED = 0
+C_FULL = 0.3          # inverse L2 strength of the refusal head (chosen by 5-fold CV, see README)
+C_PARTIAL = 0.1       # the partial-vs-full head has few examples: stronger regularisation
+EMBED_WEIGHT = 2.0    # embedding block multiplier: balances it against standardised pattern features
+OWN_WEIGHT = 1.0      # sample weight of the project's own examples relative to reference ones
+PLATT_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    response: str
+    label: str
+    source: str  # "reference" or the train_data file stem
+
+    @property
+    def refusal(self) -> bool:
+        return self.label != COMPLIANCE
+
+
+def load_reference(path: Path = REFERENCE_CSV) -> list[Example]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [Example(r["prompt"], r["completion"], r["final_label"], "reference") for r in rows]
+
+
+def load_own() -> list[Example]:
+    out: list[Example] = []
+    root = resources.files("evorefuse.scoring.refusal") / "train_data"
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".jsonl"):
+            continue
+        for line in entry.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                d = json.loads(line)
+                if d["label"] not in LABELS:
+                    raise ValueError(f"{entry.name}: bad label {d['label']!r}")
+                out.append(Example(d.get("prompt", ""), d["response"], d["label"],
+                                   entry.name.rsplit(".", 1)[0]))
+    return out
+
+
+@dataclass
+class Features:
+    X: np.ndarray         # pattern/structure features
+    E: np.ndarray         # first-sentences embeddings
+    explicit: np.ndarray  # bool: decided by the patterns (the heads never see these)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> "Features":
+        idx = np.asarray(idx, dtype=int)
+        return Features(self.X[idx], self.E[idx], self.explicit[idx])
+
+
+def features(examples: Sequence[Example],
+             embed_fn: Callable[[Sequence[str]], np.ndarray] | None = None) -> Features:
+    responses = [e.response for e in examples]
+    X, analyses = featurize_patterns(responses)
+    explicit = np.asarray([is_explicit(a) for a in analyses], dtype=bool)
+    return Features(X, embed_first_sentences(responses, embed_fn), explicit)
+
+
+def _r(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _lr(C: float, balanced: bool = False) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(C=C, max_iter=5000, solver="lbfgs", tol=1e-8,
+                              class_weight="balanced" if balanced else None)
+
+
+def fit_head(feats: Features, examples: Sequence[Example], embed_weight: float, *,
+             C: float = C_FULL, C_partial: float = C_PARTIAL,
+             own_weight: float = OWN_WEIGHT) -> dict[str, Any]:
+    """One calibrated head, fitted on the responses the patterns do not decide (the refusal head)
+    and on all refusals (the partial-vs-full head). Platt scaling is fitted on 5-fold out-of-fold
+    scores of the same model, so the calibration never sees scores of examples the model was
+    fitted on."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y_all = np.asarray([e.refusal for e in examples], dtype=int)
+    w_all = np.asarray([1.0 if e.source == "reference" else own_weight for e in examples])
+    mean = feats.X.mean(axis=0)
+    scale = feats.X.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    Z_all = (feats.X - mean) / scale
+    if embed_weight:
+        Z_all = np.hstack([Z_all, feats.E * embed_weight])
+    keep = ~feats.explicit
+    Z, y, w = Z_all[keep], y_all[keep], w_all[keep]
+
+    model = _lr(C).fit(Z, y, sample_weight=w)
+    oof = np.zeros(len(y))
+    folds = StratifiedKFold(n_splits=PLATT_FOLDS, shuffle=True, random_state=SEED)
+    for tr, te in folds.split(Z, y):
+        m = _lr(C).fit(Z[tr], y[tr], sample_weight=w[tr])
+        oof[te] = m.decision_function(Z[te])
+    platt = _lr(1e4).fit(oof.reshape(-1, 1), y, sample_weight=w)
+
+    ref_idx = np.flatnonzero(y_all == 1)
+    yp = np.asarray([examples[i].label == PARTIAL_REFUSAL for i in ref_idx], dtype=int)
+    partial = _lr(C_partial, balanced=True).fit(Z_all[ref_idx], yp, sample_weight=w_all[ref_idx])
+    return {
+        "mean": [_r(v) for v in mean], "scale": [_r(v) for v in scale],
+        "coef": [_r(v) for v in model.coef_[0]], "intercept": _r(model.intercept_[0]),
+        "platt": [_r(platt.coef_[0][0]), _r(platt.intercept_[0])],
+        "partial_coef": [_r(v) for v in partial.coef_[0]],
+        "partial_intercept": _r(partial.intercept_[0]),
+        "embed_weight": embed_weight,
+    }
+
+
+def fit_model(feats: Features, examples: Sequence[Example]) -> dict[str, Any]:
+    """Both heads (full: with embeddings; lite: without), as the JSON `model.json` holds."""
+    lite_feats = Features(feats.X, np.zeros((len(examples), 0)), feats.explicit)
+    return {
+        "feature_version": FEATURE_VERSION,
+        "features": PATTERN_FEATURES,
+        "explicit_p": explicit_probability(feats, examples),
+        "embedding": {"model": "all-MiniLM-L6-v2", "text": "first 2 sentences, <= 300 chars"},
+        "full": fit_head(feats, examples, EMBED_WEIGHT),
+        "lite": fit_head(lite_feats, examples, 0.0),
+    }
+
+
+def explicit_probability(feats: Features, examples: Sequence[Example]) -> float:
+    """Share of refusals among pattern-explicit training responses (Laplace-smoothed), excluding
+    empty ones (which are refusals by definition)."""
+    idx = [i for i in np.flatnonzero(feats.explicit) if examples[i].response.strip()]
+    k = sum(examples[i].refusal for i in idx)
+    return _r((k + 1) / (len(idx) + 2))
+
+
+def brier(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((np.asarray(p) - np.asarray(y)) ** 2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m evorefuse.scoring.refusal.train",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reference", type=Path, default=REFERENCE_CSV,
+                    help="XSTest labelled completions CSV (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="where to write the model (default: the package's model.json)")
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; exit 1 if the result differs from the shipped model.json")
+    args = ap.parse_args(argv)
+    if not args.reference.is_file():
+        print(f"reference data not found: {args.reference} (pass --reference)", file=sys.stderr)
+        return 2
+    examples = load_own() + load_reference(args.reference)
+    feats = features(examples)
+    model = fit_model(feats, examples)
+    n_ref = sum(e.source == "reference" for e in examples)
+    model["meta"] = {
+        "trained_on": {"reference": n_ref, "own": len(examples) - n_ref},
+        "reference_file": args.reference.name,
+        "refusals": int(sum(e.refusal for e in examples)),
+    }
+    text = json.dumps(model, ensure_ascii=False, separators=(",", ":")) + "\n"
+    target = args.out or Path(str(resources.files("evorefuse.scoring.refusal") / MODEL_FILE))
+    if args.check:
+        same = target.is_file() and target.read_text(encoding="utf-8") == text
+        print("model.json reproduced exactly" if same else "model.json differs", file=sys.stderr)
+        return 0 if same else 1
+    target.write_text(text, encoding="utf-8")
+    from evorefuse.scoring.refusal.learned import Head
+    head = Head.from_json(model["full"])
+    p, _ = head.score(feats.X, feats.E)
+    p = np.where(feats.explicit, model["explicit_p"], p)
+    y = np.asarray([e.refusal for e in examples], dtype=float)
+    print(f"wrote {target} ({len(text) // 1024} KB) on {date.today()}: {len(examples)} examples "
+          f"({n_ref} reference); in-sample accuracy {np.mean((p >= 0.5) == y):.3f}, "
+          f"Brier {brier(p, y):.4f} (cross-validated figures: benchmarks/detector.py)",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
