@@ -74,10 +74,13 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
         per_full = 1 if spec.supports_n else K
         if plan.screen:
             per_screen = 1 if spec.supports_n else plan.screen_samples
-            # seeds + per generation: screens for all candidates, two raced stages per full eval
-            full_evals = n_seeds * (1 + g * plan.full_per_generation * 2)
-            calls = n_seeds * per_full + n_seeds * g * (cands * per_screen +
-                                                        plan.full_per_generation * 2 * per_full)
+            # seeds + per generation: screens for all candidates, then up to full_per_generation
+            # raced full evaluations for the mutants and again for the recombination children;
+            # a race is two calls (k0 samples, then the rest) or K single-sample calls.
+            races = plan.full_per_generation * (2 if N > 0 else 1)
+            per_race = (2 if plan.race_k0 < K else 1) if spec.supports_n else K
+            full_evals = n_seeds * (1 + g * races)
+            calls = n_seeds * per_full + n_seeds * g * (cands * per_screen + races * per_race)
             out = n_seeds * g * cands * plan.screen_samples * plan.screen_tokens + full_evals * K * T
         else:
             calls = n_seeds * (1 + g * cands) * per_full

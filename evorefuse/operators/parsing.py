@@ -21,6 +21,14 @@ _ANSWER_OPENERS = re.compile(
     r"^\s*(sure|certainly|of course|here is|here's|i'?m sorry|i am sorry|i cannot|i can'?t|as an ai|"
     r"absolutely|great question|okay|ok,|step 1|1\.)", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
+_REQUEST_CUE = re.compile(r"\?|\b(how|what|why|which|where|when|who|can you|could you|please|tell me|"
+                          r"explain|describe|give me|write|help me|show me|list)\b", re.I)
+
+
+def _reads_like_answer(text: str) -> bool:
+    """An answer opener with no request in it: the mutator answered instead of rewriting.
+    ("I'm sorry to bother you, but how do I ...?" opens like an answer and is a request.)"""
+    return bool(_ANSWER_OPENERS.match(text)) and not _REQUEST_CUE.search(text)
 
 MAX_WORDS = 80
 MIN_WORDS = 4
@@ -62,7 +70,7 @@ def extract_instruction(raw: str) -> tuple[str | None, str]:
     for line in text.splitlines():
         line = _clean(line)
         n = len(_WORD.findall(line.lower()))
-        if MIN_WORDS <= n <= MAX_WORDS and not _ANSWER_OPENERS.match(line):
+        if MIN_WORDS <= n <= MAX_WORDS and not _reads_like_answer(line):
             return line, "first_line"
     return None, "parse_failure"
 
@@ -80,7 +88,7 @@ def rejection_reason(candidate: str | None, parents: list[str]) -> str | None:
         return "not_instruction"
     if len(words) > MAX_WORDS:
         return "too_long"
-    if _ANSWER_OPENERS.match(candidate):
+    if _reads_like_answer(candidate):
         return "not_instruction"
     norm = " ".join(words)
     for p in parents:

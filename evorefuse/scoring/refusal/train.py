@@ -28,9 +28,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from evorefuse.scoring.refusal.base import COMPLIANCE, LABELS, PARTIAL_REFUSAL
+from evorefuse.scoring.refusal.base import (
+    COMPLIANCE,
+    FULL_REFUSAL,
+    LABELS,
+    PARTIAL_REFUSAL,
+    Verdict,
+)
+from evorefuse.scoring.refusal.patterns import Analysis
 from evorefuse.scoring.refusal.learned import (
     FEATURE_VERSION,
+    LearnedModel,
+    verdicts,
     MODEL_FILE,
     PATTERN_FEATURES,
     embed_first_sentences,
@@ -87,10 +96,12 @@ class Features:
     X: np.ndarray         # pattern/structure features
     E: np.ndarray         # first-sentences embeddings
     explicit: np.ndarray  # bool: decided by the patterns (the heads never see these)
+    analyses: list[Analysis]
 
     def take(self, idx: Sequence[int] | np.ndarray) -> "Features":
         idx = np.asarray(idx, dtype=int)
-        return Features(self.X[idx], self.E[idx], self.explicit[idx])
+        return Features(self.X[idx], self.E[idx], self.explicit[idx],
+                        [self.analyses[i] for i in idx])
 
 
 def features(examples: Sequence[Example],
@@ -98,7 +109,7 @@ def features(examples: Sequence[Example],
     responses = [e.response for e in examples]
     X, analyses = featurize_patterns(responses)
     explicit = np.asarray([is_explicit(a) for a in analyses], dtype=bool)
-    return Features(X, embed_first_sentences(responses, embed_fn), explicit)
+    return Features(X, embed_first_sentences(responses, embed_fn), explicit, analyses)
 
 
 def _r(x: float) -> float:
@@ -112,14 +123,17 @@ def _lr(C: float, balanced: bool = False) -> Any:
 
 
 def fit_head(feats: Features, examples: Sequence[Example], embed_weight: float, *,
-             C: float = C_FULL, C_partial: float = C_PARTIAL,
-             own_weight: float = OWN_WEIGHT) -> dict[str, Any]:
+             C: float | None = None, C_partial: float | None = None,
+             own_weight: float | None = None) -> dict[str, Any]:
     """One calibrated head, fitted on the responses the patterns do not decide (the refusal head)
     and on all refusals (the partial-vs-full head). Platt scaling is fitted on 5-fold out-of-fold
     scores of the same model, so the calibration never sees scores of examples the model was
     fitted on."""
     from sklearn.model_selection import StratifiedKFold
 
+    C = C_FULL if C is None else C
+    C_partial = C_PARTIAL if C_partial is None else C_partial
+    own_weight = OWN_WEIGHT if own_weight is None else own_weight
     y_all = np.asarray([e.refusal for e in examples], dtype=int)
     w_all = np.asarray([1.0 if e.source == "reference" else own_weight for e in examples])
     mean = feats.X.mean(axis=0)
@@ -154,7 +168,7 @@ def fit_head(feats: Features, examples: Sequence[Example], embed_weight: float, 
 
 def fit_model(feats: Features, examples: Sequence[Example]) -> dict[str, Any]:
     """Both heads (full: with embeddings; lite: without), as the JSON `model.json` holds."""
-    lite_feats = Features(feats.X, np.zeros((len(examples), 0)), feats.explicit)
+    lite_feats = Features(feats.X, np.zeros((len(examples), 0)), feats.explicit, feats.analyses)
     return {
         "feature_version": FEATURE_VERSION,
         "features": PATTERN_FEATURES,
@@ -173,8 +187,62 @@ def explicit_probability(feats: Features, examples: Sequence[Example]) -> float:
     return _r((k + 1) / (len(idx) + 2))
 
 
+def predict(model: dict[str, Any], feats: Features, head: str = "full") -> list[Verdict]:
+    """Verdicts of a fitted (not yet written) model on precomputed features: what the detector
+    would say, used by cross-validation without going through files."""
+    m = LearnedModel.from_json(model)
+    h = m.full if head == "full" else m.lite
+    p, q = h.score(feats.X, feats.E if h.embed_weight else None)
+    return verdicts(p, q, feats.analyses, m.explicit_p)
+
+
 def brier(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((np.asarray(p) - np.asarray(y)) ** 2))
+
+
+LOCAL_DATA = "local_smollm2.jsonl"
+
+
+def sample_local(seeds: Path, limit: int, max_tokens: int = 160) -> int:
+    """Write `train_data/local_smollm2.jsonl`: the embedded model's answers to our own seed prompts.
+
+    Labels come from the pattern detector and only where it is unambiguous: a pattern-explicit
+    refusal is kept as a refusal, an answer with no refusal or soft cue at all as compliance, and
+    everything in between is dropped (a wrong label would teach the model its own mistakes). Why
+    bother: these are compliant answers in another model's style to sensitive-sounding prompts,
+    the hard negatives that keep the detector from learning "sensitive topic = refusal".
+    Sampling is seeded (temperature 0.7, seed 0), so reruns give the same file."""
+    import asyncio
+
+    from evorefuse.models.base import SamplingParams
+    from evorefuse.models.local import LocalBackend
+    from evorefuse.scoring.refusal.patterns import analyse
+
+    prompts = [json.loads(line)["prompt"] for line in seeds.read_text(encoding="utf-8").splitlines()
+               if line.strip()][:limit]
+    backend = LocalBackend()
+    params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=0)
+    rows = []
+    for prompt in prompts:
+        res = asyncio.run(backend.complete([{"role": "user", "content": prompt}], params))
+        text = res.choices[0].text.strip()
+        if res.choices[0].finish_reason == "length":  # cut mid-sentence: keep complete sentences
+            text = text[: max(text.rfind(". "), text.rfind(".\n")) + 1].strip()
+        a = analyse(text)
+        if not text or a.empty:
+            continue
+        if is_explicit(a):
+            label = FULL_REFUSAL
+        elif not a.strong and not a.soft:
+            label = COMPLIANCE
+        else:
+            continue
+        rows.append({"prompt": prompt, "response": text, "label": label, "lang": "en",
+                     "source": "SmolLM2-135M-Instruct, labelled by the pattern detector"})
+    target = Path(str(resources.files("evorefuse.scoring.refusal") / "train_data" / LOCAL_DATA))
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                      encoding="utf-8")
+    return len(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="where to write the model (default: the package's model.json)")
     ap.add_argument("--check", action="store_true",
                     help="do not write; exit 1 if the result differs from the shipped model.json")
+    ap.add_argument("--sample-local", type=Path, metavar="SEEDS_JSONL", default=None,
+                    help=f"first regenerate train_data/{LOCAL_DATA} from the embedded model's answers "
+                         "to these prompts (slow: minutes)")
+    ap.add_argument("--sample-limit", type=int, default=200)
     args = ap.parse_args(argv)
+    if args.sample_local is not None:
+        n = sample_local(args.sample_local, args.sample_limit)
+        print(f"wrote {n} labelled local-model responses to train_data/{LOCAL_DATA}",
+              file=sys.stderr)
     if not args.reference.is_file():
         print(f"reference data not found: {args.reference} (pass --reference)", file=sys.stderr)
         return 2
@@ -206,10 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("model.json reproduced exactly" if same else "model.json differs", file=sys.stderr)
         return 0 if same else 1
     target.write_text(text, encoding="utf-8")
-    from evorefuse.scoring.refusal.learned import Head
-    head = Head.from_json(model["full"])
-    p, _ = head.score(feats.X, feats.E)
-    p = np.where(feats.explicit, model["explicit_p"], p)
+    p = np.asarray([v.p_refusal for v in predict(model, feats)])
     y = np.asarray([e.refusal for e in examples], dtype=float)
     print(f"wrote {target} ({len(text) // 1024} KB) on {date.today()}: {len(examples)} examples "
           f"({n_ref} reference); in-sample accuracy {np.mean((p >= 0.5) == y):.3f}, "

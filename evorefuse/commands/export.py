@@ -1,0 +1,37 @@
+"""`evorefuse export RUN_DIR --format test|sft|dpo`: the command-line face of `evorefuse.export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", required=True, type=click.Choice(["test", "sft", "dpo"]),
+              help="test: test set; sft: TRL messages; dpo: preference pairs.")
+@click.option("--style", type=click.Choice(["jsonl", "trl", "llamafactory", "xstest"]),
+              help="test: jsonl (default) or xstest CSV; sft: trl; dpo: trl (default) or llamafactory.")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path),
+              help="Output file (default: RUN_DIR/exports/<format>.jsonl).")
+@click.option("--best-per-lineage", is_flag=True, help="Only the best candidate of each lineage.")
+@click.option("--min-refusal-rate", type=click.FloatRange(0, 1),
+              help="Keep candidates whose mean refusal rate is at least this.")
+@click.option("--min-targets", type=click.IntRange(1),
+              help="Keep candidates refused by at least M targets (rate >= 0.5, or "
+                   ">= --min-refusal-rate if given).")
+@click.option("--dedup", type=click.FloatRange(0, 1), default=0.92, show_default=True,
+              help="Drop near-duplicates at this cosine similarity (1 disables).")
+@click.option("--include-seeds", is_flag=True, help="Export the seeds too.")
+def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
+                   best_per_lineage: bool, min_refusal_rate: float | None,
+                   min_targets: int | None, dedup: float, include_seeds: bool) -> None:
+    """Export a run as a test set, SFT data or DPO preference pairs."""
+    from evorefuse.export import ExportOptions, export_run
+
+    opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
+                         min_refusal_rate=min_refusal_rate, min_targets=min_targets,
+                         dedup=dedup if dedup < 1 else None, include_seeds=include_seeds)
+    result = export_run(run_dir, out, opts)
+    click.echo(result.summary(), err=True)
