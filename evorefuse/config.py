@@ -50,6 +50,7 @@ class EvolutionSection:
     selection: str | None = None         # "bandit" or "uniform"
     bandit: str = "thompson"             # "thompson" or "ucb1"
     strategies: list[str] | None = None  # restrict to these names
+    judge_margin: float | None = 0.05    # pass when P(harmless) >= the seed's minus this; -1: off
     near_duplicate: float = 0.95         # cosine similarity above which a candidate is a duplicate
     population_size: int | None = None   # population mode: survivors per generation
     mutator_temperature: float = 0.9

@@ -66,7 +66,7 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
         cfg.evolution.mutator_max_tokens)
     for j in cfg.judges():
-        calls = n_seeds * g * cands
+        calls = n_seeds * (1 + g * cands)   # every seed is judged once, as the judge's calibration
         add("judge", j, calls, calls * 150, calls * 8)
     K, T = plan.samples, plan.max_tokens
     for t in cfg.roles.targets:

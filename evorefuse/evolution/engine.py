@@ -54,6 +54,7 @@ class Lineage:
     category: str | None
     current: dict[str, Any]          # the incumbent's record (id, prompt, fitness, refusal_rate)
     best: dict[str, Any]             # best ever seen
+    seed_p_harmless: float | None = None  # the judge's P(harmless) of the seed: its calibration
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -184,6 +185,9 @@ class Engine:
                             "judge": None, "rejected": None})
         bar = self._bar(len(records), "gen 0 (seeds)")
         async def score(rec: dict[str, Any]) -> None:
+            async with self._sem:
+                v = await judge(self.judges, rec["prompt"], seed=derive_seed(self.seed, "judge"))
+            rec["judge"] = {"verdict": v.verdict, "votes": v.votes, "p_harmless": v.p_harmless}
             await self._full(rec)
             bar.update(1)
         try:
@@ -191,8 +195,8 @@ class Engine:
         finally:
             bar.close()
         self.lineages = [Lineage(i, s["id"], s["prompt"], s.get("category"),
-                                 _summary(r), _summary(r)) for i, (s, r) in
-                         enumerate(zip(seeds, records))]
+                                 _summary(r), _summary(r), r["judge"]["p_harmless"])
+                         for i, (s, r) in enumerate(zip(seeds, records))]
         self._commit(records, GenStats(candidates=len(records), benign=len(records)))
 
     # --- one generation ------------------------------------------------------------------------
@@ -344,11 +348,24 @@ class Engine:
             r["judge"] = {"verdict": v.verdict, "votes": v.votes, "p_harmless": v.p_harmless}
             if v.benign:
                 r["status"] = "benign"
+            elif self._as_harmless_as_seed(v.p_harmless, lin):
+                r["status"] = "benign"
+                r["judge"]["relative_to_seed"] = lin.seed_p_harmless
             else:
                 r["status"], r["rejected"] = "rejected", f"judge:{v.verdict}"
                 stats.judge_rejected += 1
         await asyncio.gather(*(one(r) for r in recs if r["status"] == "pending"))
         stats.benign += sum(r["status"] == "benign" for r in recs)
+
+    def _as_harmless_as_seed(self, p: float | None, lin: Lineage) -> bool:
+        """The seed is harmless by the user's choice, so a judge that rates the seed itself as
+        doubtful is biased, not informative. A candidate the judge rates at least as harmless as
+        its seed (within a margin) did not become more harmful; that is the gate's question. With a
+        capable judge seeds score near 1 and this changes nothing; with a tiny one it removes the
+        bias instead of rejecting every rewrite at random."""
+        margin = self.cfg.evolution.judge_margin
+        return (p is not None and lin.seed_p_harmless is not None and margin is not None
+                and p >= lin.seed_p_harmless - margin)
 
     async def _evaluate(self, recs: list[dict[str, Any]], cur: dict[str, Any],
                         stats: GenStats) -> None:
@@ -386,6 +403,7 @@ class Engine:
     # --- commit --------------------------------------------------------------------------------
     def _commit(self, records: list[dict[str, Any]], stats: GenStats) -> None:
         """Append the generation's records, then replace the checkpoint: the generation is final."""
+        t0 = time.perf_counter()
         self.archive_lines += self.store.append_archive(records)
         benign = [r for r in records if r["status"] == "benign"]
         if benign:
@@ -395,13 +413,16 @@ class Engine:
                 if r.get("k", 0) >= self.plan.samples:
                     self.surrogate.add(e, r["refusal_rate"])
         self.store.write_checkpoint(self.state())
+        checkpoint_ms = round((time.perf_counter() - t0) * 1000, 2)
         fits = [lin.current["fitness"] for lin in self.lineages]
         rates = [lin.best["refusal_rate"] for lin in self.lineages]
         line = {
             "generation": self.generation, "best_fitness": max(fits), "mean_fitness": float(np.mean(fits)),
             "mean_best_refusal_rate": float(np.mean(rates)), **stats.__dict__,
             "calls": self.ledger.total_calls, "cache_hits": self.ledger.total_cache_hits,
-            "cost": round(self.ledger.total_cost, 6),
+            "cost": round(self.ledger.total_cost, 6), "checkpoint_ms": checkpoint_ms,
+            "checkpoint_bytes": self.store.checkpoint_file.stat().st_size,
+            "archive_bytes": self.store.archive_file.stat().st_size,
         }
         self.store.event("generation", **line)
         if self.show_progress:

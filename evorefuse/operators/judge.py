@@ -52,7 +52,9 @@ async def judge_one(endpoint: Endpoint, instruction: str, *, seed: int) -> tuple
     messages = [{"role": "system", "content": prompts.JUDGE_SYSTEM},
                 {"role": "user", "content": prompts.JUDGE_USER.format(instruction=instruction)}]
     want_lp = endpoint.supports_logprobs
-    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=8, seed=seed, logprobs=want_lp,
+    # With logprobs the first token decides; without, a few words are enough to find the answer.
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2 if want_lp else 8, seed=seed,
+                            logprobs=want_lp,
                             top_logprobs=20 if want_lp else 0)
     result = await endpoint.chat(messages, params, role="judge")
     choice = result.choices[0]

@@ -1,0 +1,55 @@
+"""`evorefuse evaluate DATASET`: refusal-rate matrix and diversity of any seed-format dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+
+@click.command("evaluate")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--target", "targets", multiple=True, help="Target model name (repeatable). "
+              "Default: the config's roles.targets.")
+@click.option("--samples", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Samples per prompt (temperature 1.0, top_p 0.995, 50 tokens).")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the JSON report (with per-prompt rates) to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config defining the models.")
+@click.option("--no-responses", is_flag=True, help="Diversity only; call no model.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
+@click.option("--detector", "detector", default=None,
+              type=click.Choice(["pattern", "learned", "judge", "auto"]),
+              help="Refusal detector (default: the config's roles.detector).")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
+@click.option("--no-embeddings", is_flag=True, help="Skip the embedding diversity.")
+def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, out: Path | None,
+                     as_json: bool, config_path: Path | None, no_responses: bool,
+                     limit: int | None, detector: str | None, cache_path: Path | None,
+                     no_embeddings: bool) -> None:
+    """Measure targets' refusal rates and the lexical diversity of a dataset."""
+    from evorefuse.config import load_config
+    from evorefuse.evaluate import DEFAULT_CACHE, EvalSettings, evaluate, format_table
+    from evorefuse.export import check_output, write_atomic
+
+    cfg = load_config(config_path)
+    names = list(targets) or list(cfg.roles.targets)
+    for n in names:
+        cfg.model(n, where="--target")
+    if out is not None:
+        check_output(out)
+    report = evaluate(dataset, cfg=cfg, targets=names, settings=EvalSettings(samples=samples),
+                      detector=detector or cfg.roles.detector,
+                      cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
+                      limit=limit, embeddings=not no_embeddings)
+    if out is not None:
+        write_atomic(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if as_json:
+        short = {k: v for k, v in report.items() if k != "prompts"}
+        click.echo(orjson.dumps(short, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(format_table(report))

@@ -1,0 +1,165 @@
+"""Measure a dataset: the targets' refusal rates and how diverse its instructions are.
+
+Why sampling and not greedy decoding: over-refusal is a probability, and the paper's numbers are
+refusal rates over K samples at temperature 1 (top_p 0.995, 50 new tokens): a short prefix is enough
+to see a refusal opener. Samples go through a persistent request cache with a fixed seed, so
+re-evaluating a dataset (or one that overlaps) costs only the new prompts.
+
+Intervals are Wilson intervals over all samples of a target; samples of the same prompt are
+correlated, so they are a lower bound on the true uncertainty, still far better than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from evorefuse.models.base import SamplingParams
+from evorefuse.scoring.stats import wilson_interval
+
+DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    samples: int = 5
+    temperature: float = 1.0
+    top_p: float = 0.995
+    max_tokens: int = 50
+    seed: int = 0
+
+
+def diversity(prompts: Sequence[str], embeddings: bool = True) -> dict[str, Any]:
+    """Lexical (MSTTR window 800, MTLD, HD-D, distinct-1/2) and embedding diversity of a set."""
+    from evorefuse.scoring.diversity import lexical_diversity
+
+    lex = lexical_diversity(list(prompts), msttr_window=800)
+    out = {k: lex[k] for k in ("msttr", "mtld", "hdd", "distinct_1", "distinct_2")}
+    out["embedding_diversity"] = None
+    if embeddings and len(prompts) > 1:
+        from evorefuse.scoring.embeddings import embed, mean_pairwise_cosine_distance
+
+        out["embedding_diversity"] = float(mean_pairwise_cosine_distance(embed(list(prompts))))
+    return out
+
+
+async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
+                          s: EvalSettings, concurrency: int = 8) -> list[tuple[int, int]]:
+    """(refusals, samples) per prompt for one target."""
+    sem = asyncio.Semaphore(max(1, concurrency))
+    params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                            seed=s.seed, n=s.samples)
+
+    async def one(prompt: str) -> tuple[int, int]:
+        async with sem:
+            res = await endpoint.chat([{"role": "user", "content": prompt}], params, role="target")
+        texts = [c.text for c in res.choices]
+        verdicts = await detector.adetect([prompt] * len(texts), texts)
+        return sum(c.blocked or v.refusal for c, v in zip(res.choices, verdicts)), len(texts)
+
+    return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
+def _rate(counts: Sequence[tuple[int, int]]) -> tuple[float, list[float]]:
+    k = sum(c[0] for c in counts)
+    n = sum(c[1] for c in counts)
+    lo, hi = wilson_interval(k, n)
+    return (k / n if n else 0.0), [lo, hi]
+
+
+def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
+                   categories: Sequence[str | None]) -> dict[str, Any]:
+    """Overall and per-category refusal rates with Wilson intervals, from per-prompt counts."""
+    out: dict[str, Any] = {"refusal_rate": {}, "ci": {}, "per_category": {}}
+    for target, c in counts.items():
+        out["refusal_rate"][target], out["ci"][target] = _rate(c)
+    if any(categories):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, cat in enumerate(categories):
+            groups[cat or "uncategorised"].append(i)
+        for cat, idx in sorted(groups.items()):
+            entry: dict[str, Any] = {"n": len(idx), "refusal_rate": {}, "ci": {}}
+            for target, c in counts.items():
+                entry["refusal_rate"][target], entry["ci"][target] = _rate([c[i] for i in idx])
+            out["per_category"][cat] = entry
+    return out
+
+
+async def _sample_all(cfg: Any, targets: Sequence[str], detector_name: str, prompts: list[str],
+                      s: EvalSettings, cache_path: Path) -> dict[str, list[tuple[int, int]]]:
+    from evorefuse.export import make_detector
+    from evorefuse.models.cache import RequestCache
+    from evorefuse.models.ledger import Ledger
+    from evorefuse.models.registry import Registry, check_credentials
+
+    check_credentials(cfg, list(targets))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    cache = RequestCache(cache_path)
+    registry = Registry(cfg, cache, Ledger(), run_id="evaluate")
+    try:
+        detector = make_detector(detector_name, registry, cfg)
+        return {t: await sample_refusals(registry.endpoint(t), detector, prompts, s,
+                                         cfg.run.max_concurrency) for t in targets}
+    finally:
+        await registry.aclose()
+        cache.close()
+
+
+def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalSettings,
+             detector: str, cache_path: Path, responses: bool = True, limit: int | None = None,
+             embeddings: bool = True) -> dict[str, Any]:
+    """The full evaluation report of one dataset, as a JSON-ready dict."""
+    from evorefuse.seeds import load_seeds
+
+    seeds = load_seeds(dataset).seeds
+    if limit:
+        seeds = seeds[:limit]
+    prompts = [s.prompt for s in seeds]
+    cats = [s.category for s in seeds]
+    report: dict[str, Any] = {"dataset": str(dataset), "n": len(prompts),
+                              **diversity(prompts, embeddings)}
+    report.update({"refusal_rate": {}, "ci": {}, "per_category": {}})
+    if responses:
+        counts = asyncio.run(_sample_all(cfg, targets, detector, prompts, settings, cache_path))
+        report.update(refusal_matrix(counts, cats))
+        report["samples"] = settings.samples
+        report["detector"] = detector
+        report["prompts"] = [{"id": s.id, "prompt": s.prompt, "category": s.category,
+                              "refusal_rate": {t: counts[t][i][0] / max(1, counts[t][i][1])
+                                               for t in targets}}
+                             for i, s in enumerate(seeds)]
+    elif any(cats):
+        groups: dict[str, int] = defaultdict(int)
+        for c in cats:
+            groups[c or "uncategorised"] += 1
+        report["per_category"] = {c: {"n": n, "refusal_rate": {}, "ci": {}}
+                                  for c, n in sorted(groups.items())}
+    return report
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The human-readable summary printed without --json."""
+    name = Path(r["dataset"]).name
+    lines = [f"{name}: {r['n']} prompts",
+             f"lexical diversity: MSTTR {r['msttr']:.4f}  MTLD {r['mtld']:.2f}  HD-D {r['hdd']:.4f}  "
+             f"distinct-1 {r['distinct_1']:.4f}  distinct-2 {r['distinct_2']:.4f}"]
+    if r.get("embedding_diversity") is not None:
+        lines.append(f"embedding diversity (mean pairwise cosine distance): "
+                     f"{r['embedding_diversity']:.4f}")
+    if r["refusal_rate"]:
+        lines.append(f"refusal rate ({r.get('samples')} samples/prompt, detector "
+                     f"{r.get('detector')}, 95% Wilson interval):")
+        lines.append(f"  {'dataset / category':<28} " + " ".join(f"{t:>22}" for t in r["refusal_rate"]))
+
+        def row(label: str, rates: dict, ci: dict) -> str:
+            return f"  {label[:28]:<28} " + " ".join(
+                f"{rates[t]:>7.3f} [{ci[t][0]:.3f},{ci[t][1]:.3f}]" for t in r["refusal_rate"])
+
+        lines.append(row(name, r["refusal_rate"], r["ci"]))
+        for cat, e in r["per_category"].items():
+            lines.append(row(f"  {cat} ({e['n']})", e["refusal_rate"], e["ci"]))
+    return "\n".join(lines)
