@@ -15,7 +15,10 @@ import click
               help="test: jsonl (default) or xstest CSV; sft: trl; dpo: trl (default) or llamafactory.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path),
               help="Output file (default: RUN_DIR/exports/<format>.jsonl).")
-@click.option("--best-per-lineage", is_flag=True, help="Only the best candidate of each lineage.")
+@click.option("--best-per-lineage/--all-candidates", default=None,
+              help="Only the best candidate of each lineage (default for --format test, one "
+                   "evolved instruction per seed as in EvoRefuse-Test), or every benign, fully "
+                   "scored candidate (default for sft and dpo: more training pairs).")
 @click.option("--min-refusal-rate", type=click.FloatRange(0, 1),
               help="Keep candidates whose mean refusal rate is at least this.")
 @click.option("--min-targets", type=click.IntRange(1),
@@ -25,11 +28,13 @@ import click
               help="Drop near-duplicates at this cosine similarity (1 disables).")
 @click.option("--include-seeds", is_flag=True, help="Export the seeds too.")
 def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
-                   best_per_lineage: bool, min_refusal_rate: float | None,
+                   best_per_lineage: bool | None, min_refusal_rate: float | None,
                    min_targets: int | None, dedup: float, include_seeds: bool) -> None:
     """Export a run as a test set, SFT data or DPO preference pairs."""
     from evorefuse.export import ExportOptions, export_run
 
+    if best_per_lineage is None:
+        best_per_lineage = fmt == "test"
     opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
                          min_refusal_rate=min_refusal_rate, min_targets=min_targets,
                          dedup=dedup if dedup < 1 else None, include_seeds=include_seeds)
