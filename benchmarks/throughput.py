@@ -157,8 +157,8 @@ def goals(levels: list[int], latency: float, med: Callable[[int, str, int], floa
         "client is CPU-bound (1280 req/s would need < 0.8 ms per call). Profiling "
         "(cProfile, concurrency 32) puts about two thirds of the per-call CPU in httpx2/httpcore2 "
         "(connection pool, h11) and most of the rest in the openai client's request building; "
-        "the limiter, retry loop and parsing are a few percent. Servers with variable latency "
-        "spread completions out and do better than this synchronized worst case.")
+        "the limiter, retry loop and parsing are a few percent. A server whose latency varies "
+        "spreads completions out; `--jitter SECONDS` measures that case.")
     return out
 
 
@@ -186,6 +186,7 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     timeout = 30.0
 
+    load_before = os.getloadavg()[0]
     proc, base_url = start_server(args.latency, args.jitter)
     samples: dict[tuple[int, str], list[tuple[float, float]]] = {}
     try:
@@ -233,7 +234,8 @@ def main() -> None:
         f"median of {args.repeat} interleaved runs).",
         f"Date: {datetime.date.today().isoformat()}; nproc: {nproc}; "
         f"Python {platform.python_version()}; openai {openai.__version__}; "
-        f"{httpx.__name__} {httpx.__version__}.",
+        f"{httpx.__name__} {httpx.__version__}; 1-minute load average {load_before:.2f} before "
+        f"and {os.getloadavg()[0]:.2f} after the run (anything else running shares the cores).",
         "",
         "Client CPU per call is `time.process_time()` of the client process divided by the "
         "number of calls; the server's CPU is not included. Ideal = concurrency / latency. "

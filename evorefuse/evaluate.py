@@ -27,7 +27,7 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 @dataclass(frozen=True)
 class EvalSettings:
     samples: int = 5
-    temperature: float = 1.0
+    temperature: float = 0.7
     top_p: float = 0.995
     max_tokens: int = 50
     seed: int = 0

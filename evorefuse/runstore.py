@@ -55,6 +55,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                         "and `evorefuse resume` continues from it once the disk is writable") from None
 
 
+def _cannot_write(path: Path, exc: OSError) -> RunFailed:
+    return RunFailed(f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact "
+                     "and `evorefuse resume` continues from it once the disk is writable")
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
@@ -134,17 +139,22 @@ class RunStore:
         return store
 
     def manifest(self) -> dict[str, Any]:
-        return orjson.loads(self.manifest_file.read_bytes())
+        return _read_json(self.manifest_file)
 
     def config(self) -> dict[str, Any]:
-        return orjson.loads(self.config_file.read_bytes())
+        return _read_json(self.config_file)
 
     def seeds(self) -> list[dict[str, Any]]:
+        if not self.seeds_file.exists():
+            raise InputError("run directory is damaged: seeds.jsonl is missing", path=self.path)
         return list(read_jsonl(self.seeds_file))
 
     # --- lock ----------------------------------------------------------------------------------
     def lock(self) -> None:
-        fd = os.open(str(self.path / "run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(str(self.path / "run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _cannot_write(self.path / "run.lock", exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,7 +180,7 @@ class RunStore:
     def checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_file.exists():
             return None
-        return orjson.loads(self.checkpoint_file.read_bytes())
+        return _read_json(self.checkpoint_file)
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.checkpoint_file, orjson.dumps(state))
@@ -184,10 +194,13 @@ class RunStore:
 
     def append_archive(self, records: Iterable[dict[str, Any]]) -> int:
         data = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        with open(self.archive_file, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.archive_file, "ab") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise _cannot_write(self.archive_file, exc) from None
         return data.count(b"\n")
 
     def truncate_archive(self, lines: int) -> None:
@@ -201,17 +214,38 @@ class RunStore:
                 if i >= lines:
                     break
                 keep += len(line)
-        with open(self.archive_file, "r+b") as f:
-            f.truncate(keep)
-            os.fsync(f.fileno())
+        try:
+            with open(self.archive_file, "r+b") as f:
+                f.truncate(keep)
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise _cannot_write(self.archive_file, exc) from None
 
     def event(self, kind: str, **data: Any) -> None:
         rec = {"t": round(time.time(), 3), "event": kind, **data}
-        with open(self.events_file, "ab") as f:
-            f.write(orjson.dumps(rec) + b"\n")
+        try:
+            with open(self.events_file, "ab") as f:
+                f.write(orjson.dumps(rec) + b"\n")
+        except OSError as exc:
+            raise _cannot_write(self.events_file, exc) from None
 
     def events(self) -> list[dict[str, Any]]:
         return list(read_jsonl(self.events_file))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run file the user (or a broken copy) may have damaged: one clear line, exit 2."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"run directory is damaged: {path.name} is missing", path=path.parent) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"run directory is damaged: not valid JSON ({exc})", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError("run directory is damaged: expected a JSON object", path=path)
+    return data
 
 
 def _library_versions() -> dict[str, str]:

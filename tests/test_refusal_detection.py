@@ -205,18 +205,30 @@ def test_learned_and_auto_on_reference(name):
     assert all(0.0 <= v.p_refusal <= 1.0 and v.label in (C, R, P) for v in verdicts)
 
 
-def test_auto_multilingual_hard_cases_without_embeddings():
-    """The auto detector must get the explicit cases right in every language from patterns alone
-    (a failing embedder must not change them): use an embed function that would be wrong."""
+@pytest.mark.parametrize("band", [None, (0.15, 0.85)])
+def test_auto_multilingual_hard_cases(band):
+    """Auto on the hard cases, by default (no embeddings) and with the embedding band fed a
+    useless embedder: explicit refusals in every language are settled by the patterns."""
     import numpy as np
 
     from evorefuse.scoring.refusal.auto import AutoDetector
 
-    det = AutoDetector(embed_fn=lambda texts: np.zeros((len(texts), 384)))
-    cases = [(r, lab) for r, lab in HARD_CASES]
-    verdicts = det.detect([""] * len(cases), [r for r, _ in cases])
-    wrong = [(r, v) for (r, lab), v in zip(cases, verdicts) if v.refusal != (lab != C)]
-    assert len(wrong) <= 2, wrong
+    det = AutoDetector(embed_fn=lambda texts: np.zeros((len(texts), 384)), band=band)
+    verdicts = det.detect([""] * len(HARD_CASES), [r for r, _ in HARD_CASES])
+    wrong = [(r, v) for (r, lab), v in zip(HARD_CASES, verdicts) if v.refusal != (lab != C)]
+    assert not wrong, wrong
+
+
+def test_auto_speed():
+    from evorefuse.scoring.refusal.auto import AutoDetector
+
+    responses = [r for r, _ in HARD_CASES] * 20
+    det = AutoDetector()
+    det.detect([""], ["warm up"])
+    t = time.perf_counter()
+    det.detect([""] * len(responses), responses)
+    rate = len(responses) / (time.perf_counter() - t)
+    assert rate >= 500, f"{rate:.0f} responses/s"
 
 
 # --- judge --------------------------------------------------------------------------------------

@@ -13,53 +13,62 @@ from test_reliability_common import (archive_key, clean_server, cli, evolve_args
 
 pytestmark = pytest.mark.slow
 
-# (how, where): kill when the server produces its N-th answer (of 250 in the reference run), or at
-# the N-th replace of checkpoint.json (gen 0, 1, 2), just before or just after the rename.
-KILL_POINTS = [
-    ("request", 1),             # before anything is committed (seeds being scored)
-    ("replace", (1, "before")),  # gen-0 checkpoint written to its temp file, not yet renamed
-    ("request", 70),            # in the middle of generation 1
-    ("replace", (2, "after")),  # right after generation 1's checkpoint replaced the old one
-    ("request", 190),           # in the middle of generation 2
-    ("replace", (3, "before")),  # the final checkpoint: archive appended, checkpoint not renamed
+# One run killed six times in a row, each kill followed by `resume`; the last resume finishes.
+# (phase, how, where): kill when the server produces its N-th answer of this phase (a request
+# with n choices produces n answers; the reference run produces 250), or at the N-th replace of
+# checkpoint.json in this process, just before or just after the rename.
+KILL_CHAIN = [
+    ("evolve", "answer", 1),            # before anything is committed (seeds being scored)
+    ("resume", "replace", (1, "before")),  # gen 0 checkpoint in its temp file, not yet renamed
+    ("resume", "answer", 40),           # generation 0 committed, in the middle of generation 1
+    ("resume", "replace", (1, "after")),   # right after generation 1's checkpoint replaced gen 0's
+    ("resume", "answer", 60),           # in the middle of generation 2
+    ("resume", "replace", (1, "before")),  # final commit: archive appended, checkpoint not renamed
 ]
 
 
-@pytest.mark.parametrize("how,where", KILL_POINTS,
-                         ids=[f"{h}-{w if h == 'request' else '-'.join(map(str, w))}"
-                              for h, w in KILL_POINTS])
-def test_kill9_then_resume_equals_uninterrupted(tmp_path, tmp_path_factory, how, where) -> None:
+def test_kill9_six_times_then_resume_equals_uninterrupted(tmp_path, tmp_path_factory) -> None:
     ref = reference(tmp_path_factory)
     srv = clean_server()
-    run = tmp_path / "run"
-    args = evolve_args(ref["cfg"], ref["seeds"], run)
     counter = srv.responder
-    with counter.lock:
-        counter.count = 0
+    run = tmp_path / "run"
     before = srv.requests
-    if how == "request":
-        holder: dict = {}
+    committed = 0
+    for i, (phase, how, where) in enumerate(KILL_CHAIN):
+        args = (evolve_args(ref["cfg"], ref["seeds"], run) if phase == "evolve"
+                else ["resume", str(run), "-q"])
+        if how == "answer":
+            holder: dict = {}
 
-        def on_request(n: int) -> None:
-            if n == where and "proc" in holder and holder["proc"].poll() is None:
-                os.kill(holder["proc"].pid, signal.SIGKILL)
+            def on_request(n: int, holder=holder, where=where) -> None:
+                if n == where and "proc" in holder and holder["proc"].poll() is None:
+                    os.kill(holder["proc"].pid, signal.SIGKILL)
 
-        counter.on_request = on_request
-        try:
-            holder["proc"] = proc = spawn(*args)
-            proc.communicate(timeout=240)
-        finally:
-            counter.on_request = None
-    else:
-        proc = spawn_kill_at_replace(where[0], where[1], *args)
-        proc.communicate(timeout=240)
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed at {how} {where}"
+            with counter.lock:
+                counter.count = 0
+            counter.on_request = on_request
+            try:
+                holder["proc"] = proc = spawn(*args)
+                out, err = proc.communicate(timeout=240)
+            finally:
+                counter.on_request = None
+        else:
+            proc = spawn_kill_at_replace(where[0], where[1], *args)
+            out, err = proc.communicate(timeout=240)
+        assert proc.returncode == -signal.SIGKILL, (i, phase, how, where, proc.returncode, err)
 
-    # The interrupted state is readable (no lock left behind, committed part consistent).
-    st = status_json(run)
-    assert st["state"] == "running or interrupted"
-    assert integrity_ok(run / "cache.sqlite")
+        # After each kill: the lock is free, status reads the run, the cache is intact, and the
+        # committed archive is a prefix of the reference that never shrinks.
+        st = status_json(run)
+        assert st["state"] == "running or interrupted"
+        assert integrity_ok(run / "cache.sqlite")
+        if (run / "checkpoint.json").exists():
+            got = archive_key(run)
+            assert got == ref["archive"][: len(got)], f"kill {i}: committed archive diverged"
+            assert len(got) >= committed
+            committed = len(got)
 
+    assert committed > 3, "some kill points fell after a committed generation"
     r = cli("resume", str(run), "-q")
     assert r.returncode == 0, r.stderr
     got = archive_key(run)
@@ -69,10 +78,10 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, tmp_path_factory, how,
     assert integrity_ok(run / "cache.sqlite")
     st = status_json(run)
     assert st["state"] == "finished" and st["generation"] == 2
-    # Never paid twice: the cache served what the killed process had already received; the server
-    # saw at most the reference's requests plus those in flight at the kill (max_concurrency 4).
+    # Never paid twice: the ledger equals the uninterrupted run's, and the server saw at most the
+    # reference's requests plus those in flight at each kill (max_concurrency 4).
     assert st["calls"] == ref["status"]["calls"]
-    assert srv.requests - before <= ref["requests"] + 4
+    assert srv.requests - before <= ref["requests"] + 4 * len(KILL_CHAIN)
 
 
 def test_resume_extends_a_finished_run(tmp_path, tmp_path_factory) -> None:

@@ -13,7 +13,11 @@ import orjson
 @click.option("--target", "targets", multiple=True, help="Target model name (repeatable). "
               "Default: the config's roles.targets.")
 @click.option("--samples", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Samples per prompt (temperature 1.0, top_p 0.995, 50 tokens).")
+              help="Samples per prompt.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True,
+              help="Target sampling temperature (the default preset's; the paper used 1.0).")
+@click.option("--max-tokens", type=click.IntRange(1, 4096), default=50, show_default=True,
+              help="Tokens per sampled response (top_p 0.995).")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the JSON report (with per-prompt rates) to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -27,7 +31,8 @@ import orjson
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embedding diversity.")
-def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, out: Path | None,
+def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temperature: float,
+                     max_tokens: int, out: Path | None,
                      as_json: bool, config_path: Path | None, no_responses: bool,
                      limit: int | None, detector: str | None, cache_path: Path | None,
                      no_embeddings: bool) -> None:
@@ -42,7 +47,8 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, out:
         cfg.model(n, where="--target")
     if out is not None:
         check_output(out)
-    report = evaluate(dataset, cfg=cfg, targets=names, settings=EvalSettings(samples=samples),
+    report = evaluate(dataset, cfg=cfg, targets=names, settings=EvalSettings(samples=samples, temperature=temperature,
+                                                               max_tokens=max_tokens),
                       detector=detector or cfg.roles.detector,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
                       limit=limit, embeddings=not no_embeddings)

@@ -19,11 +19,25 @@ EXIT_BUDGET = 3
 _RESUME_FREE = {"run.generations", "run.max_calls", "run.max_cost", "run.max_concurrency"}
 
 
+def _apply_run_limits(cfg: Config, *, generations: int | None, jobs: int | None,
+                      max_calls: int | None, max_cost: float | None) -> None:
+    """The settings that may change between a run and its resume (they change how far and how
+    fast it goes, never what it computes)."""
+    if generations is not None:
+        cfg.run.generations = generations
+    if jobs is not None:
+        cfg.run.max_concurrency = jobs
+    if max_calls is not None:
+        cfg.run.max_calls = max_calls
+    if max_cost is not None:
+        cfg.run.max_cost = max_cost
+
+
 def _apply_overrides(cfg: Config, *, generations: int | None, targets: tuple[str, ...],
                      mutator: str | None, judge: str | None, seed: int | None, jobs: int | None,
                      max_calls: int | None, max_cost: float | None, preset: str | None) -> Config:
-    if generations is not None:
-        cfg.run.generations = generations
+    _apply_run_limits(cfg, generations=generations, jobs=jobs, max_calls=max_calls,
+                      max_cost=max_cost)
     if targets:
         cfg.roles.targets = list(targets)
     if mutator:
@@ -32,12 +46,6 @@ def _apply_overrides(cfg: Config, *, generations: int | None, targets: tuple[str
         cfg.roles.judge = judge
     if seed is not None:
         cfg.run.seed = seed
-    if jobs is not None:
-        cfg.run.max_concurrency = jobs
-    if max_calls is not None:
-        cfg.run.max_calls = max_calls
-    if max_cost is not None:
-        cfg.run.max_cost = max_cost
     if preset:
         cfg.run.preset = preset
     for role, names in cfg.role_models().items():
@@ -206,10 +214,45 @@ def evolve_command(config_path: Path | None, seed_paths: tuple[Path, ...], run_d
     if offline and not quiet:
         click.echo("running offline: the embedded model `local` (SmolLM2-135M) plays every role",
                    err=True)
+    # Bad input must fail before the run directory exists, not leave a half-made run behind.
+    from evorefuse.models.registry import check_credentials
+    from evorefuse.operators.strategies import build_catalogue
+
+    build_catalogue(cfg.strategies, cfg.evolution.strategies, source=cfg.source)
+    check_credentials(cfg, sorted({n for ns in cfg.role_models().values() for n in ns}))
     run_dir = run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    fresh = not run_dir.exists()
     store = RunStore.create(run_dir, cfg.to_json(), cfg.fingerprint(), seeds)
     store.event("created", config=cfg.source, seeds=seed_set.summary())
-    run_engine(store, cfg, seeds, None, quiet)
+    try:
+        run_engine(store, cfg, seeds, None, quiet)
+    except InputError:
+        if store.checkpoint() is None and not _has_samples(store.cache_file):
+            # nothing was computed or paid for: remove what we created
+            import shutil
+
+            store.unlock()
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for child in run_dir.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
+        raise
+
+
+def _has_samples(cache_file: Path) -> bool:
+    if not cache_file.exists():
+        return False
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{cache_file}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] > 0
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return True  # cannot tell: keep it
 
 
 def _config_from_run(data: dict[str, Any], source: str) -> Config:
@@ -217,12 +260,17 @@ def _config_from_run(data: dict[str, Any], source: str) -> Config:
                                   StrategySpec)
     from evorefuse.models.spec import ModelSpec
 
-    fit = dict(data["fitness"])
-    fit["lam"] = fit.pop("lambda")
-    return Config(run=RunSection(**data["run"]), roles=RolesSection(**data["roles"]),
-                  evolution=EvolutionSection(**data["evolution"]), fitness=FitnessSection(**fit),
-                  strategies=[StrategySpec(**s) for s in data["strategies"]],
-                  models={k: ModelSpec(**v) for k, v in data["models"].items()}, source=source)
+    try:
+        fit = dict(data["fitness"])
+        fit["lam"] = fit.pop("lambda")
+        return Config(run=RunSection(**data["run"]), roles=RolesSection(**data["roles"]),
+                      evolution=EvolutionSection(**data["evolution"]),
+                      fitness=FitnessSection(**fit),
+                      strategies=[StrategySpec(**s) for s in data["strategies"]],
+                      models={k: ModelSpec(**v) for k, v in data["models"].items()}, source=source)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"the run's config does not fit this evorefuse ({exc}); was it written "
+                         "by another version?", path=source) from None
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
@@ -262,14 +310,12 @@ def resume_command(run_dir: Path, generations: int | None, config_path: Path | N
         if diff:
             raise InputError(f"differs from the run's config; resuming would not reproduce the "
                              f"run (start a new run instead)", path=config_path, field=diff)
-    if generations is not None:
-        cfg.run.generations = generations
-    if jobs is not None:
-        cfg.run.max_concurrency = jobs
-    if max_calls is not None:
-        cfg.run.max_calls = max_calls
-    if max_cost is not None:
-        cfg.run.max_cost = max_cost
+    _apply_run_limits(cfg, generations=generations, jobs=jobs, max_calls=max_calls,
+                      max_cost=max_cost)
+    from evorefuse.models.registry import check_credentials
+
+    # before anything is written: a failed resume must leave the run as it was
+    check_credentials(cfg, sorted({n for ns in cfg.role_models().values() for n in ns}))
     store.lock()
     cp = store.checkpoint()
     if cp and cp["generation"] >= cfg.run.generations:

@@ -62,6 +62,15 @@ def sample_key(fingerprint: bytes, index: int) -> str:
     return hashlib.sha256(fingerprint + b"#" + str(index).encode()).hexdigest()
 
 
+def _write_failed(path: Path, exc: sqlite3.Error) -> Exception:
+    """A full or read-only disk as one clear line (exit 1), not a traceback. Committed samples are
+    intact: each call is one transaction."""
+    from evorefuse.errors import RunFailed
+
+    return RunFailed(f"{path}: cannot write the request cache ({exc}); the last checkpoint is "
+                     "intact and `evorefuse resume` continues from it once the disk is writable")
+
+
 class RequestCache:
     """Thread-safe SQLite cache of samples. Reads and writes are sub-millisecond."""
 
@@ -69,11 +78,15 @@ class RequestCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            raise _write_failed(self.path, exc) from None
 
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[Choice, int, int]]:
         if not keys:
@@ -96,20 +109,26 @@ class RequestCache:
         if not rows and call is None:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                if rows:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)", rows
-                    )
-                if call is not None:
-                    self._db.execute(
-                        "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", call
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if rows:
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)", rows
+                        )
+                    if call is not None:
+                        self._db.execute(
+                            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", call
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite has already rolled back after e.g. SQLITE_FULL; a second ROLLBACK
+                    # would raise and hide the real error.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _write_failed(self.path, exc) from None
 
     def ledger_rows(self, run_id: str) -> list[tuple[Any, ...]]:
         """(role, model, *LEDGER_COLUMNS) summed over every call this run recorded."""

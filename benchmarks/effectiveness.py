@@ -1,0 +1,113 @@
+"""Effectiveness offline: shipped seeds -> evolved set, against EvoRefuse-Test, in one run.
+
+1. `evorefuse evolve` offline (every role on the embedded model, default preset) on the first
+   `--seeds` shipped seeds for `--generations` generations; export the test set (best per lineage).
+2. The local target's refusal rate on the seeds, on the evolved set and on an equally sized random
+   sample of ../shared/reference/evo_test.jsonl, measured with the same detector and sampling
+   (`evorefuse evaluate` settings: K samples at temperature 0.7, 50 tokens) in this run.
+3. Lexical diversity of each at equal size (EvoRefuse-Test: mean over 20 random subsets).
+
+    .venv/bin/python benchmarks/effectiveness.py [--seeds 16] [--generations 3] [--samples 10] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
+
+from benchmarks.results import replace_section  # noqa: E402
+from evorefuse.config import load_config  # noqa: E402
+from evorefuse.evaluate import EvalSettings, evaluate  # noqa: E402
+from evorefuse.scoring.diversity import lexical_diversity  # noqa: E402
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evorefuse", *args], cwd=ROOT, text=True,
+                          capture_output=True, check=True)
+
+
+def write_jsonl(path: Path, prompts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    if not REFERENCE.exists():
+        sys.exit(f"reference data missing: {REFERENCE}")
+    tmp = Path(tempfile.mkdtemp())
+    seeds = [json.loads(l) for l in (ROOT / "seeds" / "default.jsonl").open()][: a.seeds]
+    seed_file = tmp / "seeds.jsonl"
+    seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
+    run = tmp / "run"
+    t0 = time.perf_counter()
+    cli("evolve", "--seeds", str(seed_file), "--generations", str(a.generations), "--run-dir",
+        str(run), "-q")
+    evolve_s = time.perf_counter() - t0
+    cli("export", str(run), "--format", "test", "-o", str(tmp / "evolved.jsonl"))
+    evolved = [json.loads(l)["prompt"] for l in (tmp / "evolved.jsonl").open()]
+    evo_all = [json.loads(l)["instruction"] for l in REFERENCE.open()]
+    rng = random.Random(0)
+    evo_sample = rng.sample(evo_all, len(evolved))
+    sets = {"shipped seeds": [s["prompt"] for s in seeds], "evolved (this run)": evolved,
+            "EvoRefuse-Test (random, same size)": evo_sample}
+    cfg = load_config(None)
+    settings = EvalSettings(samples=a.samples, temperature=0.7, max_tokens=50, seed=0)
+    rows = []
+    for name, prompts in sets.items():
+        f = write_jsonl(tmp / f"{abs(hash(name))}.jsonl", prompts)
+        rep = evaluate(f, cfg=cfg, targets=["local"], settings=settings, detector="auto",
+                       cache_path=tmp / "eval.sqlite", responses=True, embeddings=False)
+        div = lexical_diversity(prompts)
+        if name.startswith("EvoRefuse"):
+            subs = [lexical_diversity(rng.sample(evo_all, len(evolved))) for _ in range(20)]
+            div = {k: float(np.mean([s[k] for s in subs])) for k in ("msttr", "mtld", "hdd", "distinct_2")}
+        lo, hi = rep["ci"]["local"]
+        rows.append((name, len(prompts), rep["refusal_rate"]["local"], lo, hi, div["msttr"],
+                     div["mtld"], div["hdd"], div["distinct_2"]))
+    base = rows[0][2]
+    lines = [
+        f"Command: `.venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --generations "
+        f"{a.generations} --samples {a.samples} --write`",
+        f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
+        "",
+        f"Offline run: {a.seeds} shipped seeds, {a.generations} generations, default preset, the "
+        f"embedded SmolLM2-135M in every role; evolve took {evolve_s:.0f} s. Refusal rates: "
+        f"{a.samples} samples per prompt at temperature 0.7, top_p 0.995, 50 tokens, detector auto, "
+        "all measured in this run. MSTTR uses an 800-token window, so on sets this small it is the "
+        "plain type-token ratio of the set.",
+        "",
+        "| set | n | refusal rate (local) | 95% CI | ratio to seeds | MSTTR | MTLD | HD-D | distinct-2 |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, n, r, lo, hi, m, mt, h, d2 in rows:
+        ratio = f"{r / base:.1f}x" if base > 0 else ("inf" if r > 0 else "-")
+        lines.append(f"| {name} | {n} | {r:.3f} | {lo:.3f}-{hi:.3f} | {ratio} | {m:.3f} | "
+                     f"{mt:.1f} | {h:.3f} | {d2:.3f} |")
+    body = "\n".join(lines)
+    print(body)
+    if a.write:
+        replace_section("effectiveness", body)
+
+
+if __name__ == "__main__":
+    main()

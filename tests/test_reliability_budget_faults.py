@@ -1,0 +1,91 @@
+"""Faults at the HTTP layer change nothing but the retry count; budgets stop a run before they are
+exceeded and `resume` with a higher budget finishes it identically; the dry run bounds the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopback_server import FaultPlan, LoopbackServer
+from test_reliability_common import (archive_key, clean_server, cli, evolve_args, integrity_ok,
+                                     reference, responder, short_stderr, status_json, write_config)
+
+pytestmark = pytest.mark.slow
+
+
+def test_faulty_server_gives_the_same_archive_and_counts_retries(tmp_path, tmp_path_factory) -> None:
+    ref = reference(tmp_path_factory)
+    plan = FaultPlan(rates={"429": 0.20, "500": 0.05, "timeout": 0.02, "malformed": 0.02},
+                     retry_after=0.05, timeout_sleep=3.0)
+    with LoopbackServer(faults=plan, responder=responder, seed=3) as srv:
+        cfg = write_config(tmp_path / "faulty.toml", srv.base_url, timeout=1.0, max_retries=12)
+        run = tmp_path / "run"
+        r = cli(*evolve_args(cfg, ref["seeds"], run))
+        assert r.returncode == 0, r.stderr
+        faults = dict(srv.stats["faults"])
+    assert all(faults.get(k, 0) > 0 for k in ("429", "500")), faults
+    assert sum(faults.values()) > 20, faults
+    assert archive_key(run) == ref["archive"]
+    st = status_json(run)
+    retries = sum(e["retries"] for e in st["ledger"].values())
+    assert retries > 0
+    # Every injected fault was retried and counted (a retried attempt is not a paid call; a slow
+    # machine may add a few genuine client timeouts on top).
+    assert retries >= sum(faults.values())
+    assert {k: e["calls"] for k, e in st["ledger"].items()} == \
+        {k: e["calls"] for k, e in ref["status"]["ledger"].items()}
+    assert integrity_ok(run / "cache.sqlite")
+
+
+def _dry_run(cfg, seeds) -> dict[str, int]:
+    r = cli("evolve", "--dry-run", *evolve_args(cfg, seeds, seeds.parent / "never")[1:])
+    assert r.returncode == 0, r.stderr
+    assert "max calls" in r.stdout and not (seeds.parent / "never").exists()
+    per_role: dict[str, int] = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if parts and "/" in parts[0] and len(parts) >= 5 and parts[1].isdigit():
+            role = parts[0].split("/", 1)[0]
+            per_role[role] = per_role.get(role, 0) + int(parts[1])
+        if parts and parts[0] == "total":
+            per_role["total"] = int(parts[1])
+    return per_role
+
+
+def test_dry_run_bounds_the_real_run(tmp_path_factory) -> None:
+    ref = reference(tmp_path_factory)
+    bound = _dry_run(ref["cfg"], ref["seeds"])
+    assert {"mutator", "judge", "target", "total"} <= set(bound), bound
+    for role, e in ref["status"]["ledger"].items():
+        assert e["calls"] <= bound[role], (role, e["calls"], bound[role])
+    assert ref["status"]["calls"] <= bound["total"]
+
+
+@pytest.mark.parametrize("flag,stop,more", [("--max-calls", "25", "100000"),
+                                            ("--max-cost", "0.006", "100")])
+def test_budget_stops_then_resume_with_more_finishes_identically(tmp_path, tmp_path_factory,
+                                                                 flag, stop, more) -> None:
+    ref = reference(tmp_path_factory)
+    clean_server()
+    run = tmp_path / "run"
+    r = cli(*evolve_args(ref["cfg"], ref["seeds"], run), flag, stop)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    short_stderr(r.stderr)
+    assert flag in r.stderr and "budget" in r.stderr and "resume" in r.stderr
+    st = status_json(run)
+    assert st["state"] == "stopped (budget)"
+    if flag == "--max-calls":
+        assert 0 < st["calls"] <= int(stop)
+    else:
+        assert 0 < st["cost_usd"] <= float(stop)
+    assert st["calls"] < ref["status"]["calls"]
+    # The same budget again stops at once, without a single new call.
+    r = cli("resume", str(run), "-q", flag, stop)
+    assert r.returncode == 3, r.stderr
+    assert status_json(run)["calls"] == st["calls"]
+
+    r = cli("resume", str(run), "-q", flag, more)
+    assert r.returncode == 0, r.stderr
+    assert archive_key(run) == ref["archive"]
+    st = status_json(run)
+    assert st["state"] == "finished" and st["calls"] == ref["status"]["calls"]
+    assert integrity_ok(run / "cache.sqlite")
