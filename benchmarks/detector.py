@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evorefuse.scoring.refusal import train as T  # noqa: E402
-from evorefuse.scoring.refusal.auto import BAND, AutoDetector  # noqa: E402
+from evorefuse.scoring.refusal.auto import EMBED_BAND, AutoDetector  # noqa: E402
 from evorefuse.scoring.refusal.base import COMPLIANCE, Verdict  # noqa: E402
 from evorefuse.scoring.refusal.learned import (  # noqa: E402
     LearnedDetector,
@@ -82,22 +82,31 @@ def cross_validate(own: list[T.Example], ref: list[T.Example], feats: T.Features
 
     no = len(own)
     y = np.array([e.refusal for e in ref])
-    out: dict[str, list[Verdict | None]] = {k: [None] * len(ref) for k in ("learned", "lite", "auto")}
+    names = ("learned", "lite", "auto", "auto+emb")
+    out: dict[str, list[Verdict | None]] = {k: [None] * len(ref) for k in names}
+    embedded = 0
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=T.SEED)
     for tr, te in skf.split(np.zeros(len(ref)), y):
         idx = np.r_[np.arange(no), no + tr]
         model = T.fit_model(feats.take(idx), [(own + ref)[i] for i in idx])
         held = feats.take(no + te)
+        fold_responses = [ref[i].response for i in te]
+        with_emb = AutoDetector(LearnedModel.from_json(model), embed_fn=embed_lookup,
+                                band=EMBED_BAND)
         runs = {
             "learned": T.predict(model, held, "full"),
             "lite": T.predict(model, held, "lite"),
-            "auto": AutoDetector(LearnedModel.from_json(model), embed_fn=embed_lookup).detect(
-                [""] * len(te), [ref[i].response for i in te]),
+            "auto": AutoDetector(LearnedModel.from_json(model)).detect(
+                [""] * len(te), fold_responses),
+            "auto+emb": with_emb.detect([""] * len(te), fold_responses),
         }
+        embedded += with_emb.embedded
         for k, vs in runs.items():
             for j, i in enumerate(te):
                 out[k][i] = vs[j]
-    return {k: [v for v in vs if v is not None] for k, vs in out.items()}
+    result = {k: [v for v in vs if v is not None] for k, vs in out.items()}
+    result["_embedded"] = embedded  # type: ignore[assignment]
+    return result
 
 
 def speed_in_process(name: str, responses: list[str]) -> tuple[float, float]:
@@ -105,8 +114,10 @@ def speed_in_process(name: str, responses: list[str]) -> tuple[float, float]:
     from evorefuse.scoring import embeddings
 
     t = time.perf_counter()
-    det = {"pattern": PatternDetector, "learned": LearnedDetector, "auto": AutoDetector}[name]()
-    if name != "pattern":
+    det = {"pattern": PatternDetector, "learned": LearnedDetector, "auto": AutoDetector,
+           "auto+emb": lambda: AutoDetector(band=EMBED_BAND)}[name]()
+    det.detect([""], ["warm up"])
+    if name in ("learned", "auto+emb"):
         embeddings.embed(["warm up the embedding model"])
     load = time.perf_counter() - t
     embeddings.clear_cache()
@@ -140,7 +151,7 @@ def judge_subsample(ref: list[T.Example], n: int, seed: int = 0) -> list[int]:
     return sorted(rng.sample(pos, n // 2) + rng.sample(neg, n - n // 2))
 
 
-def run_judge(ref: list[T.Example], idx: list[int]) -> tuple[list[Verdict], float]:
+def run_judge(ref: list[T.Example], idx: list[int]) -> tuple[list[Verdict], float, int]:
     import asyncio
 
     from evorefuse.scoring.refusal.judge import JudgeDetector, local_endpoint
@@ -148,7 +159,7 @@ def run_judge(ref: list[T.Example], idx: list[int]) -> tuple[list[Verdict], floa
     det = JudgeDetector(local_endpoint())
     t = time.perf_counter()
     vs = asyncio.run(det.adetect([ref[i].prompt for i in idx], [ref[i].response for i in idx]))
-    return vs, len(idx) / (time.perf_counter() - t)
+    return vs, len(idx) / (time.perf_counter() - t), det.repaired
 
 
 def row(name: str, m: dict[str, float], speed: str, note: str = "") -> str:
@@ -185,37 +196,44 @@ def main() -> int:
     responses = [e.response for e in ref]
     pattern_v = PatternDetector().detect([e.prompt for e in ref], responses)
     cv = cross_validate(own, ref, feats, args.folds, embed_lookup)
-    gray = sum(1 for v_l, v_a in zip(cv["lite"], cv["auto"]) if v_l.p_refusal != v_a.p_refusal)
+    gray = cv.pop("_embedded")
 
-    speeds = {name: speed_in_process(name, responses) for name in ("pattern", "learned", "auto")}
+    speeds = {name: speed_in_process(name, responses)
+              for name in ("pattern", "learned", "auto", "auto+emb")}
     cli_auto, cli_wall = speed_cli(responses, "auto")
     cli_pattern, cli_pattern_wall = speed_cli(responses, "pattern")
+    cli_learned, cli_learned_wall = speed_cli(responses, "learned")
 
     results = {
         "pattern": metrics(pattern_v, ref),
         "learned": metrics(cv["learned"], ref),
         "lite": metrics(cv["lite"], ref),
         "auto": metrics(cv["auto"], ref),
+        "auto+emb": metrics(cv["auto+emb"], ref),
     }
     cvnote = f"{args.folds}-fold CV, refitted per fold"
     lines = [HEADER,
              row("pattern", results["pattern"],
                  f"{speeds['pattern'][0]:.0f} (CLI {cli_pattern:.0f})", "no fitted parameters"),
              row("learned (patterns + MiniLM, logistic)", results["learned"],
-                 f"{speeds['learned'][0]:.0f}", cvnote),
+                 f"{speeds['learned'][0]:.0f} (CLI {cli_learned:.0f})", cvnote),
              row("lite head alone (no embeddings)", results["lite"], "-", cvnote),
-             row("**auto** (default)", results["auto"],
-                 f"{speeds['auto'][0]:.0f} (CLI {cli_auto:.0f})", cvnote)]
+             row("**auto** (default: patterns + lite head)", results["auto"],
+                 f"{speeds['auto'][0]:.0f} (CLI {cli_auto:.0f})", cvnote),
+             row(f"auto + embeddings for lite p in {EMBED_BAND[0]}-{EMBED_BAND[1]}",
+                 results["auto+emb"], f"{speeds['auto+emb'][0]:.0f}",
+                 f"{cvnote}; embedded {gray} of {len(ref)}")]
 
     judge_lines: list[str] = []
     if args.judge_n:
         idx = judge_subsample(ref, args.judge_n)
         sub = [ref[i] for i in idx]
-        jv, jspeed = run_judge(ref, idx)
+        jv, jspeed, repaired = run_judge(ref, idx)
         judge_lines = [
             HEADER,
             row("judge (local SmolLM2-135M)", metrics(jv, sub), f"{jspeed:.2f}",
-                f"balanced subsample of {len(idx)}; {metrics(jv, sub)['unknown']} unparseable"),
+                f"balanced subsample of {len(idx)}; {repaired} labels only after the format-repair "
+                f"turn, {metrics(jv, sub)['unknown']} still unparseable (counted as refusals)"),
             row("pattern", metrics([pattern_v[i] for i in idx], sub), "-", "same subsample"),
             row("auto", metrics([cv["auto"][i] for i in idx], sub), "-", "same subsample, CV"),
         ]
@@ -239,16 +257,16 @@ def main() -> int:
         f"{1 - base_rate:.3f}). Refusal is the positive class. Brier is on p_refusal. "
         f"Trained detectors: out-of-fold predictions of models refitted per fold with "
         f"`evorefuse.scoring.refusal.train` on the project's {len(own)} own examples plus the "
-        f"other folds. Auto embedded {gray} of {len(ref)} responses "
-        f"(lite-head probability in {BAND[0]}-{BAND[1]}).",
+        f"other folds. The pattern detector's rules and packs were written with this set in view "
+        f"(a few English soft-refusal phrasings), so its figure is optimistic for other models.",
         "",
         *lines,
         "",
-        f"Speed: in-process after loading the models (load: learned {speeds['learned'][1]:.1f} s, "
-        f"auto {speeds['auto'][1]:.1f} s, mostly importing torch and MiniLM); CLI = the "
-        f"responses/s printed by `evorefuse detect` on the same {len(ref)} responses (auto: "
-        f"{cli_wall:.1f} s wall time including process start-up and model loading; pattern: "
-        f"{cli_pattern_wall:.1f} s).",
+        f"Speed: in-process = after loading the models, embedding cache cleared; CLI = the "
+        f"responses/s printed by `evorefuse detect` on the same {len(ref)} responses, which "
+        f"includes loading the models (wall time with process start-up: auto "
+        f"{cli_wall:.1f} s, pattern {cli_pattern_wall:.1f} s, learned {cli_learned_wall:.1f} s: "
+        f"importing torch and loading MiniLM is most of the latter).",
         "",
         *([f"Judge on the embedded model, balanced subsample of {args.judge_n} "
            "(a 135M model is not a usable judge; this checks the plumbing, not the method):",
@@ -267,16 +285,9 @@ def main() -> int:
 
 def write_section(section: str) -> None:
     """Replace (or append) the `## detector` section of RESULTS.md, keeping every other section."""
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n\n"
-    parts = re.split(r"(?m)^(?=## )", old)
-    is_ours = [p.split("\n", 1)[0].strip() == SECTION for p in parts]
-    body = section.rstrip() + "\n\n"
-    if any(is_ours):
-        parts = [body if ours else p for p, ours in zip(parts, is_ours)]
-    else:
-        parts[-1] = parts[-1].rstrip("\n") + "\n\n"
-        parts.append(body)
-    RESULTS.write_text("".join(parts).rstrip("\n") + "\n", encoding="utf-8")
+    from benchmarks.results import replace_section
+
+    replace_section(SECTION.removeprefix("## "), section.split("\n", 1)[1], RESULTS)
 
 
 if __name__ == "__main__":

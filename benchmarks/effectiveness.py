@@ -3,8 +3,9 @@
 1. `evorefuse evolve` offline (every role on the embedded model, default preset) on the first
    `--seeds` shipped seeds for `--generations` generations; export the test set (best per lineage).
 2. The local target's refusal rate on the seeds, on the evolved set and on an equally sized random
-   sample of ../shared/reference/evo_test.jsonl, measured with the same detector and sampling
-   (`evorefuse evaluate` settings: K samples at temperature 0.7, 50 tokens) in this run.
+   sample of ../shared/reference/evo_test.jsonl, measured with the same detector and decoding in
+   this run: greedy (the `evaluate` default, as XSTest and OR-Bench measure) and sampled (K samples
+   at temperature 0.7, the default preset's fitness sampling).
 3. Lexical diversity of each at equal size (EvoRefuse-Test: mean over 20 random subsets).
 
     .venv/bin/python benchmarks/effectiveness.py [--seeds 16] [--generations 3] [--samples 10] [--write]
@@ -71,19 +72,22 @@ def main() -> None:
     sets = {"shipped seeds": [s["prompt"] for s in seeds], "evolved (this run)": evolved,
             "EvoRefuse-Test (random, same size)": evo_sample}
     cfg = load_config(None)
-    settings = EvalSettings(samples=a.samples, temperature=0.7, max_tokens=50, seed=0)
+    greedy = EvalSettings(samples=1, temperature=0.0, max_tokens=50, seed=0)
+    sampled = EvalSettings(samples=a.samples, temperature=0.7, max_tokens=50, seed=0)
     rows = []
-    for name, prompts in sets.items():
-        f = write_jsonl(tmp / f"{abs(hash(name))}.jsonl", prompts)
-        rep = evaluate(f, cfg=cfg, targets=["local"], settings=settings, detector="auto",
+    for i, (name, prompts) in enumerate(sets.items()):
+        f = write_jsonl(tmp / f"set{i}.jsonl", prompts)
+        g = evaluate(f, cfg=cfg, targets=["local"], settings=greedy, detector="auto",
+                     cache_path=tmp / "eval.sqlite", responses=True, embeddings=False)
+        rep = evaluate(f, cfg=cfg, targets=["local"], settings=sampled, detector="auto",
                        cache_path=tmp / "eval.sqlite", responses=True, embeddings=False)
         div = lexical_diversity(prompts)
         if name.startswith("EvoRefuse"):
             subs = [lexical_diversity(rng.sample(evo_all, len(evolved))) for _ in range(20)]
             div = {k: float(np.mean([s[k] for s in subs])) for k in ("msttr", "mtld", "hdd", "distinct_2")}
         lo, hi = rep["ci"]["local"]
-        rows.append((name, len(prompts), rep["refusal_rate"]["local"], lo, hi, div["msttr"],
-                     div["mtld"], div["hdd"], div["distinct_2"]))
+        rows.append((name, len(prompts), g["refusal_rate"]["local"], rep["refusal_rate"]["local"],
+                     lo, hi, div["msttr"], div["mtld"], div["hdd"], div["distinct_2"]))
     base = rows[0][2]
     lines = [
         f"Command: `.venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --generations "
@@ -91,17 +95,18 @@ def main() -> None:
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
         "",
         f"Offline run: {a.seeds} shipped seeds, {a.generations} generations, default preset, the "
-        f"embedded SmolLM2-135M in every role; evolve took {evolve_s:.0f} s. Refusal rates: "
-        f"{a.samples} samples per prompt at temperature 0.7, top_p 0.995, 50 tokens, detector auto, "
-        "all measured in this run. MSTTR uses an 800-token window, so on sets this small it is the "
+        f"embedded SmolLM2-135M in every role; evolve took {evolve_s:.0f} s. Refusal rates of the "
+        f"local target, detector auto, 50 tokens: greedy (one response per prompt) and sampled "
+        f"({a.samples} per prompt at temperature 0.7, top_p 0.995, with a 95% Wilson interval), all "
+        "measured in this run. MSTTR uses an 800-token window, so on sets this small it is the "
         "plain type-token ratio of the set.",
         "",
-        "| set | n | refusal rate (local) | 95% CI | ratio to seeds | MSTTR | MTLD | HD-D | distinct-2 |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| set | n | refusal greedy | ratio to seeds | refusal sampled | 95% CI | MSTTR | MTLD | HD-D | distinct-2 |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
-    for name, n, r, lo, hi, m, mt, h, d2 in rows:
-        ratio = f"{r / base:.1f}x" if base > 0 else ("inf" if r > 0 else "-")
-        lines.append(f"| {name} | {n} | {r:.3f} | {lo:.3f}-{hi:.3f} | {ratio} | {m:.3f} | "
+    for name, n, g, r, lo, hi, m, mt, h, d2 in rows:
+        ratio = f"{g / base:.1f}x" if base > 0 else ("inf" if g > 0 else "-")
+        lines.append(f"| {name} | {n} | {g:.3f} | {ratio} | {r:.3f} | {lo:.3f}-{hi:.3f} | {m:.3f} | "
                      f"{mt:.1f} | {h:.3f} | {d2:.3f} |")
     body = "\n".join(lines)
     print(body)

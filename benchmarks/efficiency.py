@@ -38,7 +38,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--generations", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--offset", type=int, default=40, help="first shipped seed to use")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
@@ -58,8 +57,7 @@ def main() -> None:
         tgt = st["ledger"].get("target", {})
         cli("export", str(run), "--format", "test", "-o", str(tmp / f"{preset}.jsonl"))
         rep = evaluate(tmp / f"{preset}.jsonl", cfg=load_config(None), targets=["local"],
-                       settings=EvalSettings(samples=a.samples, temperature=0.7, max_tokens=50,
-                                             seed=123),
+                       settings=EvalSettings(samples=1, temperature=0.0, max_tokens=50),
                        detector="auto", cache_path=tmp / "eval.sqlite", embeddings=False)
         out[preset] = {
             "wall": wall, "rate": st["refusal_rate_best"], "seeds_rate": st["refusal_rate_seeds"],
@@ -71,13 +69,13 @@ def main() -> None:
     ratio = p["tokens"] / max(1, f["tokens"])
     lines = [
         f"Command: `.venv/bin/python benchmarks/efficiency.py --seeds {a.seeds} --generations "
-        f"{a.generations} --samples {a.samples} --write`",
+        f"{a.generations} --write`",
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
         "",
         f"{a.seeds} shipped seeds (from #{a.offset}), {a.generations} generations, the embedded model in "
         "every role. `status` figures are each run's own measurements (paper: K=10 at temperature "
         "1.0; default: K=10 at 0.7); `evaluate` re-measures both exported sets (best per lineage) "
-        f"with the same {a.samples} fresh samples per prompt at temperature 0.7.",
+        "the same way for both: greedy decoding, 50 tokens, detector auto.",
         "",
         "| preset | seeds' refusal (status) | best refusal (status) | mean best fitness | evaluate refusal (same settings) | target tokens | target calls | all calls | wall s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

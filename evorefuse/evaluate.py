@@ -26,8 +26,8 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 
 @dataclass(frozen=True)
 class EvalSettings:
-    samples: int = 5
-    temperature: float = 0.7
+    samples: int = 1
+    temperature: float = 0.0      # greedy, as XSTest and OR-Bench measure refusal rates
     top_p: float = 0.995
     max_tokens: int = 50
     seed: int = 0

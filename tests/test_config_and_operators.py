@@ -116,3 +116,16 @@ def test_judge_reads_first_token_mass() -> None:
     label, p = _label_from_logprobs([("No", -0.1), ("Yes", -3.0)])
     assert label == "harmful" and p < 0.1
     assert _label_from_logprobs([("The", -0.1)]) == (None, None)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ('tip": "How do I run a stored procedure in PostgreSQL?"', "How do I run a stored procedure in PostgreSQL?"),
+    ('{the instruction: "Where should we start cutting the budget?"}', "Where should we start cutting the budget?"),
+])
+def test_json_debris_from_small_models_is_cleaned(raw, expected) -> None:
+    cand, _ = extract_instruction(raw)
+    assert cand == expected and rejection_reason(cand, ["something else entirely"]) is None
+
+
+def test_leftover_json_is_rejected() -> None:
+    assert rejection_reason('How do I {"instruction": kill weeds?', ["x"]) == "parse_failure"

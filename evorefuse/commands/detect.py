@@ -98,6 +98,7 @@ def _read_json_array(path: Path, text: str) -> Table:
 
 def _read_csv(path: Path, text: str) -> Table:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long responses are normal here
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     records, lines = [], []

@@ -12,10 +12,11 @@ import orjson
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--target", "targets", multiple=True, help="Target model name (repeatable). "
               "Default: the config's roles.targets.")
-@click.option("--samples", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Samples per prompt.")
-@click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True,
-              help="Target sampling temperature (the default preset's; the paper used 1.0).")
+@click.option("--samples", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Samples per prompt (more than 1 only makes sense with --temperature > 0).")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True,
+              help="Target sampling temperature. 0 is greedy decoding, how XSTest and OR-Bench "
+                   "measure refusal rates; use e.g. 0.7 with --samples 10 for a sampled rate.")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=50, show_default=True,
               help="Tokens per sampled response (top_p 0.995).")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),

@@ -156,8 +156,11 @@ class Engine:
 
     async def _screen(self, rec: dict[str, Any]) -> float:
         async with self._sem:
-            v = await self.fitness.prefix_screen(rec["prompt"], n=self.plan.screen_samples,
-                                                 tokens=self.plan.screen_tokens)
+            if self.plan.screen_kind == "opener":
+                v = await self.fitness.opener_screen(rec["prompt"])
+            else:
+                v = await self.fitness.prefix_screen(rec["prompt"], n=self.plan.screen_samples,
+                                                     tokens=self.plan.screen_tokens)
         rec["screen"] = v
         return v
 
@@ -375,14 +378,17 @@ class Engine:
             await asyncio.gather(*(self._full(r) for r in recs))
             stats.full_evals += len(recs)
             return
+        to_screen = recs
         if self.surrogate.ready:
             pred = self.surrogate.predict(await asyncio.to_thread(
                 embeddings.embed, [r["prompt"] for r in recs]))
             for r, p in zip(recs, pred):
                 r["surrogate"] = round(float(p), 4)
-        await asyncio.gather(*(self._screen(r) for r in recs))
-        stats.screens += len(recs)
-        ranked = sorted(recs, key=lambda r: r["screen"] + 0.5 * r.get("surrogate", 0.0),
+            # The surrogate costs no target tokens: only its most promising candidates get screened.
+            to_screen = sorted(recs, key=lambda r: r["surrogate"], reverse=True)[: self.plan.screen_top]
+        await asyncio.gather(*(self._screen(r) for r in to_screen))
+        stats.screens += len(to_screen)
+        ranked = sorted(to_screen, key=lambda r: r["screen"] + 0.5 * r.get("surrogate", 0.0),
                         reverse=True)
         for r in ranked[: self.plan.full_per_generation]:
             await self._race(r, cur)

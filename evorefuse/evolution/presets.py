@@ -27,6 +27,8 @@ class Plan:
     screen_tokens: int
     full_per_generation: int  # full evaluations per lineage per generation (screened mode)
     temperature: float = 1.0  # target sampling temperature
+    screen_kind: str = "opener"  # "opener" (greedy first tokens' logprobs) or "prefix" (samples)
+    screen_top: int = 3       # once the surrogate is trained, screen only its top candidates
 
 
 def plan_for(cfg: Config) -> Plan:
@@ -35,7 +37,9 @@ def plan_for(cfg: Config) -> Plan:
     if preset == "paper":
         base = Plan("paper", 4, 2, 10, 50, False, "uniform", False, 10, 0, 0, 0)
     else:
-        base = Plan("fast", 4, 1, 10, 50, True, "bandit", True, 4, 3, 6, 1)
+        # Full evaluations read 32 tokens: refusals show in the first sentence, and the paper's
+        # 50 mostly buys the tail of helpful answers.
+        base = Plan("fast", 4, 1, 10, 32, True, "bandit", True, 4, 2, 8, 1)
     return Plan(
         preset=preset,
         mutations=e.mutations if e.mutations is not None else base.mutations,

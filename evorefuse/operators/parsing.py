@@ -34,8 +34,16 @@ MAX_WORDS = 80
 MIN_WORDS = 4
 
 
+_JSON_DEBRIS_HEAD = re.compile(r'^[\{\[\s]*"?[A-Za-z_ ]{1,24}"?\s*:\s*"?')
+_JSON_DEBRIS_TAIL = re.compile(r'"?\s*[\}\]]+\s*$')
+
+
 def _clean(s: str) -> str:
     s = s.strip().strip("`").strip()
+    if s.startswith(("{", "[")) or re.search(r'^\W*\w[\w ]{0,23}":', s):
+        # Half-written JSON from a small model: `tip": "How do I...` or `{the instruction: "..."}`
+        s = _JSON_DEBRIS_HEAD.sub("", s)
+        s = _JSON_DEBRIS_TAIL.sub("", s)
     s = re.sub(r"^[\-\*\d\.\)\s]+", "", s) if re.match(r"^[\-\*]\s|^\d+[\.\)]\s", s) else s
     s = s.strip().strip('"“”\'').strip()
     return re.sub(r"\s+", " ", s)
@@ -90,6 +98,8 @@ def rejection_reason(candidate: str | None, parents: list[str]) -> str | None:
         return "too_long"
     if _reads_like_answer(candidate):
         return "not_instruction"
+    if re.search(r'[{}]|":|\\"', candidate):
+        return "parse_failure"  # JSON debris left in the text: not a clean instruction
     norm = " ".join(words)
     for p in parents:
         pw = _WORD.findall(p.lower())

@@ -52,7 +52,7 @@ REFERENCE_CSV = (Path(__file__).resolve().parents[4] / "shared" / "reference"
 SEED = 0
 C_FULL = 0.3          # inverse L2 strength of the refusal head (chosen by 5-fold CV on the reference)
 C_PARTIAL = 0.1       # the partial-vs-full head has few examples: stronger regularisation
-EMBED_WEIGHT = 2.0    # embedding block multiplier: balances it against standardised pattern features
+EMBED_WEIGHT = 1.0    # embedding block multiplier: balances it against standardised pattern features
 OWN_WEIGHT = 1.0      # sample weight of the project's own examples relative to reference ones
 PLATT_FOLDS = 5
 
