@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from evorefuse.scoring.refusal import train as T  # noqa: E402
 from evorefuse.scoring.refusal.auto import EMBED_BAND, AutoDetector  # noqa: E402
-from evorefuse.scoring.refusal.base import COMPLIANCE, Verdict  # noqa: E402
+from evorefuse.scoring.refusal.base import Verdict  # noqa: E402
 from evorefuse.scoring.refusal.learned import (  # noqa: E402
     LearnedDetector,
     LearnedModel,

@@ -231,6 +231,10 @@ def _write_atomic(out: Path, lines: list[bytes]) -> None:
         raise
 
 
+def _rate(r: float) -> str:
+    return f"{r:.0f}" if r >= 10 else f"{r:.2f}"
+
+
 @click.command("detect")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--column", default=None, metavar="COL",
@@ -310,5 +314,5 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     if embedded:
         extra += f", {embedded} embedded"
     click.echo(f"detect: {n} responses, {k} refusals ({k / n:.1%}){extra}; "
-               f"{n / elapsed:.0f} responses/s ({name}, {elapsed:.2f} s)"
+               f"{_rate(n / elapsed)} responses/s ({name}, {elapsed:.2f} s)"
                + (f" -> {out}" if out else ""), err=True)
