@@ -24,7 +24,6 @@ import asyncio
 import datetime
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import replace_section  # noqa: E402
 from evorefuse.models.base import SamplingParams  # noqa: E402
 from evorefuse.models.openai_backend import OpenAIBackend, httpx  # noqa: E402
 from evorefuse.models.spec import ModelSpec  # noqa: E402
@@ -162,15 +162,6 @@ def goals(levels: list[int], latency: float, med: Callable[[int, str, int], floa
     return out
 
 
-def replace_section(path: Path, heading: str, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = f"{heading}\n\n{body.strip()}\n\n"
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else \
-        text.rstrip() + "\n\n" + section
-    path.write_text(text.rstrip() + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.1)
@@ -258,7 +249,7 @@ def main() -> None:
     print()
     print(body)
     if args.write:
-        replace_section(ROOT / "benchmarks" / "RESULTS.md", "## throughput", body)
+        replace_section("throughput", body)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import asyncio
 import csv
 import io
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import orjson
 
 from evorefuse.errors import InputError
+from evorefuse.fileio import write_atomic
 
 FORMATS = ("test", "sft", "dpo")
 STYLES = {"test": ("jsonl", "xstest"), "sft": ("trl",), "dpo": ("trl", "llamafactory")}
@@ -269,22 +269,6 @@ def check_output(out: Path) -> None:
         raise InputError("directory does not exist", path=parent, field="-o")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError("directory is not writable", path=parent, field="-o")
-
-
-def write_atomic(out: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def update_dataset_info(out: Path) -> Path:

@@ -319,7 +319,7 @@ replaced a lineage's current instruction.</p>{images['rates.png']}
 </body></html>
 """
     path = out_dir / "index.html"
-    from evorefuse.export import write_atomic
+    from evorefuse.fileio import write_atomic
 
     write_atomic(path, page.encode("utf-8"))
     (out_dir / "summary.json").write_bytes(orjson.dumps(

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import click
 import orjson
 
 from evorefuse.errors import InputError, RunFailed
+from evorefuse.fileio import write_atomic
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
 DEFAULT_PROMPT_COLUMN = "prompt"
@@ -217,20 +216,6 @@ def _run(detector: Any, endpoint: Any, prompts: list[str], responses: list[str])
 
 # --- writing ------------------------------------------------------------------------------------
 
-def _write_atomic(out: Path, lines: list[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.writelines(lines)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _rate(r: float) -> str:
     return f"{r:.0f}" if r >= 10 else f"{r:.2f}"
 
@@ -304,7 +289,7 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
             buffer.write(data)
             buffer.flush()
     else:
-        _write_atomic(out, lines)
+        write_atomic(out, b"".join(lines))
 
     n = len(verdicts)
     k = sum(v.refusal for v in verdicts)

@@ -40,7 +40,8 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
     """Measure targets' refusal rates and the lexical diversity of a dataset."""
     from evorefuse.config import load_config
     from evorefuse.evaluate import DEFAULT_CACHE, EvalSettings, evaluate, format_table
-    from evorefuse.export import check_output, write_atomic
+    from evorefuse.export import check_output
+    from evorefuse.fileio import write_atomic
 
     cfg = load_config(config_path)
     names = list(targets) or list(cfg.roles.targets)
