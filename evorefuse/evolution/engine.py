@@ -140,9 +140,9 @@ class Engine:
         records = self.store.archive()
         benign = [r["prompt"] for r in records if r["status"] == "benign"]
         self._archive_emb = embeddings.embed(benign) if benign else self._archive_emb
-        for r in records:
-            if r["status"] == "benign" and r.get("k", 0) >= self.plan.samples:
-                self.surrogate.add(embeddings.embed([r["prompt"]])[0], r["refusal_rate"])
+        scored = [r for r in records if r["status"] == "benign" and r.get("k", 0) >= self.plan.samples]
+        for r, e in zip(scored, embeddings.embed([r["prompt"] for r in scored]) if scored else []):
+            self.surrogate.add(e, r["refusal_rate"])
 
     # --- scoring helpers -----------------------------------------------------------------------
     async def _full(self, rec: dict[str, Any], k: int | None = None) -> Score:
@@ -331,12 +331,16 @@ class Engine:
         if live:
             emb = await asyncio.to_thread(embeddings.embed, [r["prompt"] for r in live])
             seed_emb = await asyncio.to_thread(embeddings.embed, [lin.seed_prompt])
-            ref = np.vstack([self._archive_emb, await asyncio.to_thread(embeddings.embed, seen)])
+            seen_emb = await asyncio.to_thread(embeddings.embed, seen)
+            # Max similarity of each candidate to the archive and to this lineage's own texts,
+            # without copying the (growing) archive matrix.
+            nearest = np.maximum(
+                (self._archive_emb @ emb.T).max(axis=0) if len(self._archive_emb) else -1.0,
+                (seen_emb @ emb.T).max(axis=0) if len(seen_emb) else -1.0)
             thr = self.cfg.evolution.near_duplicate
             kept: list[np.ndarray] = []
-            for r, e in zip(live, emb):
-                sims = ref @ e
-                if (sims.size and sims.max() >= thr) or any(float(k @ e) >= thr for k in kept):
+            for r, e, near in zip(live, emb, nearest):
+                if near >= thr or any(float(k @ e) >= thr for k in kept):
                     r["status"], r["rejected"] = "rejected", "near_duplicate"
                     stats.duplicates += 1
                 elif float(seed_emb[0] @ e) < self.min_seed_similarity:
