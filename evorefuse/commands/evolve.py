@@ -88,8 +88,10 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
             races = plan.full_per_generation * (2 if N > 0 else 1)
             per_race = (2 if plan.race_k0 < K else 1) if spec.supports_n else K
             full_evals = n_seeds * (1 + g * races)
-            calls = n_seeds * per_full + n_seeds * g * (cands * per_screen + races * per_race)
-            out = n_seeds * g * cands * plan.screen_samples * plan.screen_tokens + full_evals * K * T
+            # (+1 screen: the incumbent's own, the bar a candidate must beat; cached while it stays)
+            calls = n_seeds * per_full + n_seeds * g * ((cands + 1) * per_screen + races * per_race)
+            out = (n_seeds * g * (cands + 1) * plan.screen_samples * plan.screen_tokens
+                   + full_evals * K * T)
         else:
             calls = n_seeds * (1 + g * cands) * per_full
             out = n_seeds * (1 + g * cands) * K * T

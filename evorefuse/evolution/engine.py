@@ -172,7 +172,10 @@ class Engine:
         if k0 < self.plan.samples:
             await self._full(rec, k0)
             _, hi = wilson_interval(rec["refusal_rate"] * rec["k"], rec["k"])
-            if hi < incumbent["refusal_rate"] and rec["fitness"] < incumbent["fitness"]:
+            # Out when it cannot plausibly beat the incumbent: no refusal at all in the first
+            # stage and a lower fitness, or an upper confidence bound below the incumbent's rate.
+            if rec["fitness"] < incumbent["fitness"] and (
+                    rec["refusal_rate"] == 0.0 or hi < incumbent["refusal_rate"]):
                 rec["raced_out"] = True
                 return
         await self._full(rec)
@@ -394,7 +397,14 @@ class Engine:
         stats.screens += len(to_screen)
         ranked = sorted(to_screen, key=lambda r: r["screen"] + 0.5 * r.get("surrogate", 0.0),
                         reverse=True)
+        # A full evaluation only for a candidate whose screen beats the incumbent's own screen
+        # (same cheap measurement, cached after the first time): most generations most lineages
+        # have nothing that can win, and paying K samples to learn that is the paper's main cost.
+        bar = await self._screen(dict(prompt=cur["prompt"]))
         for r in ranked[: self.plan.full_per_generation]:
+            if r["screen"] <= bar:
+                r["screened_out"] = True
+                continue
             await self._race(r, cur)
             stats.full_evals += 1
 

@@ -39,7 +39,7 @@ def plan_for(cfg: Config) -> Plan:
     else:
         # Full evaluations read 32 tokens: refusals show in the first sentence, and the paper's
         # 50 mostly buys the tail of helpful answers.
-        base = Plan("fast", 4, 1, 10, 32, True, "bandit", True, 4, 2, 8, 1)
+        base = Plan("fast", 4, 1, 10, 32, True, "bandit", True, 3, 2, 8, 1)
     return Plan(
         preset=preset,
         mutations=e.mutations if e.mutations is not None else base.mutations,
