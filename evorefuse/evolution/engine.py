@@ -55,6 +55,7 @@ class Lineage:
     current: dict[str, Any]          # the incumbent's record (id, prompt, fitness, refusal_rate)
     best: dict[str, Any]             # best ever seen
     seed_p_harmless: float | None = None  # the judge's P(harmless) of the seed: its calibration
+    evolved_scored: int = 0          # fully scored descendants (each lineage must export one)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -164,12 +165,13 @@ class Engine:
         rec["screen"] = v
         return v
 
-    async def _race(self, rec: dict[str, Any], incumbent: dict[str, Any]) -> None:
+    async def _race(self, rec: dict[str, Any], incumbent: dict[str, Any],
+                    run_to_end: bool = False) -> None:
         """Successive halving in two stages: k0 samples, then K only if it can still win."""
         from evorefuse.scoring.stats import wilson_interval
 
         k0 = self.plan.race_k0
-        if k0 < self.plan.samples:
+        if k0 < self.plan.samples and not run_to_end:
             await self._full(rec, k0)
             _, hi = wilson_interval(rec["refusal_rate"] * rec["k"], rec["k"])
             # Out when it cannot plausibly beat the incumbent: no refusal at all in the first
@@ -226,6 +228,8 @@ class Engine:
                 self.bandit.update(arm, reward)
             if out.new_current is not None:
                 lin.current = _summary(out.new_current)
+            lin.evolved_scored += sum(1 for r in out.records if r["status"] == "benign"
+                                      and r.get("k", 0) >= self.plan.samples)
             for r in out.records:
                 if r["status"] == "benign" and r.get("k", 0) >= self.plan.samples and \
                         r["fitness"] > lin.best["fitness"]:
@@ -247,7 +251,7 @@ class Engine:
         seen = [cur["prompt"]]
         await self._gate(recs, lin, seen, out.stats)
         benign = [r for r in recs if r["status"] == "benign"]
-        await self._evaluate(benign, cur, out.stats)
+        await self._evaluate(benign, cur, out.stats, force=lin.evolved_scored == 0)
         # Recombination of the two best (mutants and incumbent), or across lineages in population mode.
         pool = sorted(benign + [dict(cur, status="benign")], key=self._rank_key, reverse=True)
         children: list[dict[str, Any]] = []
@@ -264,7 +268,9 @@ class Engine:
         if children:
             await self._gate(children, lin, seen + [r["prompt"] for r in benign], out.stats)
             kids = [c for c in children if c["status"] == "benign"]
-            await self._evaluate(kids, cur, out.stats)
+            await self._evaluate(kids, cur, out.stats,
+                                 force=lin.evolved_scored == 0 and not any(
+                                     r.get("k", 0) >= self.plan.samples for r in benign))
             benign += kids
         recs += children
         # Bandit rewards: did the child beat its parent?
@@ -378,7 +384,9 @@ class Engine:
                 and p >= lin.seed_p_harmless - margin)
 
     async def _evaluate(self, recs: list[dict[str, Any]], cur: dict[str, Any],
-                        stats: GenStats) -> None:
+                        stats: GenStats, force: bool = False) -> None:
+        """Score candidates. `force`: the lineage has no fully scored descendant yet, so its most
+        promising candidate is evaluated even if its screen does not beat the incumbent's."""
         if not recs:
             return
         if not self.plan.screen:
@@ -402,10 +410,10 @@ class Engine:
         # have nothing that can win, and paying K samples to learn that is the paper's main cost.
         bar = await self._screen(dict(prompt=cur["prompt"]))
         for r in ranked[: self.plan.full_per_generation]:
-            if r["screen"] <= bar:
+            if r["screen"] <= bar and not force:
                 r["screened_out"] = True
                 continue
-            await self._race(r, cur)
+            await self._race(r, cur, run_to_end=force)
             stats.full_evals += 1
 
     # --- population mode -----------------------------------------------------------------------

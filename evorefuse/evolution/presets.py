@@ -39,7 +39,7 @@ def plan_for(cfg: Config) -> Plan:
     else:
         # Full evaluations read 32 tokens: refusals show in the first sentence, and the paper's
         # 50 mostly buys the tail of helpful answers.
-        base = Plan("fast", 4, 1, 10, 32, True, "bandit", True, 3, 2, 8, 1)
+        base = Plan("fast", 6, 1, 10, 32, True, "bandit", True, 3, 2, 8, 1)
     return Plan(
         preset=preset,
         mutations=e.mutations if e.mutations is not None else base.mutations,
@@ -53,8 +53,10 @@ def plan_for(cfg: Config) -> Plan:
         screen_samples=base.screen_samples or 3,
         screen_tokens=base.screen_tokens or 6,
         full_per_generation=base.full_per_generation or 1,
-        # The paper samples targets at temperature 1. The default samples at 0.7, the usual
-        # deployment setting: at 1.0 small models mostly ramble, which hides refusals.
+        # The paper samples targets at temperature 1. The default samples at 0.3: refusal rates
+        # are measured with greedy decoding (XSTest, OR-Bench, our `evaluate`), and a low
+        # temperature optimises what is measured while K samples still grade near-misses; at 1.0
+        # small models mostly ramble, which hides refusals.
         temperature=f.temperature if f.temperature is not None else
-        (1.0 if preset == "paper" else 0.7),
+        (1.0 if preset == "paper" else 0.3),
     )
