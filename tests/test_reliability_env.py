@@ -38,15 +38,19 @@ def test_no_secret_reaches_the_run_directory(tmp_path, tmp_path_factory) -> None
     shutil.copytree(ref["run"], run)
     assert srv.stats["auth"]["present"] > 0, "the key was sent to the server"
     outputs = []
-    # dpo asks the responder (the loopback, with the key) for the chosen answers
+    # sft and dpo ask the responder (the loopback, with the key) for helpful answers. The fake
+    # responder refuses prompts with trigger words, so dpo may legitimately find no pair; sft on
+    # the seeds always gets answers.
     for argv in (["status", str(run), "--json"],
                  ["export", str(run), "--format", "test", "--style", "xstest"],
+                 ["export", str(run), "--format", "sft", "--include-seeds"],
                  ["export", str(run), "--format", "dpo", "--style", "llamafactory",
                   "--min-refusal-rate", "0.1"]):
         r = cli(*argv)
         if argv[0] == "export" and "No such command" in r.stderr:
             continue
-        assert r.returncode == 0, (argv, r.stderr)
+        nothing = r.returncode == 2 and "nothing to export" in r.stderr and "dpo" in argv
+        assert r.returncode == 0 or nothing, (argv, r.stderr)
         outputs.append(r.stdout + r.stderr)
     needles = [SENTINEL_KEY, SENTINEL_OPENAI]
     assert not _grep_tree(run, needles)
