@@ -61,7 +61,7 @@ class EvolutionSection:
 class FitnessSection:
     samples: int | None = None           # K; None: from the preset
     lam: float = 0.03                    # the paper's lambda (`lambda` in the file)
-    temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast 0.7)
+    temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast 0.3)
     top_p: float = 0.995
     max_tokens: int = 50
     screen: bool | None = None           # cheap screening before full K; None: from the preset
