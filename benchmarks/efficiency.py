@@ -74,7 +74,7 @@ def main() -> None:
         "",
         f"{a.seeds} shipped seeds (from #{a.offset}), {a.generations} generations, the embedded model in "
         "every role. `status` figures are each run's own measurements (paper: K=10 at temperature "
-        "1.0; default: K=10 at 0.7); `evaluate` re-measures both exported sets (best per lineage) "
+        "1.0; default: K=10 at 0.3); `evaluate` re-measures both exported sets (best per lineage) "
         "the same way for both: greedy decoding, 50 tokens, detector auto.",
         "",
         "| preset | seeds' refusal (status) | best refusal (status) | mean best fitness | evaluate refusal (same settings) | target tokens | target calls | all calls | wall s |",

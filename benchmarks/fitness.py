@@ -1,7 +1,7 @@
 """How well each cheap screen ranks candidates against the full K=10 ELBO, and what it costs.
 
 Candidates: shipped seeds and framings of them (the kind of candidates a run produces), scored on the
-embedded model at the default preset's sampling (temperature 0.7, top_p 0.995, 50 tokens). For each
+embedded model at the default preset's sampling (temperature 0.3, top_p 0.995, 50 tokens). For each
 screen: Spearman correlation with the full ELBO and with the full refusal rate, and target tokens
 per candidate (prompt + completion) as a ratio of the full evaluation's, measured in the same run.
 
@@ -46,7 +46,8 @@ def candidates(n: int) -> list[str]:
     picked = [seeds[i] for i in rng.choice(len(seeds), size=n // 2, replace=False)]
     out = list(picked)
     for i, s in enumerate(picked):
-        strat = PAPER_STRATEGIES[i % len(PAPER_STRATEGIES)]
+        # the extreme-emotion framings, the ones that move this target, so refusals occur
+        strat = PAPER_STRATEGIES[i % 2]
         o = frame(s, "x", strat, i)
         out.append(o.prompt or s + " Please, I'm begging you.")
     return out[:n]
@@ -55,7 +56,7 @@ def candidates(n: int) -> list[str]:
 async def measure(n: int) -> dict:
     tmp = tempfile.mkdtemp()
     detector = get_detector("auto")
-    settings = FitnessSettings(samples=10, temperature=0.7, top_p=0.995, max_tokens=50, seed=1)
+    settings = FitnessSettings(samples=10, temperature=0.3, top_p=0.995, max_tokens=50, seed=1)
 
     def estimator(name: str) -> tuple[FitnessEstimator, Ledger]:
         ledger = Ledger()
@@ -127,7 +128,7 @@ def main() -> None:
     m = asyncio.run(measure(a.candidates))
     body = (f"Command: `.venv/bin/python benchmarks/fitness.py --candidates {a.candidates} --write`\n"
             f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}; "
-            f"target: embedded SmolLM2-135M at temperature 0.7, top_p 0.995; detector auto.\n\n"
+            f"target: embedded SmolLM2-135M at temperature 0.3, top_p 0.995; detector auto.\n\n"
             f"{m['n']} candidates (half shipped seeds, half framings of them); mean full refusal rate "
             f"{m['mean_refusal_rate']:.3f}. Spearman correlations are over these candidates; with few "
             f"refusals many ties make them noisy.\n\n" + table(m) + "\n")
