@@ -431,8 +431,6 @@ class Engine:
     # --- commit --------------------------------------------------------------------------------
     def _commit(self, records: list[dict[str, Any]], stats: GenStats) -> None:
         """Append the generation's records, then replace the checkpoint: the generation is final."""
-        t0 = time.perf_counter()
-        self.archive_lines += self.store.append_archive(records)
         benign = [r for r in records if r["status"] == "benign"]
         if benign:
             emb = embeddings.embed([r["prompt"] for r in benign])
@@ -440,6 +438,8 @@ class Engine:
             for r, e in zip(benign, emb):
                 if r.get("k", 0) >= self.plan.samples:
                     self.surrogate.add(e, r["refusal_rate"])
+        t0 = time.perf_counter()  # the checkpoint proper: archive append + state replace
+        self.archive_lines += self.store.append_archive(records)
         self.store.write_checkpoint(self.state())
         checkpoint_ms = round((time.perf_counter() - t0) * 1000, 2)
         fits = [lin.current["fitness"] for lin in self.lineages]
