@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from evorefuse.errors import InputError
+from evorefuse.fileio import read_input
 from evorefuse.models.spec import LOCAL_SPEC, ModelSpec
 
 
@@ -197,14 +198,7 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("config file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a TOML file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    raw = read_input(path, "a TOML file", missing="config file not found")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

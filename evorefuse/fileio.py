@@ -22,3 +22,17 @@ def write_atomic(out: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def read_input(path: Path, expected: str, missing: str = "file not found") -> bytes:
+    """Read a user's input file, turning every OS failure into a one-line InputError (exit 2)."""
+    from evorefuse.errors import InputError
+
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(missing, path=path) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, expected {expected}", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None

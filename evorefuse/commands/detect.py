@@ -23,7 +23,7 @@ import click
 import orjson
 
 from evorefuse.errors import InputError, RunFailed
-from evorefuse.fileio import write_atomic
+from evorefuse.fileio import read_input, write_atomic
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
 DEFAULT_PROMPT_COLUMN = "prompt"
@@ -126,14 +126,7 @@ def _read_csv(path: Path, text: str) -> Table:
 
 def read_table(path: Path) -> Table:
     """Read and validate FILE (JSONL, JSON array or CSV/TSV) or raise InputError naming the line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a JSONL or CSV file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    raw = read_input(path, "a JSONL or CSV file")
     text = _decode(path, raw)
     if not text.strip():
         raise InputError("empty file", path=path)
