@@ -73,22 +73,33 @@ def metrics(verdicts: Sequence[Verdict], examples: Sequence[T.Example]) -> dict[
     }
 
 
-def cross_validate(own: list[T.Example], ref: list[T.Example], feats: T.Features,
-                   folds: int, embed_lookup: Callable[[Sequence[str]], np.ndarray]
-                   ) -> dict[str, list[Verdict]]:
+def cross_validate(own: list[T.Example], ref: list[T.Example], cut: list[T.Example],
+                   origin: list[int], feats: T.Features, folds: int,
+                   embed_lookup: Callable[[Sequence[str]], np.ndarray]
+                   ) -> dict[str, list]:
     """Out-of-fold verdicts on `ref` for: the learned detector (full head), the lite head alone,
-    and the auto detector (its real code, with the fold's model)."""
+    and the auto detector (its real code, with the fold's model). Also the auto detector on the
+    held-out responses' openings (first 200 characters, about the 50 tokens fitness reads), fitted
+    with and without the training openings (`T.openings`) of the training folds; an opening never
+    trains a fold that holds its original out."""
     from sklearn.model_selection import StratifiedKFold
 
     no = len(own)
+    whole = own + ref
+    everything = whole + cut
+    origin_arr = np.asarray(origin)
     y = np.array([e.refusal for e in ref])
     names = ("learned", "lite", "auto", "auto+emb")
     out: dict[str, list[Verdict | None]] = {k: [None] * len(ref) for k in names}
+    opening_examples: list[T.Example] = []
+    opening_runs: dict[str, list[Verdict]] = {"pattern": [], "auto": [], "auto, no openings": []}
     embedded = 0
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=T.SEED)
     for tr, te in skf.split(np.zeros(len(ref)), y):
-        idx = np.r_[np.arange(no), no + tr]
-        model = T.fit_model(feats.take(idx), [(own + ref)[i] for i in idx])
+        train_whole = np.r_[np.arange(no), no + tr]
+        idx = np.r_[train_whole, len(whole) + np.flatnonzero(np.isin(origin_arr, train_whole))]
+        model = T.fit_model(feats.take(idx), [everything[i] for i in idx])
+        plain = T.fit_model(feats.take(train_whole), [everything[i] for i in train_whole])
         held = feats.take(no + te)
         fold_responses = [ref[i].response for i in te]
         with_emb = AutoDetector(LearnedModel.from_json(model), embed_fn=embed_lookup,
@@ -104,8 +115,20 @@ def cross_validate(own: list[T.Example], ref: list[T.Example], feats: T.Features
         for k, vs in runs.items():
             for j, i in enumerate(te):
                 out[k][i] = vs[j]
-    result = {k: [v for v in vs if v is not None] for k, vs in out.items()}
+        cuts = [T.Example(ref[i].prompt, T.truncate(ref[i].response, T.TRUNCATE_AT[-1]),
+                          ref[i].label, "reference:opening")
+                for i in te if ref[i].label != T.PARTIAL_REFUSAL
+                and len(ref[i].response) > T.TRUNCATE_AT[-1] + 40]
+        texts = [c.response for c in cuts]
+        opening_examples += cuts
+        opening_runs["pattern"] += PatternDetector().detect([""] * len(texts), texts)
+        opening_runs["auto"] += AutoDetector(LearnedModel.from_json(model)).detect(
+            [""] * len(texts), texts)
+        opening_runs["auto, no openings"] += AutoDetector(LearnedModel.from_json(plain)).detect(
+            [""] * len(texts), texts)
+    result: dict[str, list] = {k: [v for v in vs if v is not None] for k, vs in out.items()}
     result["_embedded"] = embedded  # type: ignore[assignment]
+    result["_openings"] = [opening_examples, opening_runs]
     return result
 
 
@@ -185,18 +208,20 @@ def main() -> int:
     ref = T.load_reference(args.reference)
     own = T.load_own()
     t0 = time.perf_counter()
-    feats = T.features(own + ref)
-    print(f"features for {len(own) + len(ref)} responses in {time.perf_counter() - t0:.1f} s",
+    cut, origin = T.openings(own + ref)
+    feats = T.features(own + ref + cut)
+    print(f"features for {len(own) + len(ref) + len(cut)} responses in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
-    table = {first_sentences(e.response): feats.E[i] for i, e in enumerate(own + ref)}
+    table = {first_sentences(e.response): feats.E[i] for i, e in enumerate(own + ref + cut)}
 
     def embed_lookup(texts: Sequence[str]) -> np.ndarray:
         return np.stack([table[t] for t in texts]) if texts else np.zeros((0, 384))
 
     responses = [e.response for e in ref]
     pattern_v = PatternDetector().detect([e.prompt for e in ref], responses)
-    cv = cross_validate(own, ref, feats, args.folds, embed_lookup)
+    cv = cross_validate(own, ref, cut, origin, feats, args.folds, embed_lookup)
     gray = cv.pop("_embedded")
+    opening_examples, opening_runs = cv.pop("_openings")
 
     speeds = {name: speed_in_process(name, responses)
               for name in ("pattern", "learned", "auto", "auto+emb")}
@@ -223,6 +248,13 @@ def main() -> int:
              row(f"auto + embeddings for lite p in {EMBED_BAND[0]}-{EMBED_BAND[1]}",
                  results["auto+emb"], f"{speeds['auto+emb'][0]:.0f}",
                  f"{cvnote}; embedded {gray} of {len(ref)}")]
+
+    opening_lines = [HEADER] + [
+        row(name, metrics(vs, opening_examples), "-",
+            "no fitted parameters" if name == "pattern" else
+            cvnote + ("; trained on whole responses only" if "no openings" in name else
+                      "; training folds' openings included"))
+        for name, vs in opening_runs.items()]
 
     judge_lines: list[str] = []
     if args.judge_n:
@@ -267,6 +299,14 @@ def main() -> int:
         f"includes loading the models (wall time with process start-up: auto "
         f"{cli_wall:.1f} s, pattern {cli_pattern_wall:.1f} s, learned {cli_learned_wall:.1f} s: "
         f"importing torch and loading MiniLM is most of the latter).",
+        "",
+        f"Openings: what fitness and `evaluate` read is the first 24-50 tokens of a response. The "
+        f"same held-out responses cut at {T.TRUNCATE_AT[-1]} characters (about 50 tokens; partial "
+        f"refusals left out, since their refusal may come after the cut; {len(opening_examples)} "
+        f"responses), each fold's model fitted with or without the openings of its training "
+        f"responses:",
+        "",
+        *opening_lines,
         "",
         *([f"Judge on the embedded model, balanced subsample of {args.judge_n} "
            "(a 135M model is not a usable judge; this checks the plumbing, not the method):",

@@ -91,6 +91,37 @@ def load_own() -> list[Example]:
     return out
 
 
+TRUNCATE_AT = (100, 200)  # characters: about 24 and 50 tokens, the response lengths fitness reads
+
+
+def truncate(text: str, chars: int) -> str:
+    """The opening of a response cut at a word boundary, as a max_tokens limit leaves it."""
+    cut = text[:chars]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+def openings(examples: Sequence[Example]) -> tuple[list[Example], list[int]]:
+    """Cut copies of the longer responses (and the index of each one's original).
+
+    Why: fitness and `evaluate` read 24-50 tokens, but labelled responses are whole. Fitted on
+    whole responses alone, the heads learned that a short text mentioning abuse or safety is a
+    refusal, and called the truncated opening of a plain definition ("Child abuse refers to...")
+    a refusal with p = 0.98. A compliance cut short is still a compliance and a full refusal's
+    opening still refuses; a partial refusal is left out, since what it refuses may come after
+    the cut."""
+    out: list[Example] = []
+    origin: list[int] = []
+    for i, e in enumerate(examples):
+        if e.label == PARTIAL_REFUSAL:
+            continue
+        for chars in TRUNCATE_AT:
+            if len(e.response) > chars + 40:
+                out.append(Example(e.prompt, truncate(e.response, chars), e.label,
+                                   f"{e.source}:opening"))
+                origin.append(i)
+    return out, origin
+
+
 @dataclass
 class Features:
     X: np.ndarray         # pattern/structure features
@@ -135,7 +166,8 @@ def fit_head(feats: Features, examples: Sequence[Example], embed_weight: float, 
     C_partial = C_PARTIAL if C_partial is None else C_partial
     own_weight = OWN_WEIGHT if own_weight is None else own_weight
     y_all = np.asarray([e.refusal for e in examples], dtype=int)
-    w_all = np.asarray([1.0 if e.source == "reference" else own_weight for e in examples])
+    w_all = np.asarray([1.0 if e.source.split(":")[0] == "reference" else own_weight
+                        for e in examples])
     mean = feats.X.mean(axis=0)
     scale = feats.X.std(axis=0)
     scale[scale < 1e-6] = 1.0
@@ -266,12 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.reference.is_file():
         print(f"reference data not found: {args.reference} (pass --reference)", file=sys.stderr)
         return 2
-    examples = load_own() + load_reference(args.reference)
+    whole = load_own() + load_reference(args.reference)
+    cut, _ = openings(whole)
+    examples = whole + cut
     feats = features(examples)
     model = fit_model(feats, examples)
     n_ref = sum(e.source == "reference" for e in examples)
     model["meta"] = {
-        "trained_on": {"reference": n_ref, "own": len(examples) - n_ref},
+        "trained_on": {"reference": n_ref, "own": len(whole) - n_ref, "openings": len(cut)},
         "reference_file": args.reference.name,
         "refusals": int(sum(e.refusal for e in examples)),
     }
