@@ -1,11 +1,12 @@
 """Effectiveness offline: shipped seeds -> evolved set, against EvoRefuse-Test, in one run.
 
-1. `evorefuse evolve` offline (every role on the embedded model, default preset) on the first
-   `--seeds` shipped seeds for `--generations` generations; export the test set (best per lineage).
+1. `evorefuse evolve` offline (every role on the embedded model, default preset) on `--seeds`
+   shipped seeds spread evenly over the file (so every category is represented) for
+   `--generations` generations; export the test set (best per lineage).
 2. The local target's refusal rate on the seeds, on the evolved set and on an equally sized random
    sample of ../shared/reference/evo_test.jsonl, measured with the same detector and decoding in
    this run: greedy (the `evaluate` default, as XSTest and OR-Bench measure) and sampled (K samples
-   at temperature 0.7, the default preset's fitness sampling).
+   at temperature 0.7, a second view that does not favour the greedy default preset).
 3. Lexical diversity of each at equal size (EvoRefuse-Test: mean over 20 random subsets).
 
     .venv/bin/python benchmarks/effectiveness.py [--seeds 16] [--generations 3] [--samples 10] [--write]
@@ -56,7 +57,8 @@ def main() -> None:
     if not REFERENCE.exists():
         sys.exit(f"reference data missing: {REFERENCE}")
     tmp = Path(tempfile.mkdtemp())
-    seeds = [json.loads(l) for l in (ROOT / "seeds" / "default.jsonl").open()][: a.seeds]
+    shipped = [json.loads(l) for l in (ROOT / "seeds" / "default.jsonl").open()]
+    seeds = shipped[:: max(1, len(shipped) // a.seeds)][: a.seeds]
     seed_file = tmp / "seeds.jsonl"
     seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
     run = tmp / "run"

@@ -73,9 +73,11 @@ def main() -> None:
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
         "",
         f"{a.seeds} shipped seeds (from #{a.offset}), {a.generations} generations, the embedded model in "
-        "every role. `status` figures are each run's own measurements (paper: K=10 at temperature "
-        "1.0; default: K=10 at 0.3); `evaluate` re-measures both exported sets (best per lineage) "
-        "the same way for both: greedy decoding, 50 tokens, detector auto.",
+        "every role. `status` figures are each run's own measurements (paper: K=10 samples of 50 "
+        "tokens at temperature 1.0; default: one greedy response of 24 tokens); `evaluate` "
+        "re-measures both exported sets (best per lineage) the same way for both: greedy "
+        "decoding, 50 tokens, detector auto. Target tokens are prompt plus completion tokens "
+        "of the target role, from the ledger.",
         "",
         "| preset | seeds' refusal (status) | best refusal (status) | mean best fitness | evaluate refusal (same settings) | target tokens | target calls | all calls | wall s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

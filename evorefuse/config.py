@@ -56,15 +56,16 @@ class EvolutionSection:
     population_size: int | None = None   # population mode: survivors per generation
     mutator_temperature: float = 0.9
     mutator_max_tokens: int = 120
+    evaluations: int | None = None       # fast: candidates scored per lineage per generation
 
 
 @dataclass
 class FitnessSection:
     samples: int | None = None           # K; None: from the preset
     lam: float = 0.03                    # the paper's lambda (`lambda` in the file)
-    temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast 0.3)
+    temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast greedy)
     top_p: float = 0.995
-    max_tokens: int = 50
+    max_tokens: int | None = None        # None: from the preset (paper 50, fast 24)
     screen: bool | None = None           # cheap screening before full K; None: from the preset
     min_p: float = 0.001                 # detector probabilities clipped to [min_p, 1 - min_p]
 
@@ -187,6 +188,12 @@ def _allowed(cls: type, section: str) -> list[str]:
     return [inv.get(f.name, f.name) for f in dataclasses.fields(cls) if f.name != "name"]
 
 
+_LOWER_BOUNDS = [("run", "generations", 0), ("evolution", "mutations", 0),
+                 ("evolution", "recombinations", 0), ("evolution", "evaluations", 1),
+                 ("fitness", "samples", 1), ("fitness", "max_tokens", 1),
+                 ("fitness", "temperature", 0)]
+
+
 def _check_choice(value: str, allowed: set[str], path: Path, text: str, section: str, key: str) -> None:
     if value not in allowed:
         raise InputError(f"must be one of {', '.join(sorted(allowed))}, got {value!r}", path=path,
@@ -243,6 +250,11 @@ def load_config(path: str | Path | None) -> Config:
     _check_choice(cfg.roles.detector, {"pattern", "learned", "judge", "auto"}, path, text, "roles",
                   "detector")
     _check_choice(cfg.evolution.bandit, {"thompson", "ucb1"}, path, text, "evolution", "bandit")
+    for section, key, low in _LOWER_BOUNDS:
+        value = getattr(getattr(cfg, section), _RENAMED.get((section, key), key))
+        if value is not None and value < low:
+            raise InputError(f"must be at least {low}, got {value!r}", path=path,
+                             line=_line_of(text, key, section), field=f"{section}.{key}")
     if cfg.evolution.selection is not None:
         _check_choice(cfg.evolution.selection, {"bandit", "uniform"}, path, text, "evolution",
                       "selection")

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 KILL_CHAIN = [
     ("evolve", "answer", 1),            # before anything is committed (seeds being scored)
     ("resume", "replace", (1, "before")),  # gen 0 checkpoint in its temp file, not yet renamed
-    ("resume", "answer", 15),           # generation 0 committed, in the middle of generation 1
+    ("resume", "answer", 4),            # generation 0 committed, in the middle of generation 1
     ("resume", "replace", (1, "after")),   # right after generation 1's checkpoint replaced gen 0's
-    ("resume", "answer", 15),           # in the middle of generation 2
+    ("resume", "answer", 4),            # in the middle of generation 2
     ("resume", "replace", (1, "before")),  # final commit: archive appended, checkpoint not renamed
 ]
 

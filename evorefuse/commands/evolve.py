@@ -80,21 +80,24 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
     for t in cfg.roles.targets:
         spec = cfg.model(t)
         per_full = 1 if spec.supports_n else K
+        # Scored candidates per lineage and generation: all of them (paper), or the budget.
+        scored = cands if plan.evaluations is None else min(cands, plan.evaluations)
         if plan.screen:
             per_screen = 1 if spec.supports_n else plan.screen_samples
-            # seeds + per generation: screens for all candidates, then up to full_per_generation
-            # raced full evaluations for the mutants and again for the recombination children;
-            # a race is two calls (k0 samples, then the rest) or K single-sample calls.
-            races = plan.full_per_generation * (2 if N > 0 else 1)
+            # seeds + per generation: screens for the judged candidates (+1: the incumbent's own,
+            # the bar a candidate must beat), then raced full evaluations; a race is two calls
+            # (k0 samples, then the rest) or K single-sample calls.
+            screened = cands if plan.evaluations is None else min(cands, max(scored, plan.screen_top))
+            races = min(screened, plan.full_per_generation * (2 if N > 0 else 1)
+                        if plan.evaluations is None else scored)
             per_race = (2 if plan.race_k0 < K else 1) if spec.supports_n else K
             full_evals = n_seeds * (1 + g * races)
-            # (+1 screen: the incumbent's own, the bar a candidate must beat; cached while it stays)
-            calls = n_seeds * per_full + n_seeds * g * ((cands + 1) * per_screen + races * per_race)
-            out = (n_seeds * g * (cands + 1) * plan.screen_samples * plan.screen_tokens
+            calls = n_seeds * per_full + n_seeds * g * ((screened + 1) * per_screen + races * per_race)
+            out = (n_seeds * g * (screened + 1) * plan.screen_samples * plan.screen_tokens
                    + full_evals * K * T)
         else:
-            calls = n_seeds * (1 + g * cands) * per_full
-            out = n_seeds * (1 + g * cands) * K * T
+            calls = n_seeds * (1 + g * scored) * per_full
+            out = n_seeds * (1 + g * scored) * K * T
         add("target", t, calls, calls * 60, out)
     total_calls = sum(int(d["calls"]) for d in per_role.values())
     total_cost = sum(d["cost"] for d in per_role.values())

@@ -50,7 +50,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
                  ("finished", "stopped_budget", "resumed", "start", "created")), None)
     by_status: dict[str, int] = {}
     for r in records:
-        key = r["status"] if r["status"] == "benign" else f"rejected:{(r.get('rejected') or '').split(':')[0]}"
+        key = r["status"] if r["status"] in ("benign", "skipped") else f"rejected:{(r.get('rejected') or '').split(':')[0]}"
         by_status[key] = by_status.get(key, 0) + 1
     state = {"finished": "finished", "stopped_budget": "stopped (budget)"}.get(
         last["event"] if last else "", "running or interrupted")

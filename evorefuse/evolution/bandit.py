@@ -48,10 +48,14 @@ class Bandit:
         return out
 
     def update(self, arm: str, reward: float) -> None:
-        if arm not in self.tries:
-            return
-        self.tries[arm] += 1
-        self.wins[arm] += max(0.0, min(1.0, reward))
+        """Also records operators that are not drawn from the bandit (recombination), so that
+        `mean` can rank their children against the others."""
+        self.tries[arm] = self.tries.get(arm, 0) + 1
+        self.wins[arm] = self.wins.get(arm, 0.0) + max(0.0, min(1.0, reward))
+
+    def mean(self, arm: str) -> float:
+        """Posterior mean reward (Beta(1, 1) prior): how often this operator's children won."""
+        return (1.0 + self.wins.get(arm, 0.0)) / (2.0 + self.tries.get(arm, 0))
 
     def to_json(self) -> dict:
         return {"arms": self.arms, "kind": self.kind, "tries": self.tries, "wins": self.wins}

@@ -240,49 +240,101 @@ class Engine:
         self._commit(records, stats)
         return stats
 
-    async def _step(self, lin: Lineage, gen: int) -> LineageOutcome:
-        out = LineageOutcome()
-        rng = rng_for(self.seed, "gen", gen, "lineage", lin.index)
+    async def _mutants(self, lin: Lineage, gen: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         arms = self.bandit.choose(rng, self.plan.mutations)
-        cur = lin.current
         offspring = await asyncio.gather(*(
-            self._offspring(cur, arm, gen, lin.index, j) for j, arm in enumerate(arms)))
-        recs = [self._record(o, lin, gen, f"g{gen}-l{lin.index}-m{j}") for j, o in enumerate(offspring)]
+            self._offspring(lin.current, arm, gen, lin.index, j) for j, arm in enumerate(arms)))
+        return [self._record(o, lin, gen, f"g{gen}-l{lin.index}-m{j}") for j, o in enumerate(offspring)]
+
+    async def _child(self, a: dict[str, Any], b: dict[str, Any], lin: Lineage, gen: int,
+                     r: int) -> dict[str, Any]:
+        async with self._sem:
+            o = await recombine(self.mutator, (a["id"], a["prompt"]), (b["id"], b["prompt"]),
+                                seed=derive_seed(self.seed, gen, lin.index, "rec", r),
+                                temperature=self.cfg.evolution.mutator_temperature,
+                                max_tokens=self.cfg.evolution.mutator_max_tokens)
+        return self._record(o, lin, gen, f"g{gen}-l{lin.index}-r{r}")
+
+    def _converged(self, lin: Lineage) -> bool:
+        """The target refuses the incumbent on every sample: there is nothing left to gain, so
+        the budgeted preset spends nothing more on this lineage."""
+        cur = lin.current
+        return cur.get("k", 0) >= self.plan.samples and (cur.get("refusal_rate") or 0.0) >= 1.0
+
+    def _prior(self, r: dict[str, Any]) -> float:
+        """How promising a candidate is before any target call: its operator's record against
+        this target, plus the surrogate's prediction once it has seen enough scored candidates."""
+        v = self.bandit.mean(r["strategy"])
+        if self.surrogate.ready and "_emb" in r:
+            v += float(self.surrogate.predict(r["_emb"])[0])
+        return v
+
+    async def _step_budgeted(self, lin: Lineage, gen: int) -> LineageOutcome:
+        """The fast preset's generation: make L mutants and N recombinations, rank them by what
+        costs nothing, and judge and score only the best `evaluations` of them."""
+        out = LineageOutcome()
+        if self._converged(lin):
+            return out
+        rng = rng_for(self.seed, "gen", gen, "lineage", lin.index)
+        cur = lin.current
+        recs = await self._mutants(lin, gen, rng)
         seen = [cur["prompt"]]
-        await self._gate(recs, lin, seen, out.stats)
-        benign = [r for r in recs if r["status"] == "benign"]
-        await self._evaluate(benign, cur, out.stats, force=lin.evolved_scored == 0)
-        # Recombination of the two best (mutants and incumbent), or across lineages in population mode.
-        pool = sorted(benign + [dict(cur, status="benign")], key=self._rank_key, reverse=True)
-        children: list[dict[str, Any]] = []
+        await self._free_checks(recs, lin, seen, out.stats)
+        live = [r for r in recs if r["status"] == "pending"]
+        for r in live:
+            r["prior"] = round(self._prior(r), 4)
+        ranked = sorted(live, key=lambda r: r["prior"], reverse=True)
+        # Recombination pairs the incumbent with the most promising mutants (nothing is scored
+        # yet), or in population mode the best of them with another lineage's incumbent.
+        children = []
         for r in range(self.plan.recombinations):
-            a, b = self._recombination_parents(pool, lin, rng, r)
-            if a is None or b is None:
-                break
-            async with self._sem:
-                o = await recombine(self.mutator, (a["id"], a["prompt"]), (b["id"], b["prompt"]),
-                                    seed=derive_seed(self.seed, gen, lin.index, "rec", r),
-                                    temperature=self.cfg.evolution.mutator_temperature,
-                                    max_tokens=self.cfg.evolution.mutator_max_tokens)
-            children.append(self._record(o, lin, gen, f"g{gen}-l{lin.index}-r{r}"))
-        if children:
-            await self._gate(children, lin, seen + [r["prompt"] for r in benign], out.stats)
-            kids = [c for c in children if c["status"] == "benign"]
-            await self._evaluate(kids, cur, out.stats,
-                                 force=lin.evolved_scored == 0 and not any(
-                                     r.get("k", 0) >= self.plan.samples for r in benign))
-            benign += kids
-        recs += children
-        # Bandit rewards: did the child beat its parent?
-        for r in recs:
-            if r["strategy"] == "recombine":
-                continue
-            est = r.get("refusal_rate") if r.get("k", 0) >= self.plan.samples else r.get("screen")
-            if r["status"] != "benign" or est is None:
-                out.rewards.append((r["strategy"], 0.0))
+            if self.cfg.run.mode == "population" and len(self.lineages) > 1:
+                a, b = self._recombination_parents(ranked or [cur], lin, rng, r)
+            elif r < len(ranked):
+                a, b = cur, ranked[r]
             else:
-                out.rewards.append((r["strategy"], 1.0 if est > cur["refusal_rate"] else 0.0))
-        # Annealing between the incumbent and the best fully scored new candidate.
+                break
+            children.append(await self._child(a, b, lin, gen, r))
+        if children:
+            await self._free_checks(children, lin, seen + [r["prompt"] for r in live], out.stats)
+            for c in children:
+                if c["status"] == "pending":
+                    c["prior"] = round(self._prior(c), 4)
+            recs += children
+        queue = sorted((r for r in recs if r["status"] == "pending"),
+                       key=lambda r: r["prior"], reverse=True)
+        want = self.plan.evaluations or len(queue)
+        if self.plan.screen:
+            want = max(want, self.plan.screen_top)
+        chosen: list[dict[str, Any]] = []
+        while queue and len(chosen) < want:  # judge in rank order until enough are benign
+            batch, queue = queue[: want - len(chosen)], queue[want - len(chosen):]
+            await self._judge(batch, lin, out.stats)
+            chosen += [r for r in batch if r["status"] == "benign"]
+        for r in queue:
+            r["status"], r["rejected"] = "skipped", "not_selected"
+        if self.plan.screen:
+            await self._evaluate(chosen, cur, out.stats, force=lin.evolved_scored == 0)
+        else:
+            await asyncio.gather(*(self._full(r) for r in chosen))
+            out.stats.full_evals += len(chosen)
+        self._finish_step(out, lin, gen, recs, chosen)
+        return out
+
+    def _finish_step(self, out: LineageOutcome, lin: Lineage, gen: int,
+                     recs: list[dict[str, Any]], benign: list[dict[str, Any]]) -> None:
+        """Bandit rewards (did the child beat its parent?) and annealing between the incumbent
+        and the best fully scored new candidate."""
+        cur = lin.current
+        for r in recs:
+            if r["status"] == "skipped":
+                continue  # never scored: says nothing about its operator
+            if r["status"] != "benign":
+                out.rewards.append((r["strategy"], 0.0))
+            elif r.get("k", 0) >= self.plan.samples:
+                out.rewards.append((r["strategy"], 1.0 if r["fitness"] > cur["fitness"] else 0.0))
+            elif r.get("screen") is not None:
+                out.rewards.append((r["strategy"], 1.0 if r["screen"] > cur["refusal_rate"] else 0.0))
         full = [r for r in benign if r.get("k", 0) >= self.plan.samples]
         if full:
             best = max(full, key=lambda r: r["fitness"])
@@ -294,6 +346,35 @@ class Engine:
                 out.new_current = best
                 out.stats.accepted += 1
         out.records = recs
+
+    async def _step(self, lin: Lineage, gen: int) -> LineageOutcome:
+        if self.plan.evaluations is not None:
+            return await self._step_budgeted(lin, gen)
+        out = LineageOutcome()
+        rng = rng_for(self.seed, "gen", gen, "lineage", lin.index)
+        cur = lin.current
+        recs = await self._mutants(lin, gen, rng)
+        seen = [cur["prompt"]]
+        await self._gate(recs, lin, seen, out.stats)
+        benign = [r for r in recs if r["status"] == "benign"]
+        await self._evaluate(benign, cur, out.stats, force=lin.evolved_scored == 0)
+        # Recombination of the two best (mutants and incumbent), or across lineages in population mode.
+        pool = sorted(benign + [dict(cur, status="benign")], key=self._rank_key, reverse=True)
+        children: list[dict[str, Any]] = []
+        for r in range(self.plan.recombinations):
+            a, b = self._recombination_parents(pool, lin, rng, r)
+            if a is None or b is None:
+                break
+            children.append(await self._child(a, b, lin, gen, r))
+        if children:
+            await self._gate(children, lin, seen + [r["prompt"] for r in benign], out.stats)
+            kids = [c for c in children if c["status"] == "benign"]
+            await self._evaluate(kids, cur, out.stats,
+                                 force=lin.evolved_scored == 0 and not any(
+                                     r.get("k", 0) >= self.plan.samples for r in benign))
+            benign += kids
+        recs += children
+        self._finish_step(out, lin, gen, recs, benign)
         return out
 
     def _rank_key(self, r: dict[str, Any]) -> float:
@@ -334,30 +415,41 @@ class Engine:
     async def _gate(self, recs: list[dict[str, Any]], lin: Lineage, seen: list[str],
                     stats: GenStats) -> None:
         """Free checks first (duplicates, topic), then the judge for what is left."""
+        await self._free_checks(recs, lin, seen, stats)
+        await self._judge(recs, lin, stats)
+
+    async def _free_checks(self, recs: list[dict[str, Any]], lin: Lineage, seen: list[str],
+                           stats: GenStats) -> None:
+        """Parse failures, near-duplicates (of the archive and of this lineage) and drift off the
+        seed's topic: everything that costs no model call is rejected before anything that does."""
         stats.candidates += len(recs)
         live = [r for r in recs if r["status"] == "pending"]
         stats.parse_failures += len(recs) - len(live)
-        if live:
-            emb = await asyncio.to_thread(embeddings.embed, [r["prompt"] for r in live])
-            seed_emb = await asyncio.to_thread(embeddings.embed, [lin.seed_prompt])
-            seen_emb = await asyncio.to_thread(embeddings.embed, seen)
-            # Max similarity of each candidate to the archive and to this lineage's own texts,
-            # without copying the (growing) archive matrix.
-            nearest = np.maximum(
-                (self._archive_emb @ emb.T).max(axis=0) if len(self._archive_emb) else -1.0,
-                (seen_emb @ emb.T).max(axis=0) if len(seen_emb) else -1.0)
-            thr = self.cfg.evolution.near_duplicate
-            kept: list[np.ndarray] = []
-            for r, e, near in zip(live, emb, nearest):
-                if near >= thr or any(float(k @ e) >= thr for k in kept):
-                    r["status"], r["rejected"] = "rejected", "near_duplicate"
-                    stats.duplicates += 1
-                elif float(seed_emb[0] @ e) < self.min_seed_similarity:
-                    r["status"], r["rejected"] = "rejected", "off_topic"
-                    stats.off_topic += 1
-                else:
-                    kept.append(e)
-                    r["seed_similarity"] = round(float(seed_emb[0] @ e), 4)
+        if not live:
+            return
+        emb = await asyncio.to_thread(embeddings.embed, [r["prompt"] for r in live])
+        seed_emb = await asyncio.to_thread(embeddings.embed, [lin.seed_prompt])
+        seen_emb = await asyncio.to_thread(embeddings.embed, seen)
+        # Max similarity of each candidate to the archive and to this lineage's own texts,
+        # without copying the (growing) archive matrix.
+        nearest = np.maximum(
+            (self._archive_emb @ emb.T).max(axis=0) if len(self._archive_emb) else -1.0,
+            (seen_emb @ emb.T).max(axis=0) if len(seen_emb) else -1.0)
+        thr = self.cfg.evolution.near_duplicate
+        kept: list[np.ndarray] = []
+        for r, e, near in zip(live, emb, nearest):
+            if near >= thr or any(float(k @ e) >= thr for k in kept):
+                r["status"], r["rejected"] = "rejected", "near_duplicate"
+                stats.duplicates += 1
+            elif float(seed_emb[0] @ e) < self.min_seed_similarity:
+                r["status"], r["rejected"] = "rejected", "off_topic"
+                stats.off_topic += 1
+            else:
+                kept.append(e)
+                r["seed_similarity"] = round(float(seed_emb[0] @ e), 4)
+                r["_emb"] = e
+
+    async def _judge(self, recs: list[dict[str, Any]], lin: Lineage, stats: GenStats) -> None:
         async def one(r: dict[str, Any]) -> None:
             async with self._sem:
                 v = await judge(self.judges, r["prompt"], seed=derive_seed(self.seed, "judge"))
@@ -370,8 +462,9 @@ class Engine:
             else:
                 r["status"], r["rejected"] = "rejected", f"judge:{v.verdict}"
                 stats.judge_rejected += 1
-        await asyncio.gather(*(one(r) for r in recs if r["status"] == "pending"))
-        stats.benign += sum(r["status"] == "benign" for r in recs)
+        pending = [r for r in recs if r["status"] == "pending"]
+        await asyncio.gather(*(one(r) for r in pending))
+        stats.benign += sum(r["status"] == "benign" for r in pending)
 
     def _as_harmless_as_seed(self, p: float | None, lin: Lineage) -> bool:
         """The seed is harmless by the user's choice, so a judge that rates the seed itself as
@@ -431,9 +524,14 @@ class Engine:
     # --- commit --------------------------------------------------------------------------------
     def _commit(self, records: list[dict[str, Any]], stats: GenStats) -> None:
         """Append the generation's records, then replace the checkpoint: the generation is final."""
+        embedded = {id(r): r.pop("_emb") for r in records if "_emb" in r}
         benign = [r for r in records if r["status"] == "benign"]
         if benign:
-            emb = embeddings.embed([r["prompt"] for r in benign])
+            # Candidates were embedded by the free checks; only the seeds still need it.
+            missing = [r for r in benign if id(r) not in embedded]
+            if missing:
+                embedded.update(zip(map(id, missing), embeddings.embed([r["prompt"] for r in missing])))
+            emb = np.vstack([embedded[id(r)] for r in benign]).astype(np.float32)
             self._archive_emb = np.vstack([self._archive_emb, emb])
             for r, e in zip(benign, emb):
                 if r.get("k", 0) >= self.plan.samples:

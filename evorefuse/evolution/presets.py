@@ -1,8 +1,14 @@
-"""The two presets: `paper` (faithful EvoRefuse) and `fast` (the default: cheap screens first).
+"""The two presets: `paper` (faithful EvoRefuse) and `fast` (the default).
 
-Both score seeds and every *fully* evaluated candidate the same way (K samples, same length, same
-detector), so their refusal rates and fitness are comparable; `fast` spends full evaluations only on
-the candidates that the cheap screens say can still win.
+`paper` scores every benign candidate with K=10 samples of 50 tokens at temperature 1.
+
+`fast` measures what over-refusal benchmarks report (XSTest, OR-Bench, our `evaluate`): the target's
+greedy response. One short greedy call per candidate, graded by the probability mass the target put
+on refusal openers, replaces K sampled responses; and per lineage and generation only the
+`evaluations` most promising candidates reach the target at all, ranked by what costs nothing (the
+bandit's record of each operator against this target, and the surrogate once it has data). A
+lineage whose incumbent already makes the target refuse is finished and spends nothing more. With
+a sampling temperature set in the config, `fast` returns to K samples with cheap screens and racing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Plan:
     temperature: float = 1.0  # target sampling temperature
     screen_kind: str = "opener"  # "opener" (greedy first tokens' logprobs) or "prefix" (samples)
     screen_top: int = 3       # once the surrogate is trained, screen only its top candidates
+    evaluations: int | None = None  # candidates scored per lineage per generation (None: all)
 
 
 def plan_for(cfg: Config) -> Plan:
@@ -37,15 +44,21 @@ def plan_for(cfg: Config) -> Plan:
     if preset == "paper":
         base = Plan("paper", 4, 2, 10, 50, False, "uniform", False, 10, 0, 0, 0)
     else:
-        # Full evaluations read 32 tokens: refusals show in the first sentence, and the paper's
-        # 50 mostly buys the tail of helpful answers.
-        base = Plan("fast", 6, 1, 10, 32, True, "bandit", True, 3, 2, 8, 1)
+        # Responses are 24 tokens: refusals show in the first sentence ("I'm sorry, but as an AI
+        # I can't ..."), and the paper's 50 mostly buys the tail of helpful answers.
+        base = Plan("fast", 4, 1, 1, 24, False, "bandit", True, 3, 2, 8, 1, evaluations=1)
+    sampled = preset != "paper" and (
+        (f.temperature is not None and f.temperature > 0) or (f.samples or 1) > 1)
+    if sampled:
+        # The user asked for sampled fitness: K samples, cheap screens before them, racing.
+        base = Plan("fast", 6, 1, 10, 32, True, "bandit", True, 3, 2, 8, 1, temperature=0.3,
+                    evaluations=3)
     return Plan(
         preset=preset,
         mutations=e.mutations if e.mutations is not None else base.mutations,
         recombinations=e.recombinations if e.recombinations is not None else base.recombinations,
         samples=f.samples if f.samples is not None else base.samples,
-        max_tokens=f.max_tokens if f.max_tokens != 50 else base.max_tokens,
+        max_tokens=f.max_tokens if f.max_tokens is not None else base.max_tokens,
         screen=f.screen if f.screen is not None else base.screen,
         selection=e.selection or base.selection,
         framings=base.framings,
@@ -53,10 +66,10 @@ def plan_for(cfg: Config) -> Plan:
         screen_samples=base.screen_samples or 3,
         screen_tokens=base.screen_tokens or 6,
         full_per_generation=base.full_per_generation or 1,
-        # The paper samples targets at temperature 1. The default samples at 0.3: refusal rates
-        # are measured with greedy decoding (XSTest, OR-Bench, our `evaluate`), and a low
-        # temperature optimises what is measured while K samples still grade near-misses; at 1.0
-        # small models mostly ramble, which hides refusals.
+        # The paper samples targets at temperature 1. The default decodes greedily, as refusal
+        # benchmarks measure; at 1.0 small models mostly ramble, which hides refusals.
         temperature=f.temperature if f.temperature is not None else
-        (1.0 if preset == "paper" else 0.3),
+        (1.0 if preset == "paper" else base.temperature if sampled else 0.0),
+        evaluations=(e.evaluations if e.evaluations is not None else base.evaluations)
+        if preset != "paper" else None,
     )
