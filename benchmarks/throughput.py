@@ -6,7 +6,8 @@ our layer (limiter, retries, parsing, cache, ledger) costs little CPU next to th
 itself. So each concurrency level is run three ways, in the same process and run:
 
 - `raw AsyncOpenAI`: the bare SDK under an `asyncio.Semaphore` (the baseline),
-- `OpenAIBackend`: our backend (limiter, retry loop, parsing),
+- `OpenAIBackend (SDK post)`: our backend posting through `AsyncOpenAI.post()` (its fallback),
+- `OpenAIBackend`: our backend (limiter, retry loop, parsing) on its direct aiohttp path,
 - `Endpoint`: backend + SQLite request cache + ledger, what every role uses.
 
 The server runs in a separate process (`tests/loopback_server.py`) so the CPU time measured with
@@ -44,6 +45,8 @@ from evorefuse.models.spec import ModelSpec  # noqa: E402
 
 KEY_ENV = "EVOREFUSE_BENCH_KEY"
 RAW, BACKEND, ENDPOINT = "raw AsyncOpenAI", "OpenAIBackend", "Endpoint (+cache, ledger)"
+BACKEND_SDK = "OpenAIBackend (SDK post)"
+MODES = (RAW, BACKEND_SDK, BACKEND, ENDPOINT)
 PARAMS = SamplingParams(temperature=1.0, top_p=0.995, max_tokens=50)
 
 
@@ -100,9 +103,9 @@ def spec_for(base_url: str, concurrency: int, timeout: float) -> ModelSpec:
                      max_concurrency=concurrency, timeout=timeout)
 
 
-def maker_backend(base_url: str, timeout: float):
+def maker_backend(base_url: str, timeout: float, direct: bool = True):
     async def make(concurrency: int):
-        backend = OpenAIBackend(spec_for(base_url, concurrency, timeout))
+        backend = OpenAIBackend(spec_for(base_url, concurrency, timeout), direct=direct)
 
         async def call(msgs: list[dict[str, str]]) -> str:
             return (await backend.complete(msgs, PARAMS)).choices[0].text
@@ -155,9 +158,10 @@ def goals(levels: list[int], latency: float, med: Callable[[int, str, int], floa
         f"concurrency x CPU-per-call ({c_ref} x {u:.2f} ms / 2 = {extra:.0f} ms at {c_ref}, "
         f"predicting {100 * latency / (latency + extra / 1000):.0f}% of ideal). At 128 the "
         "client is CPU-bound (1280 req/s would need < 0.8 ms per call). Profiling "
-        "(cProfile, concurrency 32) puts about two thirds of the per-call CPU in httpx2/httpcore2 "
-        "(connection pool, h11) and most of the rest in the openai client's request building; "
-        "the limiter, retry loop and parsing are a few percent. A server whose latency varies "
+        "(cProfile, concurrency 32, Endpoint) through the SDK's `post()` put about 70% of the "
+        "per-call CPU in the SDK's request building and its httpx layer over aiohttp, which the "
+        "direct path skips; what remains is aiohttp itself, the cache's SQLite transaction, "
+        "the request fingerprint and our parsing. A server whose latency varies "
         "spreads completions out; `--jitter SECONDS` measures that case.")
     return out
 
@@ -183,6 +187,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             modes = [(RAW, maker_raw(base_url, timeout)),
+                     (BACKEND_SDK, maker_backend(base_url, timeout, direct=False)),
                      (BACKEND, maker_backend(base_url, timeout)),
                      (ENDPOINT, maker_endpoint(base_url, timeout, Path(tmp)))]
             # Repeats are interleaved so that a burst of load from elsewhere on the machine hits
@@ -210,13 +215,13 @@ def main() -> None:
     for c in levels:
         n = min(args.per_slot * c, args.max_requests)
         ideal = c / args.latency
-        for mode in (RAW, BACKEND, ENDPOINT):
+        for mode in MODES:
             rps = med(c, mode, 0)
             table.append(f"| {c} | {n} | {mode} | {rps:.1f} | {ideal:.0f} | "
                          f"{100 * rps / ideal:.1f}% | {med(c, mode, 1):.3f} |")
         raw = med(c, RAW, 1)
-        added.append(f"| {c} | {raw:.3f} | {med(c, BACKEND, 1) - raw:+.3f} | "
-                     f"{med(c, ENDPOINT, 1) - raw:+.3f} |")
+        added.append(f"| {c} | {raw:.3f} | {med(c, BACKEND_SDK, 1) - raw:+.3f} | "
+                     f"{med(c, BACKEND, 1) - raw:+.3f} | {med(c, ENDPOINT, 1) - raw:+.3f} |")
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     cmd = " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]])
     body = "\n".join([
@@ -231,17 +236,19 @@ def main() -> None:
         "Client CPU per call is `time.process_time()` of the client process divided by the "
         "number of calls; the server's CPU is not included. Ideal = concurrency / latency. "
         f"`{RAW}` is `chat.completions.create` under an `asyncio.Semaphore`; `{BACKEND}` is our "
-        "backend (limiter, retry loop, parsing); `Endpoint` adds the SQLite request cache and "
-        "the ledger, which is what every role uses.",
+        "backend (limiter, retry loop, parsing) posting over one aiohttp session (its default); "
+        f"`{BACKEND_SDK}` is the same backend posting through `AsyncOpenAI.post()` (its fallback "
+        "without aiohttp); `Endpoint` adds the SQLite request cache and the ledger to the "
+        "default backend, which is what every role uses.",
         "",
         *table,
         "",
-        "CPU per call that our layers add over the raw SDK (ms; negative = cheaper than the raw "
-        "SDK, because the backend posts through `client.post` and parses with orjson, skipping "
-        "the SDK's per-call parameter transform and pydantic construction):",
+        "CPU per call of each client relative to the raw SDK (ms; negative = cheaper than the "
+        "raw SDK: the backend skips the SDK's per-call parameter transform and pydantic "
+        "construction, and its direct path also the SDK's request building and httpx layer):",
         "",
-        "| concurrency | raw SDK ms/call | + OpenAIBackend | + Endpoint (cache, ledger) |",
-        "|---:|---:|---:|---:|",
+        "| concurrency | raw SDK ms/call | OpenAIBackend (SDK post) | OpenAIBackend | Endpoint (cache, ledger) |",
+        "|---:|---:|---:|---:|---:|",
         *added,
         "",
         *goals(levels, args.latency, med),

@@ -5,14 +5,16 @@ reports them, `ChatResult.retries`), the backoff must honour `Retry-After` acros
 requests of the endpoint (the limiter pauses), and content-filter refusals (HTTP 400) must become
 data, not errors. So the client is built with `max_retries=0`.
 
-Requests go through the client's public `post()` with `cast_to=Response` rather than
-`chat.completions.create()`: same auth, headers, timeouts and status-code exceptions, but it skips
-the SDK's per-call TypedDict transform of the parameters and its pydantic model construction, which
-together cost about half of the SDK's CPU per call (profiled: benchmarks/throughput.py). The JSON
-body is parsed with orjson and validated here, so malformed bodies are retried.
+Chat completions are posted by `chat_http.DirectChat` over the SDK's recommended aiohttp transport,
+without the SDK's per-request machinery, which cost about two thirds of the client's CPU per call
+(profiled: benchmarks/throughput.py); `direct=False`, or a missing aiohttp, posts through the
+`AsyncOpenAI` client's public `post()` instead. Either way the answer arrives here as status,
+headers and body, so retries, errors and parsing are the same code. The JSON body is parsed with
+orjson and validated here, so malformed bodies are retried.
 
-The API key is read from the environment once, handed to the client, and kept nowhere else: not on
-this object, not in messages or exceptions (server messages are redacted, since some echo the key).
+The API key is read from the environment once, handed to the HTTP clients, and kept nowhere else:
+not on this object, not in messages or exceptions (server messages are redacted, since some echo
+the key).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import importlib.util
 import json
 import os
 import random
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping, Sequence
 
@@ -47,6 +50,10 @@ def _sdk_http_module() -> Any:
 
 httpx = _sdk_http_module()
 _HAS_AIOHTTP = importlib.util.find_spec("aiohttp") is not None and hasattr(openai, "DefaultAioHttpClient")
+if _HAS_AIOHTTP:
+    from .chat_http import TRANSPORT_ERRORS, DirectChat
+else:  # pragma: no cover - aiohttp comes with the openai[aiohttp] dependency
+    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = ()
 
 BACKOFF_BASE = 0.5      # seconds; full jitter: uniform(0, min(cap, base * 2**attempt))
 BACKOFF_CAP = 30.0
@@ -93,39 +100,55 @@ def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -
     return delay
 
 
-def is_content_filter(err: openai.APIStatusError) -> bool:
+@dataclass
+class HTTPFailure:
+    """A non-2xx answer, whichever path sent the request."""
+    status: int
+    headers: Mapping[str, str]
+    body: Any  # the decoded JSON error body, or its text
+
+    @classmethod
+    def of(cls, status: int, headers: Mapping[str, str], content: bytes) -> "HTTPFailure":
+        try:
+            body: Any = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            body = content.decode("utf-8", "replace")
+        return cls(status, headers, body)
+
+
+def is_content_filter(failure: HTTPFailure) -> bool:
     """OpenAI: error.code == "content_filter"; Azure: the same, or details in error.innererror."""
-    body = err.body
+    body = failure.body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         body = body["error"]
-    parts: list[str] = [str(err.code or "")]
+    parts: list[str] = []
     if isinstance(body, dict):
         for key in ("code", "type", "innererror", "message"):
             if body.get(key) is not None:
                 parts.append(json.dumps(body[key]) if not isinstance(body[key], str) else body[key])
     else:
-        parts.append(str(err.message or ""))
+        parts.append(str(body))
     text = " ".join(parts).lower()
     return any(s in text for s in ("content_filter", "content filter", "content_policy",
                                    "responsibleaipolicyviolation", "content management policy"))
 
 
-def _server_message(err: openai.APIStatusError) -> str:
-    body = err.body
+def _server_message(failure: HTTPFailure) -> str:
+    body = failure.body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
         if isinstance(inner, str):
             return inner
-    return str(err.message or "")
+    return str(body or f"HTTP {failure.status}")
 
 
 class OpenAIBackend:
     """A `ChatModel` over `openai.AsyncOpenAI`, with the endpoint's limits and counted retries."""
 
     def __init__(self, spec: ModelSpec, *, limiter: EndpointLimiter | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, direct: bool = True) -> None:
         self.spec = spec
         self.name = spec.name
         self.model = spec.model
@@ -152,10 +175,15 @@ class OpenAIBackend:
             timeout=spec.timeout,
         )
         # Keyless local servers (vLLM, Ollama) accept any token; "EMPTY" is their convention.
+        api_key = os.environ[spec.api_key_env] if spec.api_key_env else "EMPTY"
         self._client = openai.AsyncOpenAI(
-            api_key=os.environ[spec.api_key_env] if spec.api_key_env else "EMPTY",
-            base_url=base_url, max_retries=0, timeout=spec.timeout, http_client=http_client,
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=spec.timeout,
+            http_client=http_client,
         )
+        self._direct: DirectChat | None = None
+        if direct and _HAS_AIOHTTP:
+            self._direct = DirectChat(str(self._client.base_url), api_key,
+                                      max_connections=spec.max_concurrency + 8)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.name!r}, model={self.model!r}, base_url={self.base_url!r})"
@@ -165,6 +193,8 @@ class OpenAIBackend:
         return f"endpoint '{self.name}' ({self.base_url})"
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
         await self._client.close()
 
     async def list_models(self) -> list[str]:
@@ -173,7 +203,8 @@ class OpenAIBackend:
             async with asyncio.timeout(self.spec.timeout):
                 page = await self._client.models.list()
         except openai.APIStatusError as err:
-            raise self._status_error(err) from None
+            raise self._status_error(HTTPFailure.of(err.status_code, err.response.headers,
+                                                    err.response.content)) from None
         except (openai.APIConnectionError, TimeoutError) as err:
             raise EndpointUnavailable(f"{self._where} is unreachable ({type(err).__name__})",
                                       endpoint=self.name) from None
@@ -225,13 +256,22 @@ class OpenAIBackend:
                 kw["top_logprobs"] = params.top_logprobs
         return kw
 
+    async def _post(self, body: dict[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
+        """Status, headers and body of one attempt, by the direct path or through the SDK."""
+        if self._direct is not None:
+            return await self._direct.post(body)
+        try:
+            raw = await self._client.post("/chat/completions", cast_to=httpx.Response, body=body)
+        except openai.APIStatusError as err:
+            return err.status_code, err.response.headers, err.response.content
+        return raw.status_code, raw.headers, raw.content
+
     async def _request(self, messages: Sequence[Message], params: SamplingParams, n: int,
                        seed: int | None) -> ChatResult:
         """One logical request: attempts under the limiter, retried as the module doc says."""
         kwargs = self._kwargs(messages, params, n, seed)
         prompt_chars = sum(len(m.get("content") or "") for m in messages)
         est = estimate_tokens(prompt_chars, params.max_tokens, n)
-        post = self._client.post
         limiter = self.limiter
         timeout = self.spec.timeout
         retries = 0
@@ -241,30 +281,29 @@ class OpenAIBackend:
             used: int | None = None
             try:
                 async with asyncio.timeout(timeout):
-                    raw = await post("/chat/completions", cast_to=httpx.Response, body=kwargs)
-                result = self._parse(orjson.loads(raw.content), prompt_chars)
-                used = result.usage.prompt_tokens + result.usage.completion_tokens
-                result.retries = retries
-                return result
-            except openai.APIStatusError as err:
-                status = err.status_code
-                if status == 400 and is_content_filter(err):
+                    status, headers, content = await self._post(kwargs)
+                if status < 300:
+                    result = self._parse(orjson.loads(content), prompt_chars)
+                    used = result.usage.prompt_tokens + result.usage.completion_tokens
+                    result.retries = retries
+                    return result
+                failure = HTTPFailure.of(status, headers, content)
+                if status == 400 and is_content_filter(failure):
                     used = 0
                     return ChatResult(
                         choices=[Choice(text="", finish_reason="content_filter") for _ in range(n)],
                         usage=Usage(0, 0), retries=retries)
                 if status not in RETRYABLE_STATUS and status < 500:
-                    raise self._status_error(err) from None
-                reason = f"HTTP {status}: {one_line(self._redact(_server_message(err)), 120)}"
-                retry_after = retry_after_seconds(err.response.headers)
+                    raise self._status_error(failure) from None
+                reason = f"HTTP {status}: {one_line(self._redact(_server_message(failure)), 120)}"
+                retry_after = retry_after_seconds(headers)
             except (openai.APITimeoutError, TimeoutError) as err:
                 reason = _timeout_or_refused(err, timeout)
-            except openai.APIConnectionError as err:
-                cause = err.__cause__
+            except (openai.APIConnectionError, *TRANSPORT_ERRORS) as err:
+                cause = err.__cause__ if isinstance(err, openai.APIConnectionError) else err
                 reason = "connection error" + (f" ({type(cause).__name__}: {one_line(str(cause), 120)})"
                                                if cause is not None else "")
-            except (orjson.JSONDecodeError, MalformedResponse,
-                    openai.APIResponseValidationError) as err:
+            except (orjson.JSONDecodeError, MalformedResponse) as err:
                 reason = f"malformed response ({type(err).__name__})"
             finally:
                 limiter.release(est, used)
@@ -282,9 +321,9 @@ class OpenAIBackend:
         env = self.spec.api_key_env
         return redact(text, os.environ.get(env) if env else None)
 
-    def _status_error(self, err: openai.APIStatusError) -> Exception:
-        status = err.status_code
-        msg = one_line(self._redact(_server_message(err)), 200)
+    def _status_error(self, failure: HTTPFailure) -> Exception:
+        status = failure.status
+        msg = one_line(self._redact(_server_message(failure)), 200)
         if status in (401, 403):
             env = self.spec.api_key_env or "(none configured)"
             return EndpointAuthError(
