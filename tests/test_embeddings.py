@@ -150,3 +150,20 @@ def test_near_duplicates_chunks_agree():
     x = np.concatenate([base, noisy])[rng.permutation(80)]
     assert E.near_duplicates(x, 0.92, chunk=7) == E.near_duplicates(x, 0.92, chunk=1000)
     assert len(E.near_duplicates(x, 0.92)) >= 30
+
+
+def test_batched_requests_each_get_their_own_rows() -> None:
+    import asyncio
+
+    from evorefuse.evolution.embed_batch import EmbedBatcher
+
+    groups = [["how do I kill a python process", "bake bread"], ["shoot a wedding"],
+              ["nuke a git branch", "crush a sales target", "terminate a contract"]]
+
+    async def go():
+        batcher = EmbedBatcher()
+        return await asyncio.gather(*(batcher.embed(g) for g in groups))
+    got = asyncio.run(go())
+    for g, rows in zip(groups, got):
+        assert rows.shape == (len(g), 384)
+        assert np.allclose(rows, E.embed(g), atol=1e-5)

@@ -28,6 +28,7 @@ from evorefuse.config import Config
 from evorefuse.errors import BudgetExceeded
 from evorefuse.evolution import annealing
 from evorefuse.evolution.bandit import Bandit
+from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.presets import Plan, plan_for
 from evorefuse.evolution.rng import derive_seed, rng_for
 from evorefuse.models.ledger import Ledger
@@ -123,6 +124,7 @@ class Engine:
         self.archive_lines = 0
         self._archive_emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
         self._sem = asyncio.Semaphore(max(1, cfg.run.max_concurrency))
+        self._embedder = EmbedBatcher()
         self.min_seed_similarity = 0.3
 
     # --- state ---------------------------------------------------------------------------------
@@ -427,9 +429,10 @@ class Engine:
         stats.parse_failures += len(recs) - len(live)
         if not live:
             return
-        emb = await asyncio.to_thread(embeddings.embed, [r["prompt"] for r in live])
-        seed_emb = await asyncio.to_thread(embeddings.embed, [lin.seed_prompt])
-        seen_emb = await asyncio.to_thread(embeddings.embed, seen)
+        texts = [r["prompt"] for r in live]
+        rows = await self._embedder.embed([*texts, lin.seed_prompt, *seen])
+        emb, seed_emb, seen_emb = rows[: len(texts)], rows[len(texts): len(texts) + 1], \
+            rows[len(texts) + 1:]
         # Max similarity of each candidate to the archive and to this lineage's own texts,
         # without copying the (growing) archive matrix.
         nearest = np.maximum(
@@ -488,8 +491,7 @@ class Engine:
             return
         to_screen = recs
         if self.surrogate.ready:
-            pred = self.surrogate.predict(await asyncio.to_thread(
-                embeddings.embed, [r["prompt"] for r in recs]))
+            pred = self.surrogate.predict(await self._embedder.embed([r["prompt"] for r in recs]))
             for r, p in zip(recs, pred):
                 r["surrogate"] = round(float(p), 4)
             # The surrogate costs no target tokens: only its most promising candidates get screened.
