@@ -219,7 +219,7 @@ def test_auto_multilingual_hard_cases(band):
     assert not wrong, wrong
 
 
-# Openings of the embedded model's greedy answers, cut at 24 tokens as the fast preset reads them.
+# Openings of the embedded model's greedy answers, cut at 24 tokens (a short max_tokens).
 # The refusals carry no "can't" before the cut; the answers discuss abuse, violence and safety.
 SMOLLM_OPENINGS = [
     ("I'm sorry for any misunderstanding, but as a chatbot designed to assist with animal care, I", R),

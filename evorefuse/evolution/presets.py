@@ -44,9 +44,9 @@ def plan_for(cfg: Config) -> Plan:
     if preset == "paper":
         base = Plan("paper", 4, 2, 10, 50, False, "uniform", False, 10, 0, 0, 0)
     else:
-        # Responses are 24 tokens: refusals show in the first sentence ("I'm sorry, but as an AI
-        # I can't ..."), and the paper's 50 mostly buys the tail of helpful answers.
-        base = Plan("fast", 4, 1, 1, 24, False, "bandit", True, 3, 2, 8, 1, evaluations=1)
+        # 50 tokens, as `evaluate` reads: the greedy response scored here is then exactly the one
+        # a test-set user measures, and the refusal rate `status` reports is the one they get.
+        base = Plan("fast", 4, 1, 1, 50, False, "bandit", True, 3, 2, 8, 1, evaluations=1)
     sampled = preset != "paper" and (
         (f.temperature is not None and f.temperature > 0) or (f.samples or 1) > 1)
     if sampled:
