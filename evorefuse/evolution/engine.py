@@ -145,7 +145,7 @@ class Engine:
         self._archive_emb = embeddings.embed(benign) if benign else self._archive_emb
         scored = [r for r in records if r["status"] == "benign" and r.get("k", 0) >= self.plan.samples]
         for r, e in zip(scored, embeddings.embed([r["prompt"] for r in scored]) if scored else []):
-            self.surrogate.add(e, r["refusal_rate"])
+            self.surrogate.add(e, r.get("p_refusal", r["refusal_rate"]))
 
     # --- scoring helpers -----------------------------------------------------------------------
     async def _full(self, rec: dict[str, Any], k: int | None = None) -> Score:
@@ -153,6 +153,7 @@ class Engine:
             score = await self.fitness.score(rec["prompt"], k or self.plan.samples)
         rec["fitness"] = score.fitness
         rec["refusal_rate"] = score.refusal_rate
+        rec["p_refusal"] = round(score.p_refusal, 6)
         rec["k"] = score.n
         rec["targets"] = {n: s.to_json() for n, s in score.per_target.items()}
         return score
@@ -537,7 +538,7 @@ class Engine:
             self._archive_emb = np.vstack([self._archive_emb, emb])
             for r, e in zip(benign, emb):
                 if r.get("k", 0) >= self.plan.samples:
-                    self.surrogate.add(e, r["refusal_rate"])
+                    self.surrogate.add(e, r.get("p_refusal", r["refusal_rate"]))
         t0 = time.perf_counter()  # the checkpoint proper: archive append + state replace
         self.archive_lines += self.store.append_archive(records)
         self.store.write_checkpoint(self.state())

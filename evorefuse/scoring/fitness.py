@@ -43,6 +43,7 @@ class TargetScore:
     ci_low: float
     ci_high: float
     mean_logprob: float
+    p_refusal: float = 0.0   # mean refusal probability of the samples (graded, unlike the rate)
     refusal_example: str | None = None
     compliance_example: str | None = None
 
@@ -63,6 +64,11 @@ class Score:
     @property
     def refusal_rate(self) -> float:
         v = [s.refusal_rate for s in self.per_target.values()]
+        return sum(v) / len(v) if v else 0.0
+
+    @property
+    def p_refusal(self) -> float:
+        v = [s.p_refusal for s in self.per_target.values()]
         return sum(v) / len(v) if v else 0.0
 
     @property
@@ -102,6 +108,7 @@ class FitnessEstimator:
         verdicts = await self.detector.adetect([prompt] * len(choices), [c.text for c in choices])
         lo, hi = self.s.min_p, 1 - self.s.min_p
         terms: list[float] = []
+        probabilities: list[float] = []
         confidences: list[float] = []
         refusals = 0
         refusal_example = compliance_example = None
@@ -121,12 +128,14 @@ class FitnessEstimator:
             if c.logprobs:
                 conf = sum(t.logprob for t in c.logprobs) / len(c.logprobs)
             confidences.append(conf)
+            probabilities.append(p)
             terms.append(math.log(min(hi, max(lo, p))) + self.s.lam * conf)
         n = len(choices)
         ci = wilson_interval(refusals, n)
         return TargetScore(target.name, sum(terms) / n if n else float("-inf"),
                            refusals / n if n else 0.0, n, ci[0], ci[1],
-                           sum(confidences) / n if n else 0.0, refusal_example, compliance_example)
+                           sum(confidences) / n if n else 0.0,
+                           sum(probabilities) / n if n else 0.0, refusal_example, compliance_example)
 
     async def score(self, prompt: str, k: int | None = None) -> Score:
         k = k or self.s.samples
