@@ -74,7 +74,7 @@ def main() -> None:
         "",
         f"{a.seeds} shipped seeds (from #{a.offset}), {a.generations} generations, the embedded model in "
         "every role. `status` figures are each run's own measurements (paper: K=10 samples of 50 "
-        "tokens at temperature 1.0; default: one greedy response of 50 tokens); `evaluate` "
+        "tokens at temperature 1.0; default: one greedy response of 32 tokens); `evaluate` "
         "re-measures both exported sets (best per lineage) the same way for both: greedy "
         "decoding, 50 tokens, detector auto. Target tokens are prompt plus completion tokens "
         "of the target role, from the ledger.",

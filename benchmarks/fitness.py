@@ -58,10 +58,10 @@ async def measure(n: int) -> dict:
     detector = get_detector("auto")
     settings = FitnessSettings(samples=10, temperature=0.3, top_p=0.995, max_tokens=50, seed=1)
 
-    def estimator(name: str) -> tuple[FitnessEstimator, Ledger]:
+    def estimator(name: str, s: FitnessSettings = settings) -> tuple[FitnessEstimator, Ledger]:
         ledger = Ledger()
         ep = Endpoint(LocalBackend(), LOCAL_SPEC, RequestCache(Path(tmp) / f"{name}.sqlite"), ledger)
-        return FitnessEstimator([ep], detector, settings), ledger
+        return FitnessEstimator([ep], detector, s), ledger
 
     cands = candidates(n)
     results: dict[str, dict] = {}
@@ -75,8 +75,8 @@ async def measure(n: int) -> dict:
     results["full ELBO (K=10, 50 tokens)"] = {"rho_elbo": 1.0, "rho_rate": spearmanr(elbo, rate)[0],
                                               "tokens": full_tokens, "seconds": full_time / n}
 
-    async def screen(name: str, fn) -> None:
-        est, ledger = estimator(name)
+    async def screen(name: str, fn, s: FitnessSettings = settings) -> None:
+        est, ledger = estimator(name, s)
         t0 = time.perf_counter()
         vals = np.array([await fn(est, c) for c in cands])
         dt = time.perf_counter() - t0
@@ -84,6 +84,10 @@ async def measure(n: int) -> dict:
         results[name] = {"rho_elbo": spearmanr(vals, elbo)[0], "rho_rate": spearmanr(vals, rate)[0],
                          "tokens": tokens, "seconds": dt / n}
 
+    # What the default preset scores: one greedy response, graded by the opener mass.
+    await screen("greedy graded ELBO, K=1 (the default preset: 1 call, 50 tokens, top-20 logprobs)",
+                 lambda e, c: _k(e, c, 1),
+                 FitnessSettings(samples=1, temperature=0.0, top_p=0.995, max_tokens=50, seed=1))
     await screen("opener mass (1 greedy call, 6 tokens, top-20 logprobs)",
                  lambda e, c: e.opener_screen(c))
     await screen("prefix screen (3 samples x 6 tokens)",

@@ -65,7 +65,7 @@ class FitnessSection:
     lam: float = 0.03                    # the paper's lambda (`lambda` in the file)
     temperature: float | None = None     # target sampling; None: from the preset (paper 1.0, fast greedy)
     top_p: float = 0.995
-    max_tokens: int | None = None        # None: from the preset (50)
+    max_tokens: int | None = None        # None: from the preset (paper 50, fast 32)
     screen: bool | None = None           # cheap screening before full K; None: from the preset
     min_p: float = 0.001                 # detector probabilities clipped to [min_p, 1 - min_p]
 

@@ -44,9 +44,13 @@ def plan_for(cfg: Config) -> Plan:
     if preset == "paper":
         base = Plan("paper", 4, 2, 10, 50, False, "uniform", False, 10, 0, 0, 0)
     else:
-        # 50 tokens, as `evaluate` reads: the greedy response scored here is then exactly the one
-        # a test-set user measures, and the refusal rate `status` reports is the one they get.
-        base = Plan("fast", 4, 1, 1, 50, False, "bandit", True, 3, 2, 8, 1, evaluations=1)
+        # Two greedy responses of 32 tokens per lineage and generation. 32 tokens hold the first
+        # sentence, where refusals show ("I'm sorry, but as an AI I can't ..."), and it is the
+        # same greedy text `evaluate` extends to 50. Two evaluations, not one: against the
+        # embedded model one scored candidate per generation found a refusal in none of six
+        # lineages (benchmarks/efficiency.py), and two still cost ~5x fewer target tokens than
+        # the paper preset (whose every call is 10 samples of 50 tokens).
+        base = Plan("fast", 4, 1, 1, 32, False, "bandit", True, 3, 2, 8, 1, evaluations=2)
     sampled = preset != "paper" and (
         (f.temperature is not None and f.temperature > 0) or (f.samples or 1) > 1)
     if sampled:
