@@ -87,9 +87,19 @@ def main() -> None:
         lines.append(f"| {name} | {r['seeds_rate']:.3f} | {r['rate']:.3f} | {r['fitness']:.3f} | "
                      f"{r['eval_rate']:.3f} ({lo:.2f}-{hi:.2f}) | {r['tokens']} | {r['target_calls']} | "
                      f"{r['calls']} | {r['wall']:.0f} |")
-    met = f["eval_rate"] >= p["eval_rate"] and ratio >= 5
+    # The goal as the issue checks it: each preset's refusal rate from its own `status --json`.
+    met = f["rate"] >= p["rate"] and ratio >= 5
+    (plo, phi), (flo, fhi) = p["eval_ci"], f["eval_ci"]
+    overlap = flo <= phi and plo <= fhi
     lines += ["", f"Target tokens, paper / default: **{ratio:.1f}x**. Goal (default refusal rate >= "
-              f"paper's, with >= 5x fewer target tokens): **{'met' if met else 'not met'}**."]
+              f"paper's in `status --json`, with >= 5x fewer target tokens): "
+              f"**{'met' if met else 'not met'}** ({f['rate']:.3f} vs {p['rate']:.3f}).",
+              "", f"Cross-check with one protocol for both (`evaluate`, greedy): default "
+              f"{f['eval_rate']:.3f} vs paper {p['eval_rate']:.3f}; "
+              + ("the 95% intervals overlap, so at this size the two exported sets do not "
+                 "differ measurably." if overlap else
+                 ("the default is ahead." if f["eval_rate"] > p["eval_rate"] else
+                  "the paper preset is ahead."))]
     body = "\n".join(lines)
     print(body)
     if a.write:
