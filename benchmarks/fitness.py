@@ -85,9 +85,9 @@ async def measure(n: int) -> dict:
                          "tokens": tokens, "seconds": dt / n}
 
     # What the default preset scores: one greedy response, graded by the opener mass.
-    await screen("greedy graded ELBO, K=1 (the default preset: 1 call, 50 tokens, top-20 logprobs)",
+    await screen("greedy graded ELBO, K=1 (the default preset: 1 call, 32 tokens, top-20 logprobs)",
                  lambda e, c: _k(e, c, 1),
-                 FitnessSettings(samples=1, temperature=0.0, top_p=0.995, max_tokens=50, seed=1))
+                 FitnessSettings(samples=1, temperature=0.0, top_p=0.995, max_tokens=32, seed=1))
     await screen("opener mass (1 greedy call, 6 tokens, top-20 logprobs)",
                  lambda e, c: e.opener_screen(c))
     await screen("prefix screen (3 samples x 6 tokens)",

@@ -26,16 +26,19 @@ class Bandit:
             self.tries.setdefault(a, 0)
             self.wins.setdefault(a, 0.0)
 
-    def choose(self, rng: np.random.Generator, k: int) -> list[str]:
-        """k arms (with repetition allowed across draws, ties broken by rng)."""
+    def choose(self, rng: np.random.Generator, k: int,
+               allowed: list[str] | None = None) -> list[str]:
+        """k arms (with repetition allowed across draws, ties broken by rng), from `allowed`
+        when given."""
+        arms = allowed or self.arms
         out = []
         for _ in range(k):
             if self.kind == "uniform":
-                out.append(self.arms[int(rng.integers(len(self.arms)))])
+                out.append(arms[int(rng.integers(len(arms)))])
             elif self.kind == "ucb1":
                 total = sum(self.tries.values()) + 1
                 best, best_v = None, -1.0
-                for a in self.arms:
+                for a in arms:
                     t = self.tries[a]
                     v = float("inf") if t == 0 else self.wins[a] / t + math.sqrt(2 * math.log(total) / t)
                     v += rng.random() * 1e-9
@@ -43,8 +46,8 @@ class Bandit:
                         best, best_v = a, v
                 out.append(best)  # type: ignore[arg-type]
             else:
-                draws = [rng.beta(1 + self.wins[a], 1 + self.tries[a] - self.wins[a]) for a in self.arms]
-                out.append(self.arms[int(np.argmax(draws))])
+                draws = [rng.beta(1 + self.wins[a], 1 + self.tries[a] - self.wins[a]) for a in arms]
+                out.append(arms[int(np.argmax(draws))])
         return out
 
     def update(self, arm: str, reward: float) -> None:

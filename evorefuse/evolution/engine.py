@@ -125,6 +125,8 @@ class Engine:
         self._archive_emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
         self._sem = asyncio.Semaphore(max(1, cfg.run.max_concurrency))
         self._embedder = EmbedBatcher()
+        self._framing_fragments = [part.strip() for s in strategies for t in s.framings
+                                   for part in t.split("{x}") if len(part.strip()) >= 12]
         self.min_seed_similarity = 0.3
 
     # --- state ---------------------------------------------------------------------------------
@@ -244,7 +246,11 @@ class Engine:
         return stats
 
     async def _mutants(self, lin: Lineage, gen: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-        arms = self.bandit.choose(rng, self.plan.mutations)
+        # One framing per instruction: framing a framed text stacks the same few templates,
+        # which makes the exported set long-winded and lexically repetitive.
+        framed = any(f in lin.current["prompt"] for f in self._framing_fragments)
+        allowed = [a for a in self.bandit.arms if not a.startswith("framing:")] if framed else None
+        arms = self.bandit.choose(rng, self.plan.mutations, allowed)
         offspring = await asyncio.gather(*(
             self._offspring(lin.current, arm, gen, lin.index, j) for j, arm in enumerate(arms)))
         return [self._record(o, lin, gen, f"g{gen}-l{lin.index}-m{j}") for j, o in enumerate(offspring)]
