@@ -127,6 +127,7 @@ class Engine:
         self._embedder = EmbedBatcher()
         self._framing_fragments = [part.strip() for s in strategies for t in s.framings
                                    for part in t.split("{x}") if len(part.strip()) >= 12]
+        self._framing_share: dict[str, float] = {}
         self.min_seed_similarity = 0.3
 
     # --- state ---------------------------------------------------------------------------------
@@ -215,6 +216,9 @@ class Engine:
     # --- one generation ------------------------------------------------------------------------
     async def run_generation(self) -> GenStats:
         gen = self.generation + 1
+        n = max(1, len(self.lineages))
+        self._framing_share = {f: sum(f in lin.current["prompt"] for lin in self.lineages) / n
+                               for f in self._framing_fragments}
         bar = self._bar(len(self.lineages), f"gen {gen}")
         async def one(lin: Lineage) -> LineageOutcome:
             out = await self._step(lin, gen)
@@ -272,11 +276,14 @@ class Engine:
 
     def _prior(self, r: dict[str, Any]) -> float:
         """How promising a candidate is before any target call: its operator's record against
-        this target, plus the surrogate's prediction once it has seen enough scored candidates."""
+        this target, plus the surrogate's prediction once it has seen enough scored candidates,
+        minus the share of lineages whose incumbent already carries the same framing (a test set
+        where one template opens every other item is one test, not many)."""
         v = self.bandit.mean(r["strategy"])
         if self.surrogate.ready and "_emb" in r:
             v += float(self.surrogate.predict(r["_emb"])[0])
-        return v
+        shares = [share for f, share in self._framing_share.items() if f in r["prompt"]]
+        return v - max(shares, default=0.0)
 
     async def _step_budgeted(self, lin: Lineage, gen: int) -> LineageOutcome:
         """The fast preset's generation: make L mutants and N recombinations, rank them by what
