@@ -48,8 +48,8 @@ def plan_for(cfg: Config) -> Plan:
         # sentence, where refusals show ("I'm sorry, but as an AI I can't ..."), and it is the
         # same greedy text `evaluate` extends to 50. Two evaluations, not one: against the
         # embedded model one scored candidate per generation found a refusal in none of six
-        # lineages (benchmarks/efficiency.py), and two still cost ~5x fewer target tokens than
-        # the paper preset (whose every call is 10 samples of 50 tokens).
+        # lineages (benchmarks/efficiency.py), and two still cost 8.6x fewer target tokens than
+        # the paper preset there (whose every call is 10 samples of 50 tokens).
         base = Plan("fast", 4, 1, 1, 32, False, "bandit", True, 3, 2, 8, 1, evaluations=2)
     sampled = preset != "paper" and (
         (f.temperature is not None and f.temperature > 0) or (f.samples or 1) > 1)
