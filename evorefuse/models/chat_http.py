@@ -10,30 +10,31 @@ concurrency, and hands back status, headers and body; retries, error mapping and
 `OpenAIBackend`, identical for both paths. The SDK client remains the fallback when aiohttp is
 absent, and serves everything but chat completions (`models list`).
 
-The API key lives only in this object's headers, in memory.
+The headers are the SDK client's own (organization, project, platform) plus the bearer token; the
+API key lives only there, in memory.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import asyncio
+import os
+from typing import Any, Mapping
 
 import aiohttp
 import orjson
-
-from evorefuse import __version__
 
 # Connection failures, resets and truncated bodies: retried by the backend as connection errors.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 
 
+def _proxy_configured() -> bool:
+    return any(k.lower().endswith("_proxy") and v for k, v in os.environ.items())
+
+
 class DirectChat:
-    def __init__(self, base_url: str, api_key: str, *, max_connections: int) -> None:
+    def __init__(self, base_url: str, headers: Mapping[str, str], *, max_connections: int) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}",
-                         "Content-Type": "application/json", "Accept": "application/json",
-                         "User-Agent": f"evorefuse/{__version__}"}
+        self._headers = dict(headers)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -44,7 +45,10 @@ class DirectChat:
         self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+            timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
+            # HTTP(S)_PROXY / NO_PROXY are honoured as by the SDK's client; without any set, the
+            # per-request lookup (environment and ~/.netrc) would triple the CPU per call.
+            trust_env=_proxy_configured())
         return self._session
 
     async def post(self, body: Mapping[str, Any]) -> tuple[int, Mapping[str, str], bytes]:

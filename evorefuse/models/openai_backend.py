@@ -182,7 +182,9 @@ class OpenAIBackend:
         )
         self._direct: DirectChat | None = None
         if direct and _HAS_AIOHTTP:
-            self._direct = DirectChat(str(self._client.base_url), api_key,
+            headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+            headers["Authorization"] = f"Bearer {api_key}"
+            self._direct = DirectChat(str(self._client.base_url), headers,
                                       max_connections=spec.max_concurrency + 8)
 
     def __repr__(self) -> str:
