@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,8 +218,8 @@ class Engine:
     async def run_generation(self) -> GenStats:
         gen = self.generation + 1
         n = max(1, len(self.lineages))
-        self._framing_share = {f: sum(f in lin.current["prompt"] for lin in self.lineages) / n
-                               for f in self._framing_fragments}
+        counts = Counter(f for lin in self.lineages for f in self._framings_in(lin.current["prompt"]))
+        self._framing_share = {f: c / n for f, c in counts.items()}
         bar = self._bar(len(self.lineages), f"gen {gen}")
         async def one(lin: Lineage) -> LineageOutcome:
             out = await self._step(lin, gen)
@@ -252,7 +253,7 @@ class Engine:
     async def _mutants(self, lin: Lineage, gen: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         # One framing per instruction: framing a framed text stacks the same few templates,
         # which makes the exported set long-winded and lexically repetitive.
-        framed = any(f in lin.current["prompt"] for f in self._framing_fragments)
+        framed = bool(self._framings_in(lin.current["prompt"]))
         allowed = [a for a in self.bandit.arms if not a.startswith("framing:")] if framed else None
         arms = self.bandit.choose(rng, self.plan.mutations, allowed)
         offspring = await asyncio.gather(*(
@@ -282,8 +283,12 @@ class Engine:
         v = self.bandit.mean(r["strategy"])
         if self.surrogate.ready and "_emb" in r:
             v += float(self.surrogate.predict(r["_emb"])[0])
-        shares = [share for f, share in self._framing_share.items() if f in r["prompt"]]
-        return v - max(shares, default=0.0)
+        return v - max((self._framing_share.get(f, 0.0) for f in self._framings_in(r["prompt"])),
+                       default=0.0)
+
+    def _framings_in(self, text: str) -> list[str]:
+        """The fixed parts of framing templates that `text` carries."""
+        return [f for f in self._framing_fragments if f in text]
 
     async def _step_budgeted(self, lin: Lineage, gen: int) -> LineageOutcome:
         """The fast preset's generation: make L mutants and N recombinations, rank them by what
