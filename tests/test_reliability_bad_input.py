@@ -65,6 +65,10 @@ def files(tmp_path_factory):
     f["bad_strategy_cfg"] = d / "bad_strategy.toml"
     f["bad_strategy_cfg"].write_text(text + '\n[[strategies]]\nname = "mine"\nfamily = 3\n'
                                      'instruction = "x"\n')
+    f["zero_evaluations_cfg"] = d / "zero_evaluations.toml"
+    f["zero_evaluations_cfg"].write_text(text + "\n[evolution]\nevaluations = 0\n")
+    f["negative_temperature_cfg"] = d / "negative_temperature.toml"
+    f["negative_temperature_cfg"].write_text(text + "\n[fitness]\ntemperature = -0.5\n")
     f["not_a_run"] = d / "not_a_run"
     f["not_a_run"].mkdir()
     (f["not_a_run"] / "notes.txt").write_text("hello")
@@ -122,7 +126,9 @@ def _cases(f, runs):
                     ("unknown_key_cfg", "run.generashuns"), ("wrong_type_cfg", "run.generations"),
                     ("bad_toml_cfg", "TOML"), ("unknown_model_cfg", "ghost"),
                     ("unknown_strategy_cfg", "no_such_strategy"),
-                    ("bad_strategy_cfg", "strategies.family")]:
+                    ("bad_strategy_cfg", "strategies.family"),
+                    ("zero_evaluations_cfg", "evolution.evaluations"),
+                    ("negative_temperature_cfg", "fitness.temperature")]:
         path = f.get(c, d / "missing.toml")
         cases.append((f"evolve-config-{c}", "evolve",
                       ["evolve", "-c", str(path), "--seeds", str(f["good_seeds"]), "--run-dir",
