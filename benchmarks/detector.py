@@ -290,7 +290,9 @@ def main() -> int:
         f"Trained detectors: out-of-fold predictions of models refitted per fold with "
         f"`evorefuse.scoring.refusal.train` on the project's {len(own)} own examples plus the "
         f"other folds. The pattern detector's rules and packs were written with this set in view "
-        f"(a few English soft-refusal phrasings), so its figure is optimistic for other models.",
+        f"(a few English soft-refusal and premise-rejection phrasings, and vetoes for definitions "
+        f"of crimes and for capability disclaimers), so its figure is optimistic for other models, "
+        f"and so are the trained detectors' figures, which use the patterns as features.",
         "",
         *lines,
         "",
