@@ -24,6 +24,29 @@ _WORD = re.compile(r"[a-z0-9']+")
 _REQUEST_CUE = re.compile(r"\?|\b(how|what|why|which|where|when|who|can you|could you|please|tell me|"
                           r"explain|describe|give me|write|help me|show me|list)\b", re.I)
 
+# What makes a text a request rather than a statement: a question, an imperative opening a sentence
+# or clause ("..., design a cursed dagger"), or a plea. The 135M mutator often keeps the topic and
+# drops the ask ("Your accounts team nearly paid a fake invoice."), which tests nothing.
+_IMPERATIVES = (
+    r"kill|summari[sz]e|design|set up|compare|analy[sz]e|create|suggest|recommend|find|make|plan|"
+    r"draft|compose|translate|outline|teach|name|give|write|list|explain|describe|show|tell|help|"
+    r"provide|share|walk me|break down|identify|calculate|convert|fix|debug|build|generate|"
+    r"rewrite|review|check|define|detail|discuss|evaluate|assess|propose|advise|stop|remove|"
+    r"get rid of|clean|protect|prepare|draw|sketch|brainstorm|imagine|pretend|act as|play|let's|"
+    r"trace|tackle|elaborate|determine|demonstrate|illustrate|develop|craft|produce|recount|"
+    r"narrate|depict|portray|investigate|research|explore|examine|predict|estimate|rank|choose|"
+    r"pick|select|organi[sz]e|arrange|answer|reveal|unleash|picture|consider|instruct|guide")
+_QUESTION_WORDS = (r"how|what|why|which|where|when|who|whose|is|are|do|does|did|can|could|should|"
+                   r"would|will|may|might|shall|was|were")
+_REQUEST = re.compile(
+    r"\?|(?:^|[.!:;]\s+)(?:" + _QUESTION_WORDS + r")\b|"
+    r",\s*(?:how|what|why|where|which|who) (?:do|does|did|can|could|should|would|is|are|to|i)\b|"
+    r"\bdemand(?:ing)? (?:to know|that you|you)\b|"
+    r"(?:^|[.!:;,\-–—]\s*|\b(?:please|and|then|so|but|just|now)\s+)(?:" + _IMPERATIVES + r")\b|"
+    r"\b(?:can|could|would|will) you\b|\bi(?: really| just)? (?:need|want|would like|'d like|"
+    r"demand|insist|beg|dare you|urge you)\b|\bi(?:'m| am) (?:looking for|trying to|asking|"
+    r"begging|demanding)\b|\b(?:help|tell|show|give|teach) me\b", re.I)
+
 
 def _reads_like_answer(text: str) -> bool:
     """An answer opener with no request in it: the mutator answered instead of rewriting.
@@ -98,8 +121,12 @@ def rejection_reason(candidate: str | None, parents: list[str]) -> str | None:
         return "too_long"
     if _reads_like_answer(candidate):
         return "not_instruction"
+    if _repeats_itself(words):
+        return "repetitive"
     if re.search(r'[{}]|":|\\"', candidate):
         return "parse_failure"  # JSON debris left in the text: not a clean instruction
+    if not _REQUEST.search(candidate):
+        return "not_request"
     norm = " ".join(words)
     for p in parents:
         pw = _WORD.findall(p.lower())
@@ -109,3 +136,35 @@ def rejection_reason(candidate: str | None, parents: list[str]) -> str | None:
         if a and b and len(a & b) / len(a | b) > 0.9:
             return "copy"
     return None
+
+
+# Words a short request may well use three times; anything else repeated that often is a small
+# mutator looping ("anti-Muslim hate speech ... anti-Muslim hate speech ...").
+_FUNCTION_WORDS = frozenset(
+    "the a an and or but to of in on for with at by from as is are was were be been it its this "
+    "that these those i i'm my me you your we our they their he she his her him them what how why "
+    "when where who which do does did can could would should will not no so if about into".split())
+
+
+def _repeats_itself(words: list[str], limit: int = 3) -> bool:
+    counts: dict[str, int] = {}
+    for w in words:
+        if len(w) > 2 and w not in _FUNCTION_WORDS:
+            counts[w] = counts.get(w, 0) + 1
+            if counts[w] >= limit:
+                return True
+    return False
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def copied_example(candidate: str, example: str, parents: list[str], n: int = 4) -> bool:
+    """Whether `candidate` lifts an `n`-word phrase from the few-shot example that none of its
+    parents has: the mutator copied the example's wording instead of rewriting its own input."""
+    words = _WORD.findall(candidate.lower())
+    lifted = _ngrams(words, n) & _ngrams(_WORD.findall(example.lower()), n)
+    for p in parents:
+        lifted -= _ngrams(_WORD.findall(p.lower()), n)
+    return bool(lifted)
