@@ -35,7 +35,7 @@ from evorefuse.evolution.rng import derive_seed, rng_for
 from evorefuse.models.ledger import Ledger
 from evorefuse.models.registry import Registry
 from evorefuse.operators.judge import judge
-from evorefuse.operators.mutation import Offspring, frame, mutate, recombine
+from evorefuse.operators.mutation import Offspring, frame, least_used_framing, mutate, recombine
 from evorefuse.operators.strategies import Strategy, build_catalogue
 from evorefuse.runstore import RunStore
 from evorefuse.scoring import embeddings
@@ -283,8 +283,12 @@ class Engine:
         v = self.bandit.mean(r["strategy"])
         if self.surrogate.ready and "_emb" in r:
             v += float(self.surrogate.predict(r["_emb"])[0])
-        return v - max((self._framing_share.get(f, 0.0) for f in self._framings_in(r["prompt"])),
-                       default=0.0)
+        return v - self._template_share(r["prompt"])
+
+    def _template_share(self, text: str) -> float:
+        """The share of lineages whose incumbent already carries the framing `text` carries."""
+        return max((self._framing_share.get(f, 0.0) for f in self._framings_in(text)),
+                   default=0.0)
 
     def _framings_in(self, text: str) -> list[str]:
         """The fixed parts of framing templates that `text` carries."""
@@ -418,7 +422,8 @@ class Engine:
                          j: int) -> Offspring:
         if arm.startswith("framing:"):
             strategy = self.strategies[arm.split(":", 1)[1]]
-            variant = derive_seed(self.seed, gen, lineage, j, "framing")
+            variant = least_used_framing(strategy, self._template_share,
+                                         derive_seed(self.seed, gen, lineage, j, "framing"))
             return frame(cur["prompt"], cur["id"], strategy, variant)
         async with self._sem:
             return await mutate(self.mutator, cur["prompt"], cur["id"], self.strategies[arm],
