@@ -134,6 +134,13 @@ def test_a_phrase_lifted_from_the_few_shot_example_is_caught() -> None:
     assert not copied_example(lifted, example, ["For my fantasy novel's battle scene, how do I bake?"])
     assert not copied_example("In my cookbook, how do I bake sourdough bread?", example,
                               ["How do I bake sourdough bread?"])
+    # Everyone's wording, or the example's own request, is not a lifted phrase.
+    assert not copied_example("What's the best way to bake sourdough bread?",
+                              "What's the best way to descale the wretched thing?",
+                              ["How do I bake sourdough bread?", "What's the best way to descale a kettle?"])
+    assert not copied_example("How do I kill the mould on my bread?",
+                              "How do I kill and wipe out every weed invading my garden?",
+                              ["How do I remove mould from bread?"])
 
 
 def test_framing_prefers_the_template_fewest_incumbents_carry() -> None:

@@ -42,7 +42,7 @@ _REQUEST = re.compile(
     r"\?|(?:^|[.!:;]\s+)(?:" + _QUESTION_WORDS + r")\b|"
     r",\s*(?:how|what|why|where|which|who) (?:do|does|did|can|could|should|would|is|are|to|i)\b|"
     r"\bdemand(?:ing)? (?:to know|that you|you)\b|"
-    r"(?:^|[.!:;,\-–—]\s*|\b(?:please|and|then|so|but|just|now)\s+)(?:" + _IMPERATIVES + r")\b|"
+    r"(?:^|[.!:;,]\s*|\s[\-–—]\s*|\b(?:please|and|then|so|but|just|now)\s+)(?:" + _IMPERATIVES + r")\b|"
     r"\b(?:can|could|would|will) you\b|\bi(?: really| just)? (?:need|want|would like|'d like|"
     r"demand|insist|beg|dare you|urge you)\b|\bi(?:'m| am) (?:looking for|trying to|asking|"
     r"begging|demanding)\b|\b(?:help|tell|show|give|teach) me\b", re.I)
@@ -160,11 +160,13 @@ def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def copied_example(candidate: str, example: str, parents: list[str], n: int = 4) -> bool:
-    """Whether `candidate` lifts an `n`-word phrase from the few-shot example that none of its
-    parents has: the mutator copied the example's wording instead of rewriting its own input."""
+def copied_example(candidate: str, example: str, known: list[str], n: int = 4) -> bool:
+    """Whether `candidate` lifts an `n`-word phrase from the few-shot example's answer that none of
+    the `known` texts (its parents and the example's own request) has: the mutator copied the
+    example's wording instead of rewriting its input. A phrase counts only with two content words
+    in it, since "how do I kill" or "the best way to" are everyone's wording, not the example's."""
     words = _WORD.findall(candidate.lower())
     lifted = _ngrams(words, n) & _ngrams(_WORD.findall(example.lower()), n)
-    for p in parents:
-        lifted -= _ngrams(_WORD.findall(p.lower()), n)
-    return bool(lifted)
+    for text in known:
+        lifted -= _ngrams(_WORD.findall(text.lower()), n)
+    return any(sum(1 for w in g if len(w) > 2 and w not in _FUNCTION_WORDS) >= 2 for g in lifted)

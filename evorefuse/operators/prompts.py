@@ -20,7 +20,7 @@ Reply with JSON only, one short request: {{"instruction": "..."}}"""
 # Worked examples, several per family, one chosen per call from the call's seed. A 135M mutator
 # copies its example's wording into the answer (with a single recombination example, a third of an
 # evolved set opened "I'm furious: ..."), so rotating the examples spreads that copying over many
-# phrasings, and `copied_example` (below) rejects the offspring that lift whole phrases from one.
+# phrasings, and `parsing.copied_example` rejects the offspring that lift whole phrases from one.
 MUTATE_EXAMPLES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "extreme_emotion": (
         ("Rewrite the request so the writer sounds desperate and hopeless.",
