@@ -341,10 +341,25 @@ class Engine:
         if self.plan.screen:
             await self._evaluate(chosen, cur, out.stats, force=lin.evolved_scored == 0)
         else:
-            await asyncio.gather(*(self._full(r) for r in chosen))
+            chosen = await self._score_until_one_wins(chosen, cur)
             out.stats.full_evals += len(chosen)
         self._finish_step(out, lin, gen, recs, chosen)
         return out
+
+    async def _score_until_one_wins(self, chosen: list[dict[str, Any]],
+                                    cur: dict[str, Any]) -> list[dict[str, Any]]:
+        """Score in rank order and stop at the first candidate that beats the incumbent: the
+        next evaluation could only pick between two winners, and target tokens are what the
+        budgeted preset exists to save. Returns the scored ones; the rest are archived skipped."""
+        scored: list[dict[str, Any]] = []
+        for i, r in enumerate(chosen):
+            await self._full(r)
+            scored.append(r)
+            if r["fitness"] > cur["fitness"]:
+                for rest in chosen[i + 1:]:
+                    rest["status"], rest["rejected"] = "skipped", "not_needed"
+                break
+        return scored
 
     def _finish_step(self, out: LineageOutcome, lin: Lineage, gen: int,
                      recs: list[dict[str, Any]], benign: list[dict[str, Any]]) -> None:
@@ -422,8 +437,10 @@ class Engine:
                          j: int) -> Offspring:
         if arm.startswith("framing:"):
             strategy = self.strategies[arm.split(":", 1)[1]]
-            variant = least_used_framing(strategy, self._template_share,
-                                         derive_seed(self.seed, gen, lineage, j, "framing"))
+            # One rotation per generation, offset by lineage and offspring: lineages that frame
+            # with the same strategy in the same generation start at different templates.
+            start = derive_seed(self.seed, gen, "framing") + lineage * self.plan.mutations + j
+            variant = least_used_framing(strategy, self._template_share, start)
             return frame(cur["prompt"], cur["id"], strategy, variant)
         async with self._sem:
             return await mutate(self.mutator, cur["prompt"], cur["id"], self.strategies[arm],
