@@ -348,9 +348,10 @@ class Engine:
 
     async def _score_until_one_wins(self, chosen: list[dict[str, Any]],
                                     cur: dict[str, Any]) -> list[dict[str, Any]]:
-        """Score in rank order and stop at the first candidate that beats the incumbent: the
-        next evaluation could only pick between two winners, and target tokens are what the
-        budgeted preset exists to save. Returns the scored ones; the rest are archived skipped."""
+        """Score in rank order and stop at the first candidate that beats the incumbent: a
+        further evaluation could at best trade one winner for a slightly better one, and target
+        tokens are what the budgeted preset exists to save. Returns the scored ones; the rest are
+        archived skipped."""
         scored: list[dict[str, Any]] = []
         for i, r in enumerate(chosen):
             await self._full(r)

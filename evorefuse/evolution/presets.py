@@ -6,7 +6,8 @@
 greedy response. One short greedy call per candidate, graded by the probability mass the target put
 on refusal openers, replaces K sampled responses; and per lineage and generation only the
 `evaluations` most promising candidates reach the target at all, ranked by what costs nothing (the
-bandit's record of each operator against this target, and the surrogate once it has data). A
+bandit's record of each operator against this target, and the surrogate once it has data), and
+scoring stops at the first that beats the incumbent. A
 lineage whose incumbent already makes the target refuse is finished and spends nothing more. With
 a sampling temperature set in the config, `fast` returns to K samples with cheap screens and racing.
 """
@@ -44,12 +45,13 @@ def plan_for(cfg: Config) -> Plan:
     if preset == "paper":
         base = Plan("paper", 4, 2, 10, 50, False, "uniform", False, 10, 0, 0, 0)
     else:
-        # Two greedy responses of 32 tokens per lineage and generation. 32 tokens hold the first
-        # sentence, where refusals show ("I'm sorry, but as an AI I can't ..."), and it is the
-        # same greedy text `evaluate` extends to 50. Two evaluations, not one: against the
-        # embedded model one scored candidate per generation found a refusal in none of six
-        # lineages (benchmarks/efficiency.py), and two still cost 8.6x fewer target tokens than
-        # the paper preset there (whose every call is 10 samples of 50 tokens).
+        # Up to two greedy responses of 32 tokens per lineage and generation (the second only
+        # when the first did not beat the incumbent). 32 tokens hold the first sentence, where
+        # refusals show ("I'm sorry, but as an AI I can't ..."), and it is the same greedy text
+        # `evaluate` extends to 50. Two evaluations, not one: against the embedded model one
+        # scored candidate per generation found a refusal in none of six lineages
+        # (benchmarks/efficiency.py), and two still cost 5.8-8.6x fewer target tokens than the
+        # paper preset there (whose every call is 10 samples of 50 tokens).
         base = Plan("fast", 4, 1, 1, 32, False, "bandit", True, 3, 2, 8, 1, evaluations=2)
     sampled = preset != "paper" and (
         (f.temperature is not None and f.temperature > 0) or (f.samples or 1) > 1)
