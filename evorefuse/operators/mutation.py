@@ -47,14 +47,14 @@ def _mutate_messages(instruction: str, strategy: Strategy,
     ]
 
 
-def _vet(cand: str | None, route: str, parents: list[str],
-         example: tuple[str, ...]) -> str | None:
-    """Why the parsed candidate is unusable (None when usable); `example` is the few-shot example
-    shown with the call, its answer last."""
+def _vet(cand: str | None, route: str, parents: list[str], example_requests: list[str],
+         example_answer: str) -> str | None:
+    """Why the parsed candidate is unusable (None when usable), given the few-shot example the
+    call showed (its request or requests, and its answer)."""
     if cand is None:
         return route
     reason = rejection_reason(cand, parents)
-    if reason is None and copied_example(cand, example[-1], parents + list(example[:-1])):
+    if reason is None and copied_example(cand, example_answer, parents + example_requests):
         return "copied_example"
     return reason
 
@@ -67,7 +67,7 @@ async def mutate(endpoint: Endpoint, instruction: str, parent_id: str, strategy:
                                  role="mutator")
     raw = result.choices[0].text if result.choices else ""
     cand, route = extract_instruction(raw)
-    reason = _vet(cand, route, [instruction], example[1:])
+    reason = _vet(cand, route, [instruction], [example[1]], example[2])
     return Offspring(cand if reason is None else None, strategy.name, [parent_id], reason, route,
                      raw)
 
@@ -98,8 +98,7 @@ def least_used_framing(strategy: Strategy, share: Callable[[str], float], seed: 
 async def recombine(endpoint: Endpoint, a: tuple[str, str], b: tuple[str, str], *, seed: int,
                     temperature: float, max_tokens: int) -> Offspring:
     """Merge two candidates ((id, prompt) each) into one short instruction."""
-    example = prompts.RECOMBINE_EXAMPLES[seed % len(prompts.RECOMBINE_EXAMPLES)]
-    ex_a, ex_b, ex_out = example
+    ex_a, ex_b, ex_out = prompts.RECOMBINE_EXAMPLES[seed % len(prompts.RECOMBINE_EXAMPLES)]
     messages = [
         {"role": "system", "content": prompts.MUTATOR_SYSTEM},
         {"role": "user", "content": prompts.RECOMBINE_USER.format(a=ex_a, b=ex_b)},
@@ -110,5 +109,5 @@ async def recombine(endpoint: Endpoint, a: tuple[str, str], b: tuple[str, str], 
     result = await endpoint.chat(messages, params, role="mutator")
     raw = result.choices[0].text if result.choices else ""
     cand, route = extract_instruction(raw)
-    reason = _vet(cand, route, [a[1], b[1]], example)
+    reason = _vet(cand, route, [a[1], b[1]], [ex_a, ex_b], ex_out)
     return Offspring(cand if reason is None else None, "recombine", [a[0], b[0]], reason, route, raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
 _JSON_OBJ = re.compile(r"\{.*?\}", re.S)
@@ -146,14 +147,12 @@ _FUNCTION_WORDS = frozenset(
     "when where who which do does did can could would should will not no so if about into".split())
 
 
+def _is_content_word(w: str) -> bool:
+    return len(w) > 2 and w not in _FUNCTION_WORDS
+
+
 def _repeats_itself(words: list[str], limit: int = 3) -> bool:
-    counts: dict[str, int] = {}
-    for w in words:
-        if len(w) > 2 and w not in _FUNCTION_WORDS:
-            counts[w] = counts.get(w, 0) + 1
-            if counts[w] >= limit:
-                return True
-    return False
+    return any(c >= limit for c in Counter(w for w in words if _is_content_word(w)).values())
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
@@ -169,4 +168,4 @@ def copied_example(candidate: str, example: str, known: list[str], n: int = 4) -
     lifted = _ngrams(words, n) & _ngrams(_WORD.findall(example.lower()), n)
     for text in known:
         lifted -= _ngrams(_WORD.findall(text.lower()), n)
-    return any(sum(1 for w in g if len(w) > 2 and w not in _FUNCTION_WORDS) >= 2 for g in lifted)
+    return any(sum(map(_is_content_word, g)) >= 2 for g in lifted)
