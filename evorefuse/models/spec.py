@@ -1,32 +1,53 @@
-"""What the config says about one model endpoint (`[models.NAME]` in the TOML file)."""
+"""What the config says about one model endpoint (`[models.NAME]` in the TOML file).
+
+Validated when the config is loaded (pydantic, strict types, bounds), so a negative concurrency, a
+negative price or a `base_url` without a scheme stops with one line naming the key before any run
+directory exists, instead of surfacing as a traceback or a 20-second retry loop mid-run.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelKind = Literal["openai", "local"]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(BaseModel):
     """One configured endpoint. Prices are USD per 1M tokens, as providers quote them.
 
     The API key itself is never stored here: only the name of the environment variable that holds
     it, so a resolved config can be written to the run directory without leaking secrets.
     """
 
-    name: str
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name: str = ""                       # the table's name in the config (set by the loader)
     model: str
     base_url: str | None = None          # None: OPENAI_BASE_URL, else the openai package default
     api_key_env: str = "OPENAI_API_KEY"
-    kind: str = "openai"                 # "openai" (any OpenAI-compatible server) or "local"
-    max_concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    timeout: float = 60.0                # seconds per request attempt
-    max_retries: int = 6
-    price_in: float = 0.0
-    price_out: float = 0.0
+    kind: ModelKind = "openai"           # "openai" (any OpenAI-compatible server) or "local"
+    max_concurrency: int = Field(16, ge=1, le=4096)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout: float = Field(60.0, gt=0)   # seconds per request attempt
+    max_retries: int = Field(6, ge=0, le=100)
+    price_in: float = Field(0.0, ge=0)
+    price_out: float = Field(0.0, ge=0)
     supports_n: bool = True              # some servers ignore n>1; then samples are asked one by one
     supports_logprobs: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
