@@ -1,4 +1,4 @@
-"""Lexical diversity metrics: reference figures (DESIGN.md section 6) and hand-checkable cases."""
+"""Lexical diversity metrics: reference figures of EvoRefuse-Test and XSTest and hand-checkable cases."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 def _need(name: str) -> Path:
     path = REFERENCE / name
     if not path.is_file():
-        pytest.skip(f"reference data not available: {path} is missing (see DESIGN.md section 7)")
+        pytest.skip(f"reference data not available: {path} is missing (../shared/reference is optional)")
     return path
 
 
