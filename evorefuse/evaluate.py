@@ -12,16 +12,16 @@ correlated, so they are a lower bound on the true uncertainty, still far better 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from evorefuse.models.base import SamplingParams
+from evorefuse.scoring.refusal.base import RefusalDetector
+from evorefuse.session import Session
 from evorefuse.scoring.stats import wilson_interval
 
-DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 
 
 @dataclass(frozen=True)
@@ -89,24 +89,13 @@ def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
     return out
 
 
-async def _sample_all(cfg: Any, targets: Sequence[str], detector_name: str, prompts: list[str],
-                      s: EvalSettings, cache_path: Path) -> dict[str, list[tuple[int, int]]]:
-    from evorefuse.export import make_detector
-    from evorefuse.models.cache import RequestCache
-    from evorefuse.models.ledger import Ledger
-    from evorefuse.models.registry import Registry, check_credentials
-
-    check_credentials(cfg, list(targets))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = RequestCache(cache_path)
-    registry = Registry(cfg, cache, Ledger(), run_id="evaluate")
+async def _sample_all(session: Session, targets: Sequence[str], detector: RefusalDetector,
+                      prompts: list[str], s: EvalSettings) -> dict[str, list[tuple[int, int]]]:
     try:
-        detector = make_detector(detector_name, registry, cfg)
-        return {t: await sample_refusals(registry.endpoint(t), detector, prompts, s,
-                                         cfg.run.max_concurrency) for t in targets}
+        return {t: await sample_refusals(session.endpoint(t), detector, prompts, s,
+                                         session.cfg.run.max_concurrency) for t in targets}
     finally:
-        await registry.aclose()
-        cache.close()
+        await session.aclose()
 
 
 def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalSettings,
@@ -124,7 +113,13 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
                               **diversity(prompts, embeddings)}
     report.update({"refusal_rate": {}, "ci": {}, "per_category": {}})
     if responses:
-        counts = asyncio.run(_sample_all(cfg, targets, detector, prompts, settings, cache_path))
+        session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
+                                     run_id="evaluate")
+        try:
+            counts = asyncio.run(_sample_all(session, targets, session.detector_named(detector),
+                                             prompts, settings))
+        finally:
+            session.close()
         report.update(refusal_matrix(counts, cats))
         report["samples"] = settings.samples
         report["detector"] = detector

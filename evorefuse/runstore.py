@@ -20,6 +20,7 @@ import fcntl
 import os
 import platform
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -27,6 +28,7 @@ import orjson
 
 from evorefuse import __version__
 from evorefuse.errors import InputError, RunFailed
+from evorefuse.evolution.candidate import Candidate
 
 FORMAT_VERSION = 1
 
@@ -111,7 +113,7 @@ class RunStore:
         write_json(store.config_file, config)
         atomic_write_bytes(store.seeds_file, b"".join(orjson.dumps(s) + b"\n" for s in seeds))
         write_json(store.manifest_file, {
-            "format_version": FORMAT_VERSION, "evorefuse": __version__,
+            "format_version": FORMAT_VERSION, "run_id": uuid.uuid4().hex, "evorefuse": __version__,
             "python": platform.python_version(), "config_hash": config_hash,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "libraries": _library_versions(),
@@ -140,6 +142,21 @@ class RunStore:
 
     def manifest(self) -> dict[str, Any]:
         return _read_json(self.manifest_file)
+
+    @property
+    def run_id(self) -> str:
+        """What the run's spending is recorded under: an id in the manifest, so moving or
+        renaming the directory keeps its count (runs made before the id existed use their
+        directory's name, which `adopt_run_id` then writes into the manifest)."""
+        return str(self.manifest().get("run_id") or self.path.name)
+
+    def adopt_run_id(self) -> None:
+        """Give a run made before run ids existed the id its spending is already recorded
+        under (its directory's name), so a later rename keeps the count."""
+        manifest = self.manifest()
+        if not manifest.get("run_id"):
+            manifest["run_id"] = self.path.name
+            write_json(self.manifest_file, manifest)
 
     def config(self) -> dict[str, Any]:
         return _read_json(self.config_file)
@@ -191,6 +208,10 @@ class RunStore:
             cp = self.checkpoint()
             limit = cp["archive_lines"] if cp else 0
         return list(read_jsonl(self.archive_file, limit))
+
+    def candidates(self) -> list[Candidate]:
+        """The committed archive as typed records."""
+        return [Candidate.from_json(d) for d in self.archive()]
 
     def append_archive(self, records: Iterable[dict[str, Any]]) -> int:
         data = b"".join(orjson.dumps(r) + b"\n" for r in records)

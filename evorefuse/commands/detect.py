@@ -14,53 +14,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
 
-from evorefuse.errors import InputError, RunFailed
+from evorefuse.errors import InputError
+from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 from evorefuse.fileio import write_atomic
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
 DEFAULT_PROMPT_COLUMN = "prompt"
-DETECTORS = ("pattern", "learned", "judge", "auto")
-
-
-# --- detectors ----------------------------------------------------------------------------------
-
-def _detector(name: str, config_path: Path | None, judge_model: str) -> tuple[Any, Any]:
-    """(detector, endpoint-or-None). The judge runs on `judge_model` from the config (`local`, the
-    embedded model, needs no config)."""
-    from evorefuse.scoring.refusal.base import get_detector
-
-    if name != "judge":
-        return get_detector(name), None
-    from evorefuse.config import load_config
-    from evorefuse.models.endpoint import Endpoint
-    from evorefuse.models.ledger import Ledger
-    from evorefuse.models.registry import check_credentials, make_backend
-
-    cfg = load_config(config_path)
-    spec = cfg.model(judge_model, where="--judge-model")
-    check_credentials(cfg, [judge_model])
-    endpoint = Endpoint(make_backend(spec), spec, None, Ledger())
-    return get_detector("judge", endpoint), endpoint
-
-
-def _run(detector: Any, endpoint: Any, prompts: list[str], responses: list[str]) -> list[Any]:
-    if endpoint is None:
-        return detector.detect(prompts, responses)
-    import asyncio
-
-    async def go() -> list[Any]:
-        try:
-            return await detector.adetect(prompts, responses)
-        finally:
-            await endpoint.aclose()
-
-    return asyncio.run(go())
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -88,16 +52,16 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
                    detector_name: str | None, out: Path | None, judge_model: str,
                    config_path: Path | None) -> None:
     """Label responses as refusals (JSONL or CSV in, JSONL out)."""
+    from evorefuse.config import load_config
+    from evorefuse.detection import detect_responses
+
+    cfg = load_config(config_path)
     if detector_name is None:
-        if config_path is not None:
-            from evorefuse.config import load_config
-            detector_name = load_config(config_path).roles.detector
-        else:
-            detector_name = "auto"
+        detector_name = cfg.roles.detector
     name = detector_name.strip().lower()
-    if name not in DETECTORS:
-        raise InputError(f"unknown detector {detector_name!r} (known: {', '.join(DETECTORS)})",
-                         field="--detector")
+    if name not in DETECTOR_NAMES:
+        raise InputError(f"unknown detector {detector_name!r} (known: "
+                         f"{', '.join(DETECTOR_NAMES)})", field="--detector")
     if out is not None:
         if not out.parent.is_dir():
             raise InputError("directory does not exist", path=out.parent, field="--out")
@@ -111,14 +75,8 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     responses = column_texts(table, file, rcol, "response")
     prompts = column_texts(table, file, pcol, "prompt")
 
-    detector, endpoint = _detector(name, config_path, judge_model)
     t0 = time.perf_counter()
-    try:
-        verdicts = _run(detector, endpoint, prompts, responses)
-    except RunFailed:
-        raise
-    except Exception as exc:  # an unexpected failure is still one line, exit 1
-        raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model)
     elapsed = max(time.perf_counter() - t0, 1e-9)
 
     lines = []
@@ -144,9 +102,6 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     k = sum(v.refusal for v in verdicts)
     unknown = sum(v.label == "unknown" for v in verdicts)
     extra = f", {unknown} unknown" if unknown else ""
-    embedded = getattr(detector, "embedded", None)
-    if embedded:
-        extra += f", {embedded} embedded"
     click.echo(f"detect: {n} responses, {k} refusals ({k / n:.1%}){extra}; "
                f"{_rate(n / elapsed)} responses/s ({name}, {elapsed:.2f} s)"
                + (f" -> {out}" if out else ""), err=True)

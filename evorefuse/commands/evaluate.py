@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 import orjson
 
+from evorefuse.scoring.refusal.base import DETECTOR_NAMES
+
 
 @click.command("evaluate")
 @click.argument("dataset", type=click.Path(path_type=Path))
@@ -27,7 +29,7 @@ import orjson
 @click.option("--no-responses", is_flag=True, help="Diversity only; call no model.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
 @click.option("--detector", "detector", default=None,
-              type=click.Choice(["pattern", "learned", "judge", "auto"]),
+              type=click.Choice(DETECTOR_NAMES),
               help="Refusal detector (default: the config's roles.detector).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
@@ -39,7 +41,8 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                      no_embeddings: bool) -> None:
     """Measure targets' refusal rates and the lexical diversity of a dataset."""
     from evorefuse.config import load_config
-    from evorefuse.evaluate import DEFAULT_CACHE, EvalSettings, evaluate, format_table
+    from evorefuse.evaluate import EvalSettings, evaluate, format_table
+    from evorefuse.session import DEFAULT_CACHE
     from evorefuse.export import check_output
     from evorefuse.fileio import write_atomic
 

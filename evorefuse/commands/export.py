@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from evorefuse.export import ALL_STYLES, FORMATS
+
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", required=True, type=click.Choice(["test", "sft", "dpo"]),
+@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS),
               help="test: test set; sft: TRL messages; dpo: preference pairs.")
-@click.option("--style", type=click.Choice(["jsonl", "trl", "llamafactory", "xstest"]),
+@click.option("--style", type=click.Choice(ALL_STYLES),
               help="test: jsonl (default) or xstest CSV; sft: trl; dpo: trl (default) or llamafactory.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path),
               help="Output file (default: RUN_DIR/exports/<format>.jsonl).")

@@ -1,0 +1,109 @@
+"""The composition root: one place that wires what every command needs.
+
+A session holds one request cache, one ledger (with the budget), one registry of endpoints, and
+builds the refusal detector and the fitness estimator from the config once. Every command goes
+through it, so no command builds an endpoint with a throwaway ledger, detectors are chosen the same
+way everywhere (no silent fallback in one command and not in another), and scoring settings are
+identical during a run and in its exports.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evorefuse.config import Config
+from evorefuse.evolution.presets import Plan, fitness_settings, plan_for
+from evorefuse.models.cache import RequestCache
+from evorefuse.models.endpoint import Endpoint
+from evorefuse.models.ledger import Budget, Ledger
+from evorefuse.models.registry import Registry, check_credentials
+from evorefuse.scoring.fitness import FitnessEstimator
+from evorefuse.scoring.refusal.base import RefusalDetector, get_detector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from evorefuse.evolution.engine import Engine
+    from evorefuse.evolution.progress import Progress
+    from evorefuse.runstore import RunStore
+
+DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
+"""The request cache of work outside a run directory (evaluate, detect with a judge)."""
+
+
+class Session:
+    def __init__(self, cfg: Config, *, cache: RequestCache | None, ledger: Ledger,
+                 run_id: str) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.ledger = ledger
+        self.run_id = run_id
+        self.registry = Registry(cfg.model, cache, ledger, run_id=run_id)
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def for_run(cls, store: "RunStore", cfg: Config, *, models: list[str] | None = None,
+                budget: bool = True) -> "Session":
+        """A session on a run directory's own cache; the ledger starts from what the run already
+        spent (the cache's call log), so budgets count the whole run across resumes."""
+        names = models if models is not None else cfg.model_names()
+        check_credentials([cfg.model(n) for n in names], cfg.source)
+        cache = RequestCache(store.cache_file)
+        ledger = Ledger(budget=Budget(cfg.run.max_calls, cfg.run.max_cost) if budget else Budget())
+        ledger.load_rows(cache.ledger_rows(store.run_id))
+        return cls(cfg, cache=cache, ledger=ledger, run_id=store.run_id)
+
+    @classmethod
+    def standalone(cls, cfg: Config, *, models: list[str], cache_path: Path | None,
+                   run_id: str) -> "Session":
+        """A session outside any run (evaluate, detect, models check); `cache_path` None: no
+        cache (a check must really call the model)."""
+        check_credentials([cfg.model(n) for n in models], cfg.source)
+        cache = None
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache = RequestCache(cache_path)
+        return cls(cfg, cache=cache, ledger=Ledger(), run_id=run_id)
+
+    # --- what commands use ---------------------------------------------------------------------
+    def endpoint(self, name: str) -> Endpoint:
+        return self.registry.endpoint(name)
+
+    @cached_property
+    def plan(self) -> Plan:
+        return plan_for(self.cfg)
+
+    @cached_property
+    def detector(self) -> RefusalDetector:
+        """The run's refusal detector (`roles.detector`)."""
+        return self.detector_named(self.cfg.roles.detector)
+
+    def detector_named(self, name: str, judge_model: str | None = None) -> RefusalDetector:
+        """A detector by name; the `judge` detector asks `judge_model` (default: the first judge
+        of the config) through this session's cache and ledger."""
+        if name.strip().lower() == "judge":
+            return get_detector("judge", self.endpoint(judge_model or self.cfg.judges()[0]))
+        return get_detector(name)
+
+    def fitness(self, targets: list[str] | None = None) -> FitnessEstimator:
+        names = targets if targets is not None else self.cfg.roles.targets
+        return FitnessEstimator([self.endpoint(n) for n in names], self.detector,
+                                fitness_settings(self.cfg, self.plan))
+
+    def engine(self, log: "RunStore", progress: "Progress") -> "Engine":
+        from evorefuse.evolution.engine import Engine
+
+        return Engine(self.cfg, self.plan, log, mutator=self.endpoint(self.cfg.roles.mutator),
+                      judges=[self.endpoint(n) for n in self.cfg.judges()],
+                      fitness=self.fitness(), ledger=self.ledger, progress=progress)
+
+    # --- teardown ------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the endpoints (inside the event loop that used them)."""
+        await self.registry.aclose()
+
+    def close(self) -> None:
+        """Close the cache (after the event loop is done)."""
+        if self.cache is not None:
+            self.cache.close()
