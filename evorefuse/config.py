@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
-from evorefuse.models.spec import LOCAL_SPEC, ModelSpec
+from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 PresetName = Literal["fast", "paper"]
@@ -107,14 +107,14 @@ class Config(BaseModel):
 
     # --- lookups ---------------------------------------------------------------------------------
     def model(self, name: str, *, where: str = "") -> ModelSpec:
-        if name == "local" and "local" not in self.models:
-            return LOCAL_SPEC
-        spec = self.models.get(name)
+        spec = self.models.get(name) or BUILTIN_MODELS.get(name)
         if spec is None:
-            known = ", ".join(["local", *sorted(self.models)])
-            raise InputError(f"unknown model {name!r} (known: {known})", path=self.source,
-                             field=where or None)
+            raise InputError(f"unknown model {name!r} (known: {self.known_models()})",
+                             path=self.source, field=where or None)
         return spec
+
+    def known_models(self) -> str:
+        return ", ".join([*BUILTIN_MODELS, *sorted(set(self.models) - set(BUILTIN_MODELS))])
 
     def judges(self) -> list[str]:
         j = self.roles.judge
@@ -170,7 +170,9 @@ class Config(BaseModel):
     @classmethod
     def from_data(cls, data: Any, *, source: str, text: str | None = None) -> "Config":
         """Validate decoded TOML or a run's saved JSON; problems raise InputError naming the key
-        (and, given the file's `text`, its line)."""
+        (and, given the file's `text`, its line). A model's `system_prompt_file` is read here
+        (relative to the config file) and kept as `system_prompt` text, so a run's saved config
+        carries the very prompt it ran with."""
         where = _Locator(source, text)
         if not isinstance(data, dict):
             raise InputError("expected a table of sections", path=source)
@@ -185,6 +187,8 @@ class Config(BaseModel):
             raise where.error(exc.errors()[0]) from None
         cfg._source = source
         cfg._check_references(where)
+        cfg.models = {n: _with_prompt_file(m, Path(source).parent, where)
+                      for n, m in cfg.models.items()}
         return cfg
 
     def _check_references(self, where: "_Locator") -> None:
@@ -195,9 +199,35 @@ class Config(BaseModel):
         for role, names in self.role_models().items():
             key = "targets" if role == "target" else role
             for name in names:
-                if name != "local" and name not in self.models:
-                    known = ", ".join(["local", *sorted(self.models)])
-                    raise where.problem(("roles", key), f"unknown model {name!r} (known: {known})")
+                if name not in self.models and name not in BUILTIN_MODELS:
+                    raise where.problem(("roles", key), f"unknown model {name!r} "
+                                        f"(known: {self.known_models()})")
+
+
+def _with_prompt_file(spec: ModelSpec, base: Path, where: "_Locator") -> ModelSpec:
+    """The spec with its system prompt file read into `system_prompt`."""
+    if spec.system_prompt is not None and spec.system_prompt_file is not None:
+        raise where.problem(("models", spec.name, "system_prompt_file"),
+                            "give system_prompt or system_prompt_file, not both")
+    if spec.system_prompt is not None and not spec.system_prompt.strip():
+        raise where.problem(("models", spec.name, "system_prompt"), "is empty")
+    if spec.system_prompt_file is None:
+        return spec
+    path = base / Path(spec.system_prompt_file).expanduser()
+    field = f"models.{spec.name}.system_prompt_file"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = "not found" if isinstance(exc, FileNotFoundError) else f"cannot read ({exc.strerror})"
+        raise InputError(f"{field}: system prompt file {reason}", path=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{field}: not valid UTF-8", path=path,
+                         line=raw[: exc.start].count(b"\n") + 1) from None
+    if not text.strip():
+        raise InputError(f"{field}: the system prompt file is empty", path=path)
+    return spec.model_copy(update={"system_prompt": text.strip(), "system_prompt_file": None})
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,19 +47,51 @@ def diversity(prompts: Sequence[str], embeddings: bool = True) -> dict[str, Any]
     return out
 
 
+@dataclass
+class Response:
+    """One sampled response of a target and the detector's reading of it."""
+
+    text: str
+    refusal: bool
+    p_refusal: float
+    label: str
+
+
+@dataclass
+class PromptOutcome:
+    """What one target did with one prompt: how often it refused, and what it said."""
+
+    responses: list[Response]
+
+    @property
+    def refusals(self) -> int:
+        return sum(r.refusal for r in self.responses)
+
+    @property
+    def samples(self) -> int:
+        return len(self.responses)
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return self.refusals, self.samples
+
+
 async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
-                          s: EvalSettings, concurrency: int = 8) -> list[tuple[int, int]]:
-    """(refusals, samples) per prompt for one target."""
+                          s: EvalSettings, concurrency: int = 8) -> list[PromptOutcome]:
+    """The responses of one target to every prompt, with the detector's verdicts."""
     sem = asyncio.Semaphore(max(1, concurrency))
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                             seed=s.seed, n=s.samples)
 
-    async def one(prompt: str) -> tuple[int, int]:
+    async def one(prompt: str) -> PromptOutcome:
         async with sem:
             res = await endpoint.chat([{"role": "user", "content": prompt}], params, role="target")
         texts = [c.text for c in res.choices]
         verdicts = await detector.adetect([prompt] * len(texts), texts)
-        return sum(c.blocked or v.refusal for c, v in zip(res.choices, verdicts)), len(texts)
+        return PromptOutcome([
+            Response(c.text, c.blocked or v.refusal, 1.0 if c.blocked else round(v.p_refusal, 4),
+                     v.label if not c.blocked else "2_full_refusal")
+            for c, v in zip(res.choices, verdicts)])
 
     return list(await asyncio.gather(*(one(p) for p in prompts)))
 
@@ -90,7 +122,7 @@ def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
 
 
 async def _sample_all(session: Session, targets: Sequence[str], detector: RefusalDetector,
-                      prompts: list[str], s: EvalSettings) -> dict[str, list[tuple[int, int]]]:
+                      prompts: list[str], s: EvalSettings) -> dict[str, list[PromptOutcome]]:
     try:
         return {t: await sample_refusals(session.endpoint(t), detector, prompts, s,
                                          session.cfg.run.max_concurrency) for t in targets}
@@ -116,16 +148,19 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
         session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
                                      run_id="evaluate")
         try:
-            counts = asyncio.run(_sample_all(session, targets, session.detector_named(detector),
-                                             prompts, settings))
+            outcomes = asyncio.run(_sample_all(session, targets, session.detector_named(detector),
+                                               prompts, settings))
         finally:
             session.close()
+        counts = {t: [o.counts for o in outs] for t, outs in outcomes.items()}
         report.update(refusal_matrix(counts, cats))
         report["samples"] = settings.samples
         report["detector"] = detector
         report["prompts"] = [{"id": s.id, "prompt": s.prompt, "category": s.category,
-                              "refusal_rate": {t: counts[t][i][0] / max(1, counts[t][i][1])
-                                               for t in targets}}
+                              "refusal_rate": {t: outcomes[t][i].refusals
+                                               / max(1, outcomes[t][i].samples) for t in targets},
+                              "responses": {t: [asdict(r) for r in outcomes[t][i].responses]
+                                            for t in targets}}
                              for i, s in enumerate(seeds)]
     elif any(cats):
         groups: dict[str, int] = defaultdict(int)

@@ -18,12 +18,17 @@ def models_command() -> None:
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 def list_models(config_path: Path | None) -> None:
     """Models you can name in roles: `local` plus the config's [models.NAME] tables."""
+    from evorefuse.models.spec import BUILTIN_MODELS
+
     cfg = load_config(config_path)
-    click.echo(f"{'name':<16} {'kind':<7} {'model':<36} base_url")
-    click.echo(f"{'local':<16} {'local':<7} {'SmolLM2-135M-Instruct.Q4_1':<36} (embedded, offline)")
-    for name, spec in sorted(cfg.models.items()):
-        click.echo(f"{name:<16} {spec.kind:<7} {spec.model:<36} "
-                   f"{spec.base_url or '(OPENAI_BASE_URL or default)'}")
+    click.echo(f"{'name':<16} {'kind':<7} {'model':<36} {'base_url':<36} system prompt")
+    for name in dict.fromkeys([*BUILTIN_MODELS, *sorted(cfg.models)]):
+        spec = cfg.model(name)
+        where = ("(embedded, offline)" if spec.kind == "local"
+                 else spec.base_url or "(OPENAI_BASE_URL or default)")
+        prompt = (spec.system_prompt or "").replace("\n", " ")
+        prompt = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        click.echo(f"{name:<16} {spec.kind:<7} {spec.model:<36} {where:<36} {prompt or '-'}")
 
 
 @models_command.command("check")

@@ -50,8 +50,17 @@ class Endpoint:
         chars = sum(len(m.get("content", "")) for m in messages)
         return self.spec.cost(chars // 3 + 16, params.max_tokens * n)
 
+    def with_system_prompt(self, messages: Sequence[Message], role: str) -> Sequence[Message]:
+        """A target is measured as it is deployed: with its configured system prompt, sent on
+        every call in the target role (and so part of the cache key)."""
+        prompt = self.spec.system_prompt
+        if role != "target" or not prompt or (messages and messages[0].get("role") == "system"):
+            return messages
+        return [{"role": "system", "content": prompt}, *messages]
+
     async def chat(self, messages: Sequence[Message], params: SamplingParams, *,
                    role: str) -> ChatResult:
+        messages = self.with_system_prompt(messages, role)
         fp = request_fingerprint(self.endpoint_id, self.spec.model, messages, params)
         keys = [sample_key(fp, i) for i in range(params.n)]
         cached = self.cache.get_many(keys) if self.cache is not None else {}
