@@ -134,7 +134,18 @@ class Config(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return _sha256(self.to_json())
+
+    def computation_json(self) -> dict[str, Any]:
+        """The settings that decide what a run computes: all but those a resume may change."""
+        d = self.to_json()
+        for key in RESUME_FREE_KEYS:
+            section, name = key.split(".")
+            d[section].pop(name, None)
+        return d
+
+    def computation_hash(self) -> str:
+        return _sha256(self.computation_json())
 
     # --- changes the command line may make ---------------------------------------------------------
     def with_run_limits(self, *, generations: int | None = None, jobs: int | None = None,
@@ -254,6 +265,10 @@ def config_from_run(data: Any, source: str) -> Config:
     """The config a run was started with (its `config.json`), through the same validation as a
     TOML file: a damaged or hand-edited file stops with the key at fault, never a traceback."""
     return Config.from_data(data, source=source)
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

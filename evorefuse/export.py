@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.presets import plan_for
-from evorefuse.fileio import write_atomic
+from evorefuse.fileio import check_output, make_output_dir, write_output
 from evorefuse.models.base import SamplingParams
 from evorefuse.runstore import RunStore
 from evorefuse.session import Session
@@ -260,31 +259,29 @@ def format_row(fmt: str, style: str, prompt: str, chosen: str, rejected: str | N
 
 # --- writing --------------------------------------------------------------------------------------
 
-def check_output(out: Path) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise InputError("is a directory; give a file name", path=out, field="-o")
-    if not parent.is_dir():
-        raise InputError("directory does not exist", path=parent, field="-o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError("directory is not writable", path=parent, field="-o")
+def read_dataset_info(out: Path) -> dict[str, Any]:
+    """The LLaMA-Factory `dataset_info.json` beside `out` (empty when absent), read and checked
+    before any model is called, so a broken one fails at once instead of after the export."""
+    info_path = out.parent / "dataset_info.json"
+    check_output(info_path, option="dataset_info.json")
+    if not info_path.exists():
+        return {}
+    try:
+        info = orjson.loads(info_path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
+    if not isinstance(info, dict):
+        raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
+    return info
 
 
-def update_dataset_info(out: Path) -> Path:
+def write_dataset_info(out: Path, info: dict[str, Any]) -> Path:
     """Merge this file's LLaMA-Factory entry into dataset_info.json next to it."""
     info_path = out.parent / "dataset_info.json"
-    info: dict[str, Any] = {}
-    if info_path.exists():
-        try:
-            info = orjson.loads(info_path.read_bytes())
-        except orjson.JSONDecodeError:
-            raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
-        if not isinstance(info, dict):
-            raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
     name = out.name.split(".")[0] or "evorefuse_dpo"
     info[name] = {"file_name": out.name, "ranking": True, "formatting": "sharegpt",
                   "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}
-    write_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+    write_output(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
     return info_path
 
 
@@ -303,8 +300,9 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
     store = RunStore.open(run_dir)
     if out is None:
         out = default_output(store.path, opts.fmt, style)
-        out.parent.mkdir(exist_ok=True)
+        make_output_dir(out.parent)
     check_output(out)
+    dataset_info = read_dataset_info(out) if opts.fmt == "dpo" and style == "llamafactory" else None
     records = store.candidates()
     k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
     recs, dropped = select(records, opts, k)
@@ -326,7 +324,7 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
                              path=run_dir)
         data = jsonl(rows)
         written = len(rows)
-    write_atomic(out, data)
-    if opts.fmt == "dpo" and style == "llamafactory":
-        update_dataset_info(out)
+    write_output(out, data)
+    if dataset_info is not None:
+        write_dataset_info(out, dataset_info)
     return ExportResult(out, written, dropped)

@@ -20,15 +20,15 @@ import jinja2
 import orjson
 
 from evorefuse.config import config_from_run
-from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.presets import plan_for
-from evorefuse.fileio import write_atomic
+from evorefuse.fileio import check_output, make_output_dir, write_output
 from evorefuse.runstats import lineages, run_status
 from evorefuse.runstore import RunStore
 
 TOP_N = 20
+PLOT_FILES = ("fitness.png", "rates.png", "strategies.png", "before_after.png", "calls_cost.png")
 
 
 def _plt() -> Any:
@@ -239,10 +239,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and the PNGs; return the page's path."""
     store = RunStore.open(run_dir)
     out_dir = out_dir or store.path / "report"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create report directory: {exc.strerror}", path=out_dir) from None
+    make_output_dir(out_dir)
+    for name in (*PLOT_FILES, "index.html", "summary.json"):
+        check_output(out_dir / name)
     st = run_status(store.path)
     k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
     records = store.candidates()
@@ -261,7 +260,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     images: dict[str, dict[str, str]] = {}
     for name, alt, make in plots:
         png = make()
-        (out_dir / name).write_bytes(png)
+        write_output(out_dir / name, png)
         images[name] = {"src": _data_uri(png), "alt": alt, "name": name}
     top = [{"chain": lineage_chain(c, by_id), "category": c.category or "",
             "fitness": c.fitness,
@@ -274,8 +273,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         strategies=stats, ledger=sorted(st.ledger.items()), top=top, top_n=TOP_N,
         before_after=ba)
     path = out_dir / "index.html"
-    write_atomic(path, page.encode("utf-8"))
-    (out_dir / "summary.json").write_bytes(orjson.dumps(
+    write_output(path, page.encode("utf-8"))
+    write_output(out_dir / "summary.json", orjson.dumps(
         {"strategies": {n: asdict(v) for n, v in stats.items()},
          "before_after": {c: list(v) for c, v in ba.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

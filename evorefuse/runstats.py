@@ -18,8 +18,10 @@ from evorefuse.evolution.lineage import Lineage
 from evorefuse.models.cache import LEDGER_COLUMNS
 from evorefuse.models.ledger import Ledger
 from evorefuse.runstore import RunStore
+from evorefuse.session import carry_forward
 
-_LAST_WORD = {"finished": "finished", "stopped_budget": "stopped (budget)"}
+_LAST_WORD = {"finished": "finished", "stopped_budget": "stopped (budget)",
+              "interrupted": "interrupted"}
 
 
 @dataclass
@@ -106,12 +108,14 @@ def run_status(run_dir: Path) -> RunStatus:
     events = store.events()
     records = store.candidates()
     ledger = read_ledger(store)
+    carry_forward(ledger, cp.get("spent"))
     lins = lineages(store)
     seeds = {c.lineage: c for c in records if c.strategy == "seed"}
     before = [seeds[i].refusal_rate for i in seeds]
     after = [lin.best.refusal_rate for lin in lins]
     last = next((e for e in reversed(events) if e["event"] in
-                 ("finished", "stopped_budget", "resumed", "start", "created")), None)
+                 ("finished", "stopped_budget", "interrupted", "resumed", "start", "created")),
+                None)
     by_status: dict[str, int] = {}
     for c in records:
         key = status_key(c)

@@ -32,6 +32,27 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 """The request cache of work outside a run directory (evaluate, detect with a judge)."""
 
 
+LOST_CACHE = ("unrecorded", "lost-cache")
+"""The ledger entry that carries spending a run's checkpoint records but its cache no longer does."""
+
+
+def carry_forward(ledger: Ledger, spent: dict[str, float] | None) -> str | None:
+    """Never count less than the checkpoint says was paid: a deleted or replaced cache would
+    otherwise reset the budget. Returns what to tell the user, or None when nothing was lost."""
+    if not spent:
+        return None
+    calls = int(spent.get("calls", 0)) - ledger.total_calls
+    cost = float(spent.get("cost", 0.0)) - ledger.total_cost
+    if calls <= 0 and cost <= 1e-9:
+        return None
+    entry = ledger.entry(*LOST_CACHE)
+    entry.calls += max(0, calls)
+    entry.cost += max(0.0, cost)
+    return (f"records {max(0, calls)} fewer calls (${max(0.0, cost):.4f} less) than the run's "
+            "checkpoint: it was deleted, replaced or damaged; the budget counts from the "
+            "checkpoint's figures, and calls it no longer holds will be made again")
+
+
 class Session:
     def __init__(self, cfg: Config, *, cache: RequestCache | None, ledger: Ledger,
                  run_id: str) -> None:
@@ -40,6 +61,7 @@ class Session:
         self.ledger = ledger
         self.run_id = run_id
         self.registry = Registry(cfg.model, cache, ledger, run_id=run_id)
+        self.notices: list[str] = []
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -52,7 +74,12 @@ class Session:
         cache = RequestCache(store.cache_file)
         ledger = Ledger(budget=Budget(cfg.run.max_calls, cfg.run.max_cost) if budget else Budget())
         ledger.load_rows(cache.ledger_rows(store.run_id))
-        return cls(cfg, cache=cache, ledger=ledger, run_id=store.run_id)
+        session = cls(cfg, cache=cache, ledger=ledger, run_id=store.run_id)
+        cp = store.checkpoint()
+        lost = carry_forward(ledger, cp.get("spent") if cp else None)
+        if lost:
+            session.notices.append(f"{store.cache_file}: {lost}")
+        return session
 
     @classmethod
     def standalone(cls, cfg: Config, *, models: list[str], cache_path: Path | None,

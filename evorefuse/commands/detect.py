@@ -20,7 +20,7 @@ import orjson
 
 from evorefuse.errors import InputError
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
-from evorefuse.fileio import write_atomic
+from evorefuse.fileio import check_output, write_output
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -63,10 +63,9 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
         raise InputError(f"unknown detector {detector_name!r} (known: "
                          f"{', '.join(DETECTOR_NAMES)})", field="--detector")
     if out is not None:
-        if not out.parent.is_dir():
-            raise InputError("directory does not exist", path=out.parent, field="--out")
         if out.exists() and file.exists() and out.resolve() == file.resolve():
             raise InputError("--out would overwrite the input file", path=out, field="--out")
+        check_output(out, option="--out")
 
     table = read_table(file)
     rcol = pick_column(table, file, column, DEFAULT_RESPONSE_COLUMNS, "--column", required=True)
@@ -96,7 +95,7 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
             buffer.write(data)
             buffer.flush()
     else:
-        write_atomic(out, b"".join(lines))
+        write_output(out, b"".join(lines))
 
     n = len(verdicts)
     k = sum(v.refusal for v in verdicts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,10 @@ class TerminalProgress:
             f"benign, {s['accepted']} accepted, {s['judge_rejected']} judge-rejected, "
             f"{s['parse_failures']} unparsed, {s['duplicates']} dup | calls {s['calls']} "
             f"hits {s['cache_hits']} cost ${s['cost']:.4f}")
+
+
+    def notice(self, text: str) -> None:
+        tqdm.write(text, file=sys.stderr)
 
 
 def _print_summary(store: Any) -> None:
@@ -149,6 +154,8 @@ def resume_command(run_dir: Path, generations: int | None, config_path: Path | N
 
     plan = prepare_resume(run_dir, generations=generations, config_path=config_path, jobs=jobs,
                           max_calls=max_calls, max_cost=max_cost)
+    for notice in plan.notices:
+        click.echo(notice, err=True)
     if plan.done:
         click.echo(f"run already has {plan.checkpoint['generation'] if plan.checkpoint else 0} "
                    f"generations; nothing to do (extend with --generations N)", err=True)

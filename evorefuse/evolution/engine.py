@@ -101,7 +101,10 @@ class Engine:
         return {"generation": self.generation, "archive_lines": self.archive_lines,
                 "lineages": [lin.to_json() for lin in self.lineages],
                 "bandit": self.bandit.to_json(), "plan": self.plan.__dict__,
-                "updated": time.time(), "target_generations": self.cfg.run.generations}
+                "updated": time.time(), "target_generations": self.cfg.run.generations,
+                # What the run had paid for when this generation was committed: a cache that
+                # lost its call log (deleted, replaced) cannot make a resumed run forget it.
+                "spent": {"calls": self.ledger.total_calls, "cost": self.ledger.total_cost}}
 
     def restore(self, cp: dict[str, Any]) -> None:
         self.generation = cp["generation"]

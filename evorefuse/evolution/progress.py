@@ -21,6 +21,9 @@ class Progress(Protocol):
     def generation(self, summary: dict[str, Any]) -> None:
         """One generation is committed; `summary` is its line of the event log."""
 
+    def notice(self, text: str) -> None:
+        """Something the user must know even when progress is hidden."""
+
 
 class _NoBar:
     def update(self, n: int = 1) -> None:
@@ -35,6 +38,9 @@ class _Silent:
         return _NoBar()
 
     def generation(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
         pass
 
 
