@@ -9,6 +9,7 @@ directory holds only names of environment variables, never their values.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
-from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec
+from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 PresetName = Literal["fast", "paper"]
@@ -29,6 +30,8 @@ SelectionName = Literal["bandit", "uniform"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 MODES: tuple[str, ...] = get_args(ModeName)
 BANDITS: tuple[str, ...] = get_args(BanditName)
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # Keys that may differ on resume without changing what the run computes.
 RESUME_FREE_KEYS = frozenset({"run.generations", "run.max_calls", "run.max_cost",
@@ -107,14 +110,15 @@ class Config(BaseModel):
 
     # --- lookups ---------------------------------------------------------------------------------
     def model(self, name: str, *, where: str = "") -> ModelSpec:
-        spec = self.models.get(name) or BUILTIN_MODELS.get(name)
+        spec = self.models.get(name) or builtin_model(name)
         if spec is None:
             raise InputError(f"unknown model {name!r} (known: {self.known_models()})",
                              path=self.source, field=where or None)
         return spec
 
     def known_models(self) -> str:
-        return ", ".join([*BUILTIN_MODELS, *sorted(set(self.models) - set(BUILTIN_MODELS))])
+        return ", ".join([*BUILTIN_MODELS, *sorted(set(self.models) - set(BUILTIN_MODELS)),
+                          "openai:MODEL"])
 
     def judges(self) -> list[str]:
         j = self.roles.judge
@@ -172,6 +176,21 @@ class Config(BaseModel):
                 cfg.model(n, where=f"--{role}")
         return cfg
 
+    def resolved(self) -> "Config":
+        """The config as a new run records it: every model a role uses gets a table of its own
+        (so `openai:MODEL` is written down), and a hosted model without `base_url` gets the one
+        it will really use (OPENAI_BASE_URL, else OpenAI's), so resuming it later reaches the same
+        server whatever the environment says then. Key *values* are never recorded."""
+        models = dict(self.models)
+        for name in self.model_names():
+            spec = self.model(name)
+            if spec.kind != "local" and spec.base_url is None:
+                spec = spec.model_copy(update={"base_url": os.environ.get("OPENAI_BASE_URL")
+                                               or DEFAULT_OPENAI_BASE_URL})
+            if spec.kind != "local" or name in self.models:
+                models[name] = spec
+        return self._copy_with(models=models)
+
     def _copy_with(self, **update: Any) -> "Config":
         cfg = self.model_copy(update=update)
         cfg._source = self._source
@@ -210,7 +229,7 @@ class Config(BaseModel):
         for role, names in self.role_models().items():
             key = "targets" if role == "target" else role
             for name in names:
-                if name not in self.models and name not in BUILTIN_MODELS:
+                if name not in self.models and builtin_model(name) is None:
                     raise where.problem(("roles", key), f"unknown model {name!r} "
                                         f"(known: {self.known_models()})")
 

@@ -27,6 +27,7 @@ from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.presets import plan_for
+from evorefuse.evolution.progress import SILENT, Progress
 from evorefuse.fileio import check_output, make_output_dir, write_output
 from evorefuse.models.base import SamplingParams
 from evorefuse.runstore import RunStore
@@ -53,11 +54,17 @@ class ExportOptions:
     include_seeds: bool = False
 
 
+EMBEDDED_RESPONDER_WARNING = ("the responder is the embedded 135M model: its answers are for "
+                              "trying the pipeline, not for training (set roles.responder to a "
+                              "capable model)")
+
+
 @dataclass
 class ExportResult:
     path: Path
     written: int
     dropped: Counter = field(default_factory=Counter)
+    notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
@@ -177,7 +184,8 @@ class Responder:
 
     def __init__(self, store: RunStore) -> None:
         cfg = config_from_run(store.config(), str(store.config_file))
-        self.session = Session.for_run(store, cfg, budget=False,
+        # Its calls are the export's, recorded apart from the evolution's (`step`).
+        self.session = Session.for_run(store, cfg, budget=False, step="export",
                                        models=sorted({cfg.roles.responder, *cfg.roles.targets}))
         self.cfg = cfg
         self.detector = self.session.detector
@@ -225,24 +233,40 @@ class Responder:
 
 
 async def _model_rows(store: RunStore, recs: list[Candidate], fmt: str, style: str,
-                      dropped: Counter) -> list[dict[str, Any]]:
+                      dropped: Counter, progress: Progress) -> list[dict[str, Any]]:
+    """The responder's helpful answers (and for DPO a target's real refusals) of `recs`, in
+    order; the calls overlap up to the run's concurrency and are all cached."""
     resp = Responder(store)
-    rows: list[dict[str, Any]] = []
+    sem = asyncio.Semaphore(max(1, resp.cfg.run.max_concurrency))
+    bar = progress.bar(len(recs), f"{fmt}: asking the responder"
+                       + (" and the targets" if fmt == "dpo" else ""), unit="prompt")
+
+    async def one(rec: Candidate) -> dict[str, Any] | str:
+        """The row, or why it was dropped."""
+        async with sem:
+            try:
+                rejected = None
+                if fmt == "dpo":
+                    rejected = await resp.refusal(rec)
+                    if rejected is None:
+                        return "no target refusal"
+                chosen = await resp.helpful_answer(rec.prompt or "")
+                if chosen is None:
+                    return "responder refused"
+                return format_row(fmt, style, rec.prompt or "", chosen, rejected)
+            finally:
+                bar.update(1)
     try:
-        for rec in recs:
-            rejected = None
-            if fmt == "dpo":
-                rejected = await resp.refusal(rec)
-                if rejected is None:
-                    dropped["no target refusal"] += 1
-                    continue
-            chosen = await resp.helpful_answer(rec.prompt or "")
-            if chosen is None:
-                dropped["responder refused"] += 1
-                continue
-            rows.append(format_row(fmt, style, rec.prompt or "", chosen, rejected))
+        results = await asyncio.gather(*(one(r) for r in recs))
     finally:
+        bar.close()
         await resp.aclose()
+    rows = []
+    for res in results:
+        if isinstance(res, str):
+            dropped[res] += 1
+        else:
+            rows.append(res)
     return rows
 
 
@@ -291,7 +315,8 @@ def default_output(run_dir: Path, fmt: str, style: str) -> Path:
     return run_dir / "exports" / f"{fmt}{suffix}.{ext}"
 
 
-def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportResult:
+def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
+               progress: Progress = SILENT) -> ExportResult:
     """Select, generate and write; raise InputError (exit 2) for bad input or nothing to export."""
     style = opts.style or DEFAULT_STYLE[opts.fmt]
     if style not in STYLES[opts.fmt]:
@@ -304,7 +329,8 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
     check_output(out)
     dataset_info = read_dataset_info(out) if opts.fmt == "dpo" and style == "llamafactory" else None
     records = store.candidates()
-    k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
+    cfg = config_from_run(store.config(), str(store.config_file))
+    k = plan_for(cfg).samples
     recs, dropped = select(records, opts, k)
     if not recs:
         why = f" ({', '.join(f'{n} {w}' for w, n in dropped.items())})" if dropped else ""
@@ -317,7 +343,7 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
         data = xstest_csv(items) if style == "xstest" else jsonl([i.to_json() for i in items])
         written = len(items)
     else:
-        rows = asyncio.run(_model_rows(store, recs, opts.fmt, style, dropped))
+        rows = asyncio.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
         if not rows:
             why = ", ".join(f"{n} {w}" for w, n in dropped.items())
             raise InputError(f"nothing to export: every selected candidate was dropped ({why})",
@@ -327,4 +353,7 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
     write_output(out, data)
     if dataset_info is not None:
         write_dataset_info(out, dataset_info)
-    return ExportResult(out, written, dropped)
+    notices = []
+    if opts.fmt != "test" and cfg.model(cfg.roles.responder).kind == "local":
+        notices.append(EMBEDDED_RESPONDER_WARNING)
+    return ExportResult(out, written, dropped, notices)

@@ -24,7 +24,7 @@ from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.presets import plan_for
 from evorefuse.fileio import check_output, make_output_dir, write_output
-from evorefuse.runstats import lineages, run_status
+from evorefuse.runstats import answers, lineages, run_status
 from evorefuse.runstore import RunStore
 
 TOP_N = 20
@@ -213,8 +213,13 @@ def lineage_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[tuple[str, 
 
 
 def top_records(records: list[Candidate], k: int, n: int = TOP_N) -> list[Candidate]:
+    """The best evolved candidate of each lineage, best first: one entry per seed, so the list
+    shows the set's variety rather than one lineage's near-copies."""
     scored = [c for c in records if c.benign and c.strategy != "seed" and c.scored_at(k)]
-    return sorted(scored, key=lambda c: (-c.fitness, c.id))[:n]
+    best: dict[int, Candidate] = {}
+    for c in sorted(scored, key=lambda c: (-c.fitness, c.id)):
+        best.setdefault(c.lineage, c)
+    return list(best.values())[:n]
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -265,7 +270,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     top = [{"chain": lineage_chain(c, by_id), "category": c.category or "",
             "fitness": c.fitness,
             "targets": sorted((t, s.refusal_rate) for t, s in
-                              (c.score.targets if c.score else {}).items())}
+                              (c.score.targets if c.score else {}).items()),
+            "answers": sorted(answers(c).items())}
            for c in top_records(records, k)]
     page = _template().render(
         title=f"evorefuse report: {store.path.name}", run_dir=str(store.path), st=st,

@@ -24,6 +24,7 @@ from evorefuse.evolution.progress import Progress
 from evorefuse.interrupts import Terminated, exit_code
 from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
+from evorefuse.preflight import reachable
 from evorefuse.runstore import RunStore, write_json
 from evorefuse.session import Session
 
@@ -71,8 +72,10 @@ def start_run(cfg: Config, seeds: list[dict[str, Any]], run_dir: Path, seeds_sum
     """Create the run directory and run it. Bad input fails before the directory exists; if the
     first call turns out to be bad input (an endpoint that rejects the request), nothing was
     computed or paid for and what was created is removed."""
+    cfg = cfg.resolved()
     build_catalogue(cfg.strategies, cfg.evolution.strategies, source=cfg.source)
     check_credentials([cfg.model(n) for n in cfg.model_names()], cfg.source)
+    reachable(cfg, cfg.model_names())
     fresh = not run_dir.exists()
     store = RunStore.create(run_dir, cfg, seeds)
     store.event("created", config=cfg.source, seeds=seeds_summary)
@@ -111,7 +114,7 @@ def prepare_resume(run_dir: Path, *, generations: int | None, config_path: Path 
     cfg = config_from_run(store.config(), str(store.config_file))
     notices = verify_config(store, cfg)
     if config_path is not None:
-        diff = first_difference(cfg.to_json(), load_config(config_path).to_json())
+        diff = first_difference(cfg.to_json(), load_config(config_path).resolved().to_json())
         if diff:
             raise InputError("differs from the run's config; resuming would not reproduce the run "
                              "(start a new run instead)", path=config_path, field=diff)

@@ -66,17 +66,19 @@ class Session:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def for_run(cls, store: "RunStore", cfg: Config, *, models: list[str] | None = None,
-                budget: bool = True) -> "Session":
+                budget: bool = True, step: str | None = None) -> "Session":
         """A session on a run directory's own cache; the ledger starts from what the run already
-        spent (the cache's call log), so budgets count the whole run across resumes."""
+        spent (the cache's call log), so budgets count the whole run across resumes. A `step`
+        (e.g. "export") records its calls apart from the evolution's."""
         names = models if models is not None else cfg.model_names()
         check_credentials([cfg.model(n) for n in names], cfg.source)
         cache = RequestCache(store.cache_file)
         ledger = Ledger(budget=Budget(cfg.run.max_calls, cfg.run.max_cost) if budget else Budget())
-        ledger.load_rows(cache.ledger_rows(store.run_id))
-        session = cls(cfg, cache=cache, ledger=ledger, run_id=store.run_id)
+        run_id = store.run_id if step is None else f"{store.run_id}:{step}"
+        ledger.load_rows(cache.ledger_rows(run_id))
+        session = cls(cfg, cache=cache, ledger=ledger, run_id=run_id)
         cp = store.checkpoint()
-        lost = carry_forward(ledger, cp.get("spent") if cp else None)
+        lost = carry_forward(ledger, cp.get("spent") if cp and step is None else None)
         if lost:
             session.notices.append(f"{store.cache_file}: {lost}")
         return session

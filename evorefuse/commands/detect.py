@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 import orjson
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.errors import InputError
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 from evorefuse.fileio import check_output, write_output
@@ -75,7 +76,8 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     prompts = column_texts(table, file, pcol, "prompt")
 
     t0 = time.perf_counter()
-    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model)
+    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model,
+                                progress=TerminalProgress(quiet=False))
     elapsed = max(time.perf_counter() - t0, 1e-9)
 
     lines = []

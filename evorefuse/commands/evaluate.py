@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 
@@ -55,7 +56,8 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                                                                max_tokens=max_tokens),
                       detector=detector or cfg.roles.detector,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
-                      limit=limit, embeddings=not no_embeddings)
+                      limit=limit, embeddings=not no_embeddings,
+                      progress=TerminalProgress(quiet=False))
     if out is not None:
         write_output(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if as_json:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.export import ALL_STYLES, FORMATS
 
 
@@ -32,7 +33,11 @@ from evorefuse.export import ALL_STYLES, FORMATS
 def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
                    best_per_lineage: bool | None, min_refusal_rate: float | None,
                    min_targets: int | None, dedup: float, include_seeds: bool) -> None:
-    """Export a run as a test set, SFT data or DPO preference pairs."""
+    """Export a run as a test set, SFT data or DPO preference pairs.
+
+    `sft` and `dpo` call models: the responder writes the helpful answers, and for `dpo` the
+    targets are asked again where the run kept no refusal. Their calls are cached in the run and
+    recorded apart from the evolution's (`status` shows them as the export's)."""
     from evorefuse.export import ExportOptions, export_run
 
     if best_per_lineage is None:
@@ -40,5 +45,7 @@ def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
     opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
                          min_refusal_rate=min_refusal_rate, min_targets=min_targets,
                          dedup=dedup if dedup < 1 else None, include_seeds=include_seeds)
-    result = export_run(run_dir, out, opts)
+    result = export_run(run_dir, out, opts, TerminalProgress(quiet=False))
+    for notice in result.notices:
+        click.echo(f"warning: {notice}", err=True)
     click.echo(result.summary(), err=True)

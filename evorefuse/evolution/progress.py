@@ -16,7 +16,7 @@ class Bar(Protocol):
 
 
 class Progress(Protocol):
-    def bar(self, total: int, desc: str) -> Bar: ...
+    def bar(self, total: int, desc: str, unit: str = ...) -> Bar: ...
 
     def generation(self, summary: dict[str, Any]) -> None:
         """One generation is committed; `summary` is its line of the event log."""
@@ -34,7 +34,7 @@ class _NoBar:
 
 
 class _Silent:
-    def bar(self, total: int, desc: str) -> Bar:
+    def bar(self, total: int, desc: str, unit: str = "item") -> Bar:
         return _NoBar()
 
     def generation(self, summary: dict[str, Any]) -> None:

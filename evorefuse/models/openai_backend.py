@@ -59,7 +59,7 @@ BACKOFF_BASE = 0.5      # seconds; full jitter: uniform(0, min(cap, base * 2**at
 BACKOFF_CAP = 30.0
 RETRY_AFTER_MAX = 600.0  # a server asking for more than 10 minutes is treated as asking for 10
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # as evorefuse.config.DEFAULT_OPENAI_BASE_URL
 
 
 class MalformedResponse(Exception):

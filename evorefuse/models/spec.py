@@ -70,3 +70,15 @@ LOCAL_GUARDED_SPEC = LOCAL_SPEC.model_copy(update={"name": "local-guarded",
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {"local": LOCAL_SPEC, "local-guarded": LOCAL_GUARDED_SPEC}
 """Models every config knows without a [models.NAME] table (a table of the same name wins)."""
+
+OPENAI_PREFIX = "openai:"
+
+
+def builtin_model(name: str) -> ModelSpec | None:
+    """`local`, `local-guarded`, or `openai:MODEL`: MODEL at `OPENAI_BASE_URL` (else OpenAI) with
+    the key in `OPENAI_API_KEY`, as every OpenAI client does, with no config file needed."""
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name]
+    if name.startswith(OPENAI_PREFIX) and len(name) > len(OPENAI_PREFIX):
+        return ModelSpec(name=name, model=name[len(OPENAI_PREFIX):])
+    return None
