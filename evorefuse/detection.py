@@ -6,9 +6,9 @@ request cache (labelling the same file twice costs nothing) and the ledger like 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Sequence
 
+from evorefuse import interrupts
 from evorefuse.config import Config
 from evorefuse.errors import RunFailed
 from evorefuse.evolution.progress import SILENT, Bar, Progress
@@ -58,7 +58,7 @@ def _judge(cfg: Config, judge_model: str, prompts: Sequence[str], responses: Seq
             await session.aclose()
 
     try:
-        return asyncio.run(go())
+        return interrupts.run(go())
     except RunFailed:
         raise
     except Exception as exc:  # an unexpected failure is still one line, exit 1

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from evorefuse import interrupts
 from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.models.base import SamplingParams
 from evorefuse.scoring.refusal.base import RefusalDetector
@@ -160,7 +161,7 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
         session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
                                      run_id="evaluate")
         try:
-            outcomes = asyncio.run(_sample_all(session, targets, session.detector_named(detector),
+            outcomes = interrupts.run(_sample_all(session, targets, session.detector_named(detector),
                                                prompts, settings, progress))
         finally:
             session.close()

@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from evorefuse import interrupts
 from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
@@ -343,7 +344,7 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
         data = xstest_csv(items) if style == "xstest" else jsonl([i.to_json() for i in items])
         written = len(items)
     else:
-        rows = asyncio.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
+        rows = interrupts.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
         if not rows:
             why = ", ".join(f"{n} {w}" for w, n in dropped.items())
             raise InputError(f"nothing to export: every selected candidate was dropped ({why})",

@@ -7,12 +7,12 @@ nothing (it lists the server's models, no tokens); `check_endpoint` sends one ti
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 import openai
 
+from evorefuse import interrupts
 from evorefuse.config import Config
 from evorefuse.errors import InputError
 from evorefuse.models.base import SamplingParams
@@ -48,7 +48,7 @@ def check_endpoint(cfg: Config, name: str) -> CheckResult:
             await session.aclose()
 
     try:
-        return asyncio.run(go())
+        return interrupts.run(go())
     except EndpointError as exc:
         raise InputError(str(exc.message), path=cfg.source, field=f"models.{name}") from None
 
@@ -61,7 +61,7 @@ def reachable(cfg: Config, names: list[str]) -> None:
         if spec.kind == "local":
             gguf_path()  # the embedded weights are installed
             continue
-        asyncio.run(_list_models(spec, cfg.source))
+        interrupts.run(_list_models(spec, cfg.source))
 
 
 async def _list_models(spec: ModelSpec, source: str) -> None:

@@ -7,7 +7,6 @@ line's; tests and benchmarks drive runs through the same functions.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import shutil
 import sqlite3
@@ -17,11 +16,11 @@ from typing import Any
 
 import orjson
 
+from evorefuse import interrupts
 from evorefuse.config import Config, config_from_run, first_difference, load_config
 from evorefuse.errors import InputError, Interrupted
 from evorefuse.evolution.engine import BudgetStop
 from evorefuse.evolution.progress import Progress
-from evorefuse.interrupts import Terminated, exit_code
 from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.preflight import reachable
@@ -52,16 +51,17 @@ def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
             await session.aclose()
 
     try:
-        asyncio.run(go())
-    except (KeyboardInterrupt, Terminated) as exc:
+        interrupts.run(go())
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
         cp = store.checkpoint()
         done = cp["generation"] if cp else None
-        store.event("interrupted", signal="SIGTERM" if isinstance(exc, Terminated) else "SIGINT",
+        store.event("interrupted",
+                    signal="SIGTERM" if isinstance(exc, interrupts.Terminated) else "SIGINT",
                     generation=done)
         saved = (f"generation {done} is saved" if done is not None
                  else "nothing was complete yet; calls already made are cached")
         raise Interrupted(f"interrupted: {saved}. Continue with: evorefuse resume {store.path}",
-                          exit_code(exc)) from None
+                          interrupts.exit_code(exc)) from None
     finally:
         session.close()
         store.unlock()
