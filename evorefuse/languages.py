@@ -102,6 +102,12 @@ def tokens(text: str, language: str | None = DEFAULT_LANGUAGE) -> list[str]:
     """
     if primary(language) == "en":
         return _ENGLISH_WORD.findall(text.lower())
+    return neutral_tokens(text)
+
+
+def neutral_tokens(text: str) -> list[str]:
+    """Lower-cased words of any script, cut the same way whatever the language (each Han or kana
+    character a token): for comparing texts of unknown or different languages."""
     return _TOKEN.findall(text.lower())
 
 

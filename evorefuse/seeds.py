@@ -27,6 +27,7 @@ from pathlib import Path
 
 from evorefuse.errors import InputError
 from evorefuse.languages import DEFAULT_LANGUAGE, detect_language, validate_language
+from evorefuse.scoring.overlap import ReferencePrompt, ReferenceSets
 
 MAX_PROMPT_CHARS = 4000
 """Longer prompts are pasted documents, not instructions; they would also blow up every call's cost."""
@@ -174,6 +175,19 @@ def load_seeds(paths: Sequence[str | Path] | str | Path, *, include_unsafe: bool
                 result.detected += 1
             result.seeds.append(Seed(seed_id, rec.prompt, rec.category, str(file), language))
     return result
+
+
+def load_references(paths: Sequence[str | Path]) -> ReferenceSets:
+    """Benchmark files to check a test set against (`scoring.overlap`): each file read on its own,
+    so every prompt keeps its source, with every row (unsafe contrast prompts too). A file that
+    cannot be read as prompts stops with InputError, as a seed file would."""
+    prompts: list[ReferencePrompt] = []
+    files: list[str] = []
+    for path in paths:
+        loaded = load_seeds([path], include_unsafe=True)
+        files.extend(loaded.files)
+        prompts.extend(ReferencePrompt(s.id, s.prompt, s.source, s.language) for s in loaded)
+    return ReferenceSets(prompts, files)
 
 
 def _expand(paths: Sequence[str | Path]) -> list[Path]:
