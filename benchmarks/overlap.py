@@ -74,7 +74,7 @@ def round_up(x: float, step: float = 0.05) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--floor", type=int, nargs="*", default=[1, 4, 6, 8])
+    ap.add_argument("--floor", type=int, nargs="*", default=[1, 6])
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     files = {"XSTest": REFERENCE / "xstest_prompts.csv", "EvoRefuse-Test": REFERENCE / "evo_test.jsonl"}

@@ -20,7 +20,8 @@ from evorefuse.operators import prompts
 from evorefuse.operators.mutation import frame, least_used_framing, mutate, mutate_messages, recombine
 from evorefuse.operators.parsing import extract_instruction, rejection_reason
 from evorefuse.operators.request_cues import is_request
-from evorefuse.operators.strategies import PAPER_STRATEGIES, framing_languages, framings_for
+from evorefuse.operators.strategies import (PAPER_STRATEGIES, all_framings, framing_languages,
+                                           framings_for)
 from evorefuse.seeds import load_seeds, shipped_seeds
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
@@ -122,6 +123,8 @@ def test_framings_exist_in_every_shipped_language_and_rotate_within_it() -> None
     strategy = PAPER_STRATEGIES[0]
     assert framings_for(strategy, "zh-Hans") == framings_for(strategy, "zh") != strategy.framings
     assert framings_for(strategy, "sv") == ()
+    assert len(all_framings(strategy)) == len(strategy.framings) + 2 * len(LANGUAGES)
+    assert set(framings_for(strategy, "ar")) <= set(all_framings(strategy))
     assert frame("Hur gör jag?", "p", strategy, 0, "sv").rejected == "no_framing"
     used = framings_for(strategy, "de")[0]
     assert least_used_framing(strategy, lambda t: 1.0 if t == used else 0.0, 0, "de") == 1

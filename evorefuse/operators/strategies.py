@@ -148,3 +148,9 @@ def framings_for(strategy: Strategy, language: str | None = DEFAULT_LANGUAGE) ->
 def framing_languages() -> tuple[str, ...]:
     """Languages with framings: English and those of `framings.json`."""
     return ("en", *sorted(_translated_framings()))
+
+
+def all_framings(strategy: Strategy) -> tuple[str, ...]:
+    """The strategy's templates in every language: what a text may carry, whatever its language
+    (for recognising framed incumbents)."""
+    return tuple(t for lang in framing_languages() for t in framings_for(strategy, lang))

@@ -34,11 +34,14 @@ from evorefuse.languages import neutral_tokens
 
 NGRAM = 3
 
-DEFAULT_SIMILARITY = 0.85
-"""Cosine similarity at or above which an item is a benchmark prompt reworded (see module doc)."""
+DEFAULT_SIMILARITY = 0.75
+"""Cosine similarity at or above which an item is a benchmark prompt reworded. Fitted on XSTest
+(the highest similarity of any of the 403 shipped seeds to an XSTest prompt, 0.73, rounded up),
+where it flags none of them and, with the n-gram test, finds 98.6% of XSTest prompts lightly
+changed; on EvoRefuse-Test, held out, 100% and no shipped seed (README, "Overlap with benchmarks")."""
 
-DEFAULT_NGRAM_OVERLAP = 0.6
-"""Share of the shorter text's word 3-grams found in the other, at or above which it is a copy."""
+DEFAULT_NGRAM_OVERLAP = 0.55
+"""3-gram overlap at or above which an item is a copy; fitted and checked as `DEFAULT_SIMILARITY`."""
 
 DEFAULT_NGRAM_FLOOR = 6
 """Fewest 3-grams a partial overlap is divided by (see the module docstring)."""
