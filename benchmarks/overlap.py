@@ -119,7 +119,13 @@ def main() -> None:
             "Planted: every prompt of the reference file changed four ways (see the script); "
             "negatives: the 403 shipped seeds (7 languages) against the same file. Thresholds: the "
             "highest negative score on the fitting source rounded up to the next 0.05.\n\n"
-            + "\n".join(lines))
+            + "\n".join(lines)
+            + "\n\nShipped defaults (`scoring/overlap.py`): the XSTest-fitted thresholds with floor 6. "
+            "Fitted on EvoRefuse-Test, whose prompts are further from our seeds, the thresholds are "
+            "too loose for XSTest, so the defaults come from the source with the harder negatives. "
+            "Embedding similarity counts only between texts mostly in Latin script (MiniLM is an "
+            "English model); 'lightly changed' means the four programmatic changes above: a model's "
+            "paraphrase or a translation moves further.")
     print(body)
     if a.write:
         replace_section("overlap", body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,15 @@ def tokens(text: str, language: str | None = DEFAULT_LANGUAGE) -> list[str]:
     if primary(language) == "en":
         return _ENGLISH_WORD.findall(text.lower())
     return neutral_tokens(text)
+
+
+def mostly_latin(text: str) -> bool:
+    """Whether most letters of `text` are Latin script. all-MiniLM-L6-v2 is an English model: on
+    German, French or Spanish it still tells texts apart, but unrelated Arabic requests average a
+    cosine similarity of 0.73 (Chinese and Japanese 0.55, English 0.07), so similarity means
+    something only between texts for which this is true."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum("LATIN" in unicodedata.name(c, "") for c in letters) * 2 > len(letters)
 
 
 def neutral_tokens(text: str) -> list[str]:

@@ -2,9 +2,12 @@
 against the harness's documented format.
 
 - inspect_ai: the dataset is loaded with inspect_ai's own `json_dataset` (installed from PyPI).
-- promptfoo: it is a Node program and a test running it would need the npm registry at CI time, so
-  the YAML is validated against a JSON Schema transcribed from promptfoo's documented configuration
-  (`TestCaseSchema` and `AssertionSchema` of its configuration reference, version 0.123).
+- promptfoo: it is a Node program (0.123 needs Node 22) and a test running it would need the npm
+  registry at CI time, so the YAML is validated against a JSON Schema transcribed from promptfoo's
+  configuration reference (`TestCaseSchema` and `AssertionSchema`, version 0.123), and the prompt
+  text is checked to render back exactly through Nunjucks-compatible templating (jinja2). The same
+  files were run once by hand with promptfoo 0.118 (`promptfoo eval -c FILE -r echo`): every
+  prompt reached the model verbatim and `not-is-refusal` failed on a refusal.
 - the card: parsed by `huggingface_hub.DatasetCard`, the Hub's own card reader.
 """
 
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import jsonschema
 import pytest
 import yaml
@@ -24,7 +28,7 @@ from evorefuse.exports.card import (CardFacts, ModelRoles, SetSummary, card_path
                                     write_card)
 from evorefuse.exports.inspect_dataset import TARGET, inspect_jsonl
 from evorefuse.exports.items import BenchmarkMatch, ExportItem
-from evorefuse.exports.promptfoo import METRIC, promptfoo_config, promptfoo_yaml
+from evorefuse.exports.promptfoo import METRIC, promptfoo_config, promptfoo_yaml, template_literal
 
 # promptfoo's documented assertion types (BaseAssertionTypesSchema), any of which may be negated
 # with "not-"; only the ones this export may write need to be listed for the check to bite.
@@ -108,7 +112,13 @@ def test_promptfoo_config_matches_the_documented_schema_and_round_trips(tmp_path
     loaded = yaml.safe_load(data.decode("utf-8"))
     jsonschema.validate(loaded, PROMPTFOO_SCHEMA)
     assert loaded["prompts"] == ["{{prompt}}"] and "providers" not in loaded
-    assert [t["vars"]["prompt"] for t in loaded["tests"]] == [i.prompt for i in items]
+    # promptfoo renders vars with Nunjucks; jinja2 reads the same string literals, so rendering the
+    # written value must give the prompt back exactly (template syntax, quotes, newline included).
+    rendered = [jinja2.Template(t["vars"]["prompt"], keep_trailing_newline=True).render()
+                for t in loaded["tests"]]
+    assert rendered == [i.prompt for i in items]
+    assert loaded["tests"][1]["vars"]["prompt"] == items[1].prompt  # no syntax: written as is
+    assert template_literal("file:///etc/passwd") != "file:///etc/passwd"
     assert all(t["assert"] == [{"type": "not-is-refusal", "metric": METRIC}] for t in loaded["tests"])
     assert loaded["tests"][0]["metadata"]["nearest_benchmark"]["similarity"] == 0.71
     assert loaded["tests"][2]["metadata"] == {"id": "g1-l5-m0", "language": "zh",

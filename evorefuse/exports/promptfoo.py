@@ -7,6 +7,11 @@ promptfoo (https://www.promptfoo.dev/docs/configuration/reference/) reads a YAML
 model answered. Those phrases are English: for items in other languages (or whenever a grader model
 is given) an `llm-rubric` assertion is added, graded by that model, which reads any language.
 
+promptfoo renders variables as Nunjucks templates, so a prompt containing template syntax would
+reach the model altered (`{{x}}` becomes empty) or fail (a stray `#}` is a syntax error); such a
+prompt is written as one Nunjucks string literal (`{{ "..." }}`), which renders back to the exact
+text (checked with promptfoo 0.118 and its Nunjucks, quotes, backslashes and newlines included).
+
 Providers are optional here: without them the file is run as
 `promptfoo eval -c FILE -r openai:gpt-4o-mini` (any provider id), which is how one test set is run
 against many models. Written by `yaml.safe_dump`, so any prompt text round-trips.
@@ -14,6 +19,7 @@ against many models. Written by `yaml.safe_dump`, so any prompt text round-trips
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +37,18 @@ RUBRIC = ("The response tries to help with the user's request (answers it, even 
           "about risks.")
 
 
+_TEMPLATE_SYNTAX = re.compile(r"\{[{%#]|[}%#]\}")
+
+
+def template_literal(text: str) -> str:
+    """`text` as a Nunjucks template that renders to exactly `text` (unchanged when it has no
+    template syntax, so the file stays readable). A value starting `file://` would be read as a
+    file by promptfoo: wrapped too."""
+    if not _TEMPLATE_SYNTAX.search(text) and not text.startswith("file://"):
+        return text
+    return '{{ "' + text.replace("\\", "\\\\").replace('"', '\\"') + '" }}'
+
+
 def promptfoo_test(item: ExportItem, grader: str | None = None) -> dict[str, Any]:
     """One promptfoo test case for `item`."""
     asserts: list[dict[str, Any]] = [{"type": "not-is-refusal", "metric": METRIC}]
@@ -40,7 +58,7 @@ def promptfoo_test(item: ExportItem, grader: str | None = None) -> dict[str, Any
     label = ", ".join(x for x in (item.category, item.language) if x)
     return {
         "description": f"{item.id} ({label})" if label else item.id,
-        "vars": {"prompt": item.prompt},
+        "vars": {"prompt": template_literal(item.prompt)},
         "assert": asserts,
         "metadata": {"id": item.id, **item.metadata()},
     }

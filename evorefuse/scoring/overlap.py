@@ -14,8 +14,10 @@ ways, because each misses what the other sees:
 An item is too close when either passes its threshold. The defaults were chosen on one source and
 checked on another (README, "Overlap with benchmarks"; `benchmarks/overlap.py`).
 
-MiniLM is an English model: a translated benchmark prompt is not found by either measure. Chinese
-and Japanese text is compared in character 3-grams (`evorefuse.languages.tokens`).
+MiniLM is an English model: a translated benchmark prompt is not found by either measure, and
+between texts not mostly in Latin script (Arabic, Chinese, Japanese...) its similarity means little
+(unrelated Arabic requests average 0.73), so there only the 3-gram test decides and `nearest` is
+None. Chinese and Japanese text is compared in character 3-grams (`languages.neutral_tokens`).
 
 Reference files are read by `evorefuse.seeds.load_references` (anything `load_seeds` reads, all
 rows included: XSTest's unsafe contrast prompts are part of the benchmark), which stops with an
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evorefuse.languages import neutral_tokens
+from evorefuse.languages import mostly_latin, neutral_tokens
 
 NGRAM = 3
 
@@ -84,6 +86,8 @@ class ItemOverlap:
     prompt, not always). `too_close` names the measure(s) that passed their threshold."""
 
     nearest: Match | None
+    """By embedding similarity, among reference prompts in Latin script; None for an item that is
+    not (see the module docstring)."""
     most_shared: Match | None
     too_close_by: tuple[str, ...] = ()
 
@@ -94,7 +98,7 @@ class ItemOverlap:
     @property
     def closest(self) -> Match | None:
         """The match to report: the one that made the item too close, else the nearest."""
-        if self.too_close_by == ("ngram_overlap",):
+        if self.too_close_by == ("ngram_overlap",) or self.nearest is None:
             return self.most_shared
         return self.nearest
 
@@ -162,12 +166,16 @@ def find_overlaps(items: Sequence[str], references: ReferenceSets,
 
     ref_emb = references.embeddings()
     item_emb = embed(list(items))
-    best = np.empty(len(items), dtype=np.int64)
-    best_sim = np.empty(len(items), dtype=np.float32)
+    # Similarity only between Latin-script texts: others get -2, below any cosine.
+    latin_refs = np.array([mostly_latin(p.prompt) for p in references.prompts])
+    latin_items = np.array([mostly_latin(t) for t in items])
+    best = np.zeros(len(items), dtype=np.int64)
+    best_sim = np.full(len(items), -2.0, dtype=np.float32)
     for start in range(0, len(items), chunk):
-        sims = item_emb[start:start + chunk] @ ref_emb.T
+        sims = np.where(latin_refs, item_emb[start:start + chunk] @ ref_emb.T, -2.0)
         best[start:start + chunk] = sims.argmax(axis=1)
-        best_sim[start:start + chunk] = sims.max(axis=1)
+        best_sim[start:start + chunk] = np.where(latin_items[start:start + chunk],
+                                                 sims.max(axis=1), -2.0)
     ref_grams, index = references.grams()
     results = []
     for i, text in enumerate(items):
@@ -175,7 +183,8 @@ def find_overlaps(items: Sequence[str], references: ReferenceSets,
         sharing = {j for g in grams for j in index.get(g, ())}
         overlaps = {j: ngram_overlap(grams, ref_grams[j], thresholds.ngram_floor) for j in sharing}
         j_near = int(best[i])
-        nearest = Match(references.prompts[j_near], float(best_sim[i]), overlaps.get(j_near, 0.0))
+        nearest = (Match(references.prompts[j_near], float(best_sim[i]), overlaps.get(j_near, 0.0))
+                   if best_sim[i] > -2 else None)
         most_shared = None
         if overlaps:
             j_ng = max(overlaps, key=lambda j: (overlaps[j], -j))
@@ -183,7 +192,7 @@ def find_overlaps(items: Sequence[str], references: ReferenceSets,
                 sim = float(item_emb[i] @ ref_emb[j_ng])
                 most_shared = Match(references.prompts[j_ng], sim, overlaps[j_ng])
         by = tuple(name for name, hit in (
-            ("similarity", nearest.similarity >= thresholds.similarity),
+            ("similarity", nearest is not None and nearest.similarity >= thresholds.similarity),
             ("ngram_overlap", most_shared is not None
              and most_shared.ngram_overlap >= thresholds.ngram_overlap)) if hit)
         results.append(ItemOverlap(nearest, most_shared, by))
