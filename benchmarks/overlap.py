@@ -64,8 +64,8 @@ def perturb(text: str, kind: str, rng: random.Random) -> str:
 def scores(items: list[str], refs, floor: int) -> list[tuple[float, float]]:
     """(similarity of the nearest, best n-gram overlap) per item, thresholds out of the way."""
     found = find_overlaps(items, refs, OverlapThresholds(2.0, 2.0, floor))
-    return [(o.nearest.similarity, o.most_shared.ngram_overlap if o.most_shared else 0.0)
-            for o in found]
+    return [(o.nearest.similarity if o.nearest else -1.0,
+             o.most_shared.ngram_overlap if o.most_shared else 0.0) for o in found]
 
 
 def round_up(x: float, step: float = 0.05) -> float:

@@ -13,7 +13,6 @@ against the harness's documented format.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -3,7 +3,6 @@ among new items with their source, new items are not flagged, unreadable files s
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
