@@ -73,6 +73,9 @@ def test_project_written_references_and_every_language(tmp_path: Path) -> None:
     assert [r.too_close for r in results] == [True] * len(copies) + [False] * len(NEW_ITEMS)
     assert [r.closest.reference for r in results[:len(copies)]] == copies
     assert all("ngram_overlap" in r.too_close_by for r in results[:len(copies)])
+    row = results[0].record()
+    assert row is not None and row["prompt"] == copies[0].prompt and row["id"] == copies[0].id
+    assert row["source"] == str(shipped_seeds("default")) and "ngram_overlap" in row["too_close_by"]
     strict = find_overlaps(framed, refs, OverlapThresholds(similarity=0.99, ngram_overlap=1.01))
     assert not any(r.too_close for r in strict)
 

@@ -102,6 +102,15 @@ class ItemOverlap:
             return self.most_shared
         return self.nearest
 
+    def record(self) -> dict[str, object] | None:
+        """The closest match as an export row keeps it (`nearest_benchmark`), JSON-ready."""
+        m = self.closest
+        if m is None:
+            return None
+        return {"prompt": m.reference.prompt, "id": m.reference.id, "source": m.reference.source,
+                "similarity": round(m.similarity, 4), "ngram_overlap": round(m.ngram_overlap, 4),
+                "too_close_by": list(self.too_close_by)}
+
 
 @dataclass
 class ReferenceSets:
