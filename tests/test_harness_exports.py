@@ -23,8 +23,7 @@ import pytest
 import yaml
 
 from evorefuse import export
-from evorefuse.exports.card import (CardFacts, ModelRoles, SetSummary, card_path, md, render_card,
-                                    write_card)
+from evorefuse.exports.card import CardFacts, ModelRoles, SetSummary, card_path, md, render_card
 from evorefuse.exports.inspect_dataset import TARGET, inspect_jsonl
 from evorefuse.exports.items import BenchmarkMatch, ExportItem
 from evorefuse.exports.promptfoo import METRIC, promptfoo_config, promptfoo_yaml, template_literal
@@ -172,10 +171,10 @@ def test_dataset_card_is_read_by_the_hub_reader_and_says_how_the_set_was_made(tm
     from huggingface_hub import DatasetCard
 
     export_file = tmp_path / "test.jsonl"
-    export_file.write_text("{}\n")
-    path = write_card(export_file, _facts())
-    assert path == card_path(export_file) == tmp_path / "README.md"
-    card = DatasetCard(path.read_text(encoding="utf-8"))
+    path = card_path(export_file)
+    assert path == tmp_path / "README.md"
+    path.write_text(render_card(_facts()), encoding="utf-8")
+    card = DatasetCard.load(path)
     assert card.data.license == "cc-by-4.0" and card.data.language == ["de", "en", "zh"]
     assert card.data.pretty_name == "Over-refusal set | v1"
     assert card.data.size_categories == ["n<1K"] and "over-refusal" in card.data.tags

@@ -23,7 +23,6 @@ import jinja2
 import yaml
 
 from evorefuse.exports.items import ExportItem
-from evorefuse.fileio import write_atomic
 from evorefuse.languages import language_name, primary
 
 CARD_NAME = "README.md"
@@ -139,12 +138,6 @@ def render_card(facts: CardFacts) -> str:
 
 
 def card_path(export_path: Path) -> Path:
-    """Where the card of an export goes: README.md in the export's directory."""
+    """Where the card of an export goes: README.md in the export's directory. Writing it (with the
+    same atomic, checked output as the export itself) is the export command's job."""
     return export_path.parent / CARD_NAME
-
-
-def write_card(export_path: Path, facts: CardFacts) -> Path:
-    """Write (atomically) the card beside `export_path`; returns its path."""
-    path = card_path(export_path)
-    write_atomic(path, render_card(facts).encode("utf-8"))
-    return path
