@@ -6,12 +6,12 @@ hand), so this module reads them all into one list of `Seed` with stable ids. Ev
 load of the same files: a resumed run must find the same seeds it started with.
 
 Bad input is the user's to fix, so it raises `InputError` naming the file, line and field instead of
-guessing.
+guessing. Harmless oddities (a repeated prompt, an empty prompt) are dropped and reported, because
+they would only waste paid calls on a lineage that duplicates another or has nothing to mutate.
 
 Every seed has a BCP-47 `language`: the one its record declares (`language` in JSONL, a `language`
 column in CSV), validated; otherwise the one `evorefuse.languages.detect_language` is confident of,
-else English. The language tells the operators what to write and which request cues to expect. Harmless oddities (a repeated prompt, an empty prompt) are dropped and reported, because
-they would only waste paid calls on a lineage that duplicates another or has nothing to mutate.
+else English. The language tells the operators what to write and which request cues to expect.
 """
 
 from __future__ import annotations
