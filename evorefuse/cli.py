@@ -14,13 +14,15 @@ import click
 from evorefuse import __version__, interrupts
 
 _COMMANDS = {
-    "evolve": "evolve", "resume": "evolve", "status": "status", "evaluate": "evaluate",
+    "evolve": "evolve", "resume": "evolve", "status": "status", "seeds": "seeds",
+    "evaluate": "evaluate",
     "detect": "detect", "export": "export", "report": "report", "models": "models",
 }
 _HELP = {
     "evolve": "Evolve pseudo-malicious instructions from seeds into a new run directory.",
     "resume": "Continue an interrupted run (or extend a finished one with --generations).",
     "status": "Show a run's progress, best instructions and spending, without changing it.",
+    "seeds": "Write new seeds per category (or from a policy) and language.",
     "evaluate": "Measure targets' refusal rates and the lexical diversity of a dataset.",
     "detect": "Label responses as refusals (JSONL or CSV in, JSONL out).",
     "export": "Export a run as a test set, SFT data or DPO preference pairs.",

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from evorefuse import interrupts
+from evorefuse.against import AgainstCheck
 from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.models.base import SamplingParams
+from evorefuse.scoring.overlap import OverlapThresholds
 from evorefuse.scoring.refusal.base import RefusalDetector
-from evorefuse.session import Session
 from evorefuse.scoring.stats import wilson_interval
+from evorefuse.session import Session
 
-
+UNCATEGORISED = "uncategorised"
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -108,21 +110,39 @@ def _rate(counts: Sequence[tuple[int, int]]) -> tuple[float, list[float]]:
     return (k / n if n else 0.0), [lo, hi]
 
 
-def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
-                   categories: Sequence[str | None]) -> dict[str, Any]:
-    """Overall and per-category refusal rates with Wilson intervals, from per-prompt counts."""
-    out: dict[str, Any] = {"refusal_rate": {}, "ci": {}, "per_category": {}}
+def _group_rates(counts: dict[str, list[tuple[int, int]]], idx: list[int]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"n": len(idx), "refusal_rate": {}, "ci": {}}
+    for target, c in counts.items():
+        entry["refusal_rate"][target], entry["ci"][target] = _rate([c[i] for i in idx])
+    return entry
+
+
+def _indices(keys: Sequence[str]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    return dict(sorted(groups.items()))
+
+
+def refusal_matrix(counts: dict[str, list[tuple[int, int]]], categories: Sequence[str | None],
+                   languages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Overall, per-category, per-language and category x language refusal rates with Wilson
+    intervals, from per-prompt (refusals, samples) counts."""
+    out: dict[str, Any] = {"refusal_rate": {}, "ci": {}, "per_category": {}, "per_language": {},
+                           "matrix": {}}
     for target, c in counts.items():
         out["refusal_rate"][target], out["ci"][target] = _rate(c)
+    cats = [c or UNCATEGORISED for c in categories]
     if any(categories):
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, cat in enumerate(categories):
-            groups[cat or "uncategorised"].append(i)
-        for cat, idx in sorted(groups.items()):
-            entry: dict[str, Any] = {"n": len(idx), "refusal_rate": {}, "ci": {}}
-            for target, c in counts.items():
-                entry["refusal_rate"][target], entry["ci"][target] = _rate([c[i] for i in idx])
-            out["per_category"][cat] = entry
+        out["per_category"] = {cat: _group_rates(counts, idx)
+                               for cat, idx in _indices(cats).items()}
+    if languages is not None:
+        out["per_language"] = {lang: _group_rates(counts, idx)
+                               for lang, idx in _indices(languages).items()}
+        pairs = _indices([f"{c}\x00{lang}" for c, lang in zip(cats, languages)])
+        for key, idx in pairs.items():
+            cat, lang = key.split("\x00")
+            out["matrix"].setdefault(cat, {})[lang] = _group_rates(counts, idx)
     return out
 
 
@@ -145,18 +165,21 @@ async def _sample_all(session: Session, targets: Sequence[str], detector: Refusa
 
 def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalSettings,
              detector: str, cache_path: Path, responses: bool = True, limit: int | None = None,
-             embeddings: bool = True, progress: Progress = SILENT) -> dict[str, Any]:
-    """The full evaluation report of one dataset, as a JSON-ready dict."""
+             embeddings: bool = True, against: Sequence[Path] = (),
+             overlap: OverlapThresholds | None = None,
+             progress: Progress = SILENT) -> dict[str, Any]:
+    """The full evaluation report of one dataset, as a JSON-ready dict. `against`: benchmark
+    files each prompt's nearest match is looked up in (read first: a bad file costs nothing)."""
     from evorefuse.seeds import load_seeds
 
+    check = AgainstCheck.load(against, overlap)
     seeds = load_seeds(dataset).seeds
     if limit:
         seeds = seeds[:limit]
     prompts = [s.prompt for s in seeds]
-    cats = [s.category for s in seeds]
     report: dict[str, Any] = {"dataset": str(dataset), "n": len(prompts),
                               **diversity(prompts, embeddings)}
-    report.update({"refusal_rate": {}, "ci": {}, "per_category": {}})
+    outcomes: dict[str, list[PromptOutcome]] = {}
     if responses:
         session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
                                      run_id="evaluate")
@@ -165,44 +188,28 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
                                                prompts, settings, progress))
         finally:
             session.close()
-        counts = {t: [o.counts for o in outs] for t, outs in outcomes.items()}
-        report.update(refusal_matrix(counts, cats))
         report["samples"] = settings.samples
         report["detector"] = detector
-        report["prompts"] = [{"id": s.id, "prompt": s.prompt, "category": s.category,
-                              "refusal_rate": {t: outcomes[t][i].refusals
-                                               / max(1, outcomes[t][i].samples) for t in targets},
-                              "responses": {t: [asdict(r) for r in outcomes[t][i].responses]
-                                            for t in targets}}
-                             for i, s in enumerate(seeds)]
-    elif any(cats):
-        groups: dict[str, int] = defaultdict(int)
-        for c in cats:
-            groups[c or "uncategorised"] += 1
-        report["per_category"] = {c: {"n": n, "refusal_rate": {}, "ci": {}}
-                                  for c, n in sorted(groups.items())}
+    counts = {t: [o.counts for o in outs] for t, outs in outcomes.items()}
+    report.update(refusal_matrix(counts, [s.category for s in seeds],
+                                 [s.language for s in seeds]))
+    rows = [{"id": s.id, "prompt": s.prompt, "category": s.category, "language": s.language}
+            for s in seeds]
+    if check is not None:
+        found = check.measure([s.id for s in seeds], prompts)
+        close = found.too_close(prompts)
+        report["overlap"] = {"against": check.files, "similarity": check.thresholds.similarity,
+                             "ngram_overlap": check.thresholds.ngram_overlap,
+                             "too_close": len(close),
+                             "items": [{"id": c.id, "prompt": c.prompt, "match": c.match}
+                                       for c in close]}
+        for i, row in enumerate(rows):
+            row["nearest_benchmark"] = found.record(i)
+    if responses:
+        for i, row in enumerate(rows):
+            row["refusal_rate"] = {t: outcomes[t][i].refusals / max(1, outcomes[t][i].samples)
+                                   for t in targets}
+            row["responses"] = {t: [asdict(r) for r in outcomes[t][i].responses] for t in targets}
+    if responses or check is not None:
+        report["prompts"] = rows
     return report
-
-
-def format_table(r: dict[str, Any]) -> str:
-    """The human-readable summary printed without --json."""
-    name = Path(r["dataset"]).name
-    lines = [f"{name}: {r['n']} prompts",
-             f"lexical diversity: MSTTR {r['msttr']:.4f}  MTLD {r['mtld']:.2f}  HD-D {r['hdd']:.4f}  "
-             f"distinct-1 {r['distinct_1']:.4f}  distinct-2 {r['distinct_2']:.4f}"]
-    if r.get("embedding_diversity") is not None:
-        lines.append(f"embedding diversity (mean pairwise cosine distance): "
-                     f"{r['embedding_diversity']:.4f}")
-    if r["refusal_rate"]:
-        lines.append(f"refusal rate ({r.get('samples')} samples/prompt, detector "
-                     f"{r.get('detector')}, 95% Wilson interval):")
-        lines.append(f"  {'dataset / category':<28} " + " ".join(f"{t:>22}" for t in r["refusal_rate"]))
-
-        def row(label: str, rates: dict, ci: dict) -> str:
-            return f"  {label[:28]:<28} " + " ".join(
-                f"{rates[t]:>7.3f} [{ci[t][0]:.3f},{ci[t][1]:.3f}]" for t in r["refusal_rate"])
-
-        lines.append(row(name, r["refusal_rate"], r["ci"]))
-        for cat, e in r["per_category"].items():
-            lines.append(row(f"  {cat} ({e['n']})", e["refusal_rate"], e["ci"]))
-    return "\n".join(lines)

@@ -1,19 +1,20 @@
-"""Turn a run's archive into what users take away: a test set, SFT data or DPO pairs.
+"""Turn a run's archive into what users take away: a test set (JSONL, XSTest CSV, a promptfoo
+configuration, an inspect_ai dataset), SFT data or DPO pairs, each with a dataset card beside it.
 
 Why the selection rules: only benign candidates scored with the run's full sample budget K have
 refusal rates worth publishing (screened-only candidates carry a cheap estimate, not a measurement),
-and seeds are the *input* of the run, so they are left out unless asked for.
+and seeds are the *input* of the run, so they are left out unless asked for. With `--against`, items
+too close to a benchmark prompt are dropped and named (`against.py`).
 
-Why responses go through the run's own cache (RUN_DIR/cache.sqlite) with fixed seeds: exporting
-twice, or in another format, must cost nothing and give the same bytes.
+SFT and DPO rows need model calls (`export_answers.py`); test sets need none.
 
 Every output is written to a temporary file renamed into place, so a failure never leaves a file
-that looks like a result.
+that looks like a result; everything that can be refused (the output, the card beside it, the
+`--against` files) is checked before any model is called.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections import Counter
@@ -24,24 +25,32 @@ from typing import Any, Literal, get_args
 import orjson
 
 from evorefuse import interrupts
+from evorefuse.against import AgainstCheck, TooClose
 from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
+from evorefuse.evolution.lineage import seed_languages
 from evorefuse.evolution.presets import plan_for
 from evorefuse.evolution.progress import SILENT, Progress
+from evorefuse.export_answers import model_rows
+from evorefuse.export_card import card_text, plan_card
+from evorefuse.exports.inspect_dataset import inspect_jsonl
+from evorefuse.exports.items import ExportItem
+from evorefuse.exports.promptfoo import promptfoo_config, promptfoo_yaml
 from evorefuse.fileio import check_output, make_output_dir, write_output
-from evorefuse.models.base import SamplingParams
+from evorefuse.languages import DEFAULT_LANGUAGE
 from evorefuse.runstore import RunStore
-from evorefuse.session import Session
+from evorefuse.scoring.overlap import OverlapThresholds
 
-ExportFormat = Literal["test", "sft", "dpo"]
+ExportFormat = Literal["test", "sft", "dpo", "promptfoo", "inspect"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
-STYLES = {"test": ("jsonl", "xstest"), "sft": ("trl",), "dpo": ("trl", "llamafactory")}
+STYLES = {"test": ("jsonl", "xstest"), "sft": ("trl",), "dpo": ("trl", "llamafactory"),
+          "promptfoo": ("yaml",), "inspect": ("jsonl",)}
 ALL_STYLES: tuple[str, ...] = tuple(dict.fromkeys(s for styles in STYLES.values() for s in styles))
-DEFAULT_STYLE = {"test": "jsonl", "sft": "trl", "dpo": "trl"}
-RESPONDER_ATTEMPTS = 3
-RESPONDER_SEED = 1234
-EXTRA_TARGET_SAMPLES = 5
+DEFAULT_STYLE = {fmt: styles[0] for fmt, styles in STYLES.items()}
+TEST_SET_FORMATS = ("test", "promptfoo", "inspect")
+"""Formats made from the archive alone (no model call)."""
+TOO_CLOSE = "too close to a benchmark"
 
 
 @dataclass
@@ -53,6 +62,12 @@ class ExportOptions:
     min_targets: int | None = None
     dedup: float | None = 0.92
     include_seeds: bool = False
+    against: tuple[Path, ...] = ()
+    """Benchmark files: items too close to one of their prompts are dropped."""
+    overlap: OverlapThresholds = field(default_factory=OverlapThresholds)
+    grader: str | None = None
+    """promptfoo: a provider id that grades every answer with a rubric in any language."""
+    card: bool = True
 
 
 EMBEDDED_RESPONDER_WARNING = ("the responder is the embedded 135M model: its answers are for "
@@ -66,12 +81,16 @@ class ExportResult:
     written: int
     dropped: Counter = field(default_factory=Counter)
     notices: list[str] = field(default_factory=list)
+    too_close: list[TooClose] = field(default_factory=list)
+    """Items dropped as too close to a benchmark prompt (`--against`), each with its match."""
+    card: Path | None = None
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
         total = sum(self.dropped.values())
+        card = f"; dataset card {self.card}" if self.card is not None else ""
         return (f"export: wrote {self.written} record{'s' if self.written != 1 else ''} to "
-                f"{self.path}; dropped {total}" + (f" ({drops})" if drops else ""))
+                f"{self.path}; dropped {total}" + (f" ({drops})" if drops else "") + card)
 
 
 # --- selection ------------------------------------------------------------------------------------
@@ -132,13 +151,17 @@ def select(records: list[Candidate], opts: ExportOptions, k: int) -> tuple[list[
 
 # --- rows -----------------------------------------------------------------------------------------
 
+# --- rows -----------------------------------------------------------------------------------------
+
 @dataclass
 class TestItem:
-    """One item of an exported test set (the JSONL row; the XSTest CSV takes a subset)."""
+    """One item of an exported test set (the JSONL row; the XSTest CSV takes a subset; promptfoo
+    and inspect_ai read it through `ExportItem.from_row`)."""
 
     id: str
     prompt: str
     category: str | None
+    language: str
     seed_id: str
     lineage: int
     strategies: list[str]
@@ -147,21 +170,28 @@ class TestItem:
     fitness: float
     judge_verdict: str | None
     judge_votes: list[str] | None
+    nearest_benchmark: dict[str, Any] | None = None
+    """With `--against`: the closest benchmark prompt (`ItemOverlap.record()`)."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     @classmethod
-    def of(cls, c: Candidate, by_id: dict[str, Candidate]) -> "TestItem":
+    def of(cls, c: Candidate, by_id: dict[str, Candidate], language: str = DEFAULT_LANGUAGE,
+           nearest: dict[str, Any] | None = None) -> "TestItem":
         targets = c.score.targets if c.score is not None else {}
-        return cls(id=c.id, prompt=c.prompt or "", category=c.category, seed_id=c.seed_id,
-                   lineage=c.lineage, strategies=strategy_chain(c, by_id),
+        return cls(id=c.id, prompt=c.prompt or "", category=c.category, language=language,
+                   seed_id=c.seed_id, lineage=c.lineage, strategies=strategy_chain(c, by_id),
                    refusal_rate={n: t.refusal_rate for n, t in sorted(targets.items())},
                    mean_refusal_rate=c.refusal_rate, fitness=c.fitness,
                    judge_verdict=c.judge.verdict if c.judge else None,
-                   judge_votes=c.judge.votes if c.judge else None)
+                   judge_votes=c.judge.votes if c.judge else None, nearest_benchmark=nearest)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self, checked: bool = False) -> dict[str, Any]:
+        """The JSONL row; `nearest_benchmark` only when the set was checked (`--against`)."""
+        row = asdict(self)
+        if not checked:
+            row.pop("nearest_benchmark")
+        return row
 
 
 def xstest_csv(items: list[TestItem]) -> bytes:
@@ -176,110 +206,6 @@ def xstest_csv(items: list[TestItem]) -> bytes:
 
 def jsonl(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
-
-
-# --- model calls ----------------------------------------------------------------------------------
-
-class Responder:
-    """The responder role and the targets, through the run's cache, plus the run's detector."""
-
-    def __init__(self, store: RunStore) -> None:
-        cfg = config_from_run(store.config(), str(store.config_file))
-        # Its calls are the export's, recorded apart from the evolution's (`step`).
-        self.session = Session.for_run(store, cfg, budget=False, step="export",
-                                       models=sorted({cfg.roles.responder, *cfg.roles.targets}))
-        self.cfg = cfg
-        self.detector = self.session.detector
-
-    async def helpful_answer(self, prompt: str) -> str | None:
-        """A non-refusing answer by the responder, or None after RESPONDER_ATTEMPTS refusals."""
-        ep = self.session.endpoint(self.cfg.roles.responder)
-        for attempt in range(RESPONDER_ATTEMPTS):
-            params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=256,
-                                    seed=RESPONDER_SEED + attempt, n=1)
-            res = await ep.chat([{"role": "user", "content": prompt}], params, role="responder")
-            text = res.choices[0].text.strip() if res.choices else ""
-            if text and not (await self.detector.adetect([prompt], [text]))[0].refusal:
-                return text
-        return None
-
-    async def refusal(self, c: Candidate) -> str | None:
-        """A real refusal by a target: the one kept from scoring, else a few fresh samples."""
-        prompt = c.prompt or ""
-        targets = c.score.targets if c.score is not None else {}
-        for name in sorted(targets):
-            ex = targets[name].refusal_example
-            if ex and (await self.detector.adetect([prompt], [ex]))[0].refusal:
-                return ex
-        plan = self.session.plan
-        for name in self.cfg.roles.targets:
-            if name not in targets:
-                continue
-            ep = self.session.endpoint(name)
-            est = self.session.fitness([name])
-            k = int(targets[name].n or plan.samples)
-            # The first k samples are the cached ones already scored: only the extra ones are new.
-            choices = (await est.target_samples(ep, prompt, k + EXTRA_TARGET_SAMPLES))[k:]
-            texts = [ch.text for ch in choices if ch.text.strip()]
-            if not texts:
-                continue
-            for t, v in zip(texts, await self.detector.adetect([prompt] * len(texts), texts)):
-                if v.refusal:
-                    return t
-        return None
-
-    async def aclose(self) -> None:
-        await self.session.aclose()
-        self.session.close()
-
-
-async def _model_rows(store: RunStore, recs: list[Candidate], fmt: str, style: str,
-                      dropped: Counter, progress: Progress) -> list[dict[str, Any]]:
-    """The responder's helpful answers (and for DPO a target's real refusals) of `recs`, in
-    order; the calls overlap up to the run's concurrency and are all cached."""
-    resp = Responder(store)
-    sem = asyncio.Semaphore(max(1, resp.cfg.run.max_concurrency))
-    bar = progress.bar(len(recs), f"{fmt}: asking the responder"
-                       + (" and the targets" if fmt == "dpo" else ""), unit="prompt")
-
-    async def one(rec: Candidate) -> dict[str, Any] | str:
-        """The row, or why it was dropped."""
-        async with sem:
-            try:
-                rejected = None
-                if fmt == "dpo":
-                    rejected = await resp.refusal(rec)
-                    if rejected is None:
-                        return "no target refusal"
-                chosen = await resp.helpful_answer(rec.prompt or "")
-                if chosen is None:
-                    return "responder refused"
-                return format_row(fmt, style, rec.prompt or "", chosen, rejected)
-            finally:
-                bar.update(1)
-    try:
-        results = await asyncio.gather(*(one(r) for r in recs))
-    finally:
-        bar.close()
-        await resp.aclose()
-    rows = []
-    for res in results:
-        if isinstance(res, str):
-            dropped[res] += 1
-        else:
-            rows.append(res)
-    return rows
-
-
-def format_row(fmt: str, style: str, prompt: str, chosen: str, rejected: str | None) -> dict[str, Any]:
-    if fmt == "sft":
-        return {"messages": [{"role": "user", "content": prompt},
-                             {"role": "assistant", "content": chosen}]}
-    if style == "llamafactory":
-        return {"conversations": [{"from": "human", "value": prompt}],
-                "chosen": {"from": "gpt", "value": chosen},
-                "rejected": {"from": "gpt", "value": rejected}}
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -311,9 +237,14 @@ def write_dataset_info(out: Path, info: dict[str, Any]) -> Path:
 
 
 def default_output(run_dir: Path, fmt: str, style: str) -> Path:
-    ext = "csv" if style == "xstest" else "jsonl"
-    suffix = "" if style in ("jsonl", "trl") else f"_{style}"
+    ext = {"xstest": "csv", "yaml": "yaml"}.get(style, "jsonl")
+    suffix = "" if style in ("jsonl", "trl", "yaml") else f"_{style}"
     return run_dir / "exports" / f"{fmt}{suffix}.{ext}"
+
+
+def lineage_languages(store: RunStore) -> dict[str, str]:
+    """The language each seed's lineage writes in, by seed id (runs before languages: English)."""
+    return {str(s["id"]): str(seed_languages(s)["language"]) for s in store.seeds()}
 
 
 def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
@@ -323,38 +254,78 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
     if style not in STYLES[opts.fmt]:
         raise InputError(f"style {style!r} is not valid for --format {opts.fmt} "
                          f"(valid: {', '.join(STYLES[opts.fmt])})", field="--style")
+    if opts.grader is not None and opts.fmt != "promptfoo":
+        raise InputError("only --format promptfoo has a grader", field="--grader")
     store = RunStore.open(run_dir)
     if out is None:
         out = default_output(store.path, opts.fmt, style)
         make_output_dir(out.parent)
     check_output(out)
+    card = plan_card(out) if opts.card else None
     dataset_info = read_dataset_info(out) if opts.fmt == "dpo" and style == "llamafactory" else None
+    against = AgainstCheck.load(opts.against, opts.overlap)
     records = store.candidates()
     cfg = config_from_run(store.config(), str(store.config_file))
-    k = plan_for(cfg).samples
-    recs, dropped = select(records, opts, k)
+    recs, dropped = select(records, opts, plan_for(cfg).samples)
+    nearest: dict[str, dict[str, Any] | None] = {}
+    too_close: list[TooClose] = []
+    if against is not None and recs:
+        prompts = [c.prompt or "" for c in recs]
+        found = against.measure([c.id for c in recs], prompts)
+        nearest = {c.id: found.record(i) for i, c in enumerate(recs)}
+        too_close = found.too_close(prompts)
+        if too_close:
+            dropped[TOO_CLOSE] += len(too_close)
+            recs = [recs[i] for i in found.kept()]
     if not recs:
         why = f" ({', '.join(f'{n} {w}' for w, n in dropped.items())})" if dropped else ""
         hint = "" if opts.include_seeds else "; --include-seeds also exports the seeds"
         raise InputError(f"nothing to export: no benign, fully scored candidate passes the "
                          f"selection{why}{hint}", path=run_dir)
-    if opts.fmt == "test":
-        by_id = {c.id: c for c in records}
-        items = [TestItem.of(c, by_id) for c in recs]
-        data = xstest_csv(items) if style == "xstest" else jsonl([i.to_json() for i in items])
-        written = len(items)
+    by_id = {c.id: c for c in records}
+    languages = lineage_languages(store)
+
+    def item(c: Candidate) -> TestItem:
+        return TestItem.of(c, by_id, languages.get(c.seed_id, DEFAULT_LANGUAGE), nearest.get(c.id))
+
+    if opts.fmt in TEST_SET_FORMATS:
+        items = [item(c) for c in recs]
+        data = _test_set(items, opts, style, against is not None, store.path.name)
     else:
-        rows = interrupts.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
-        if not rows:
+        pairs = interrupts.run(model_rows(store, recs, opts.fmt, style, dropped, progress))
+        if not pairs:
             why = ", ".join(f"{n} {w}" for w, n in dropped.items())
             raise InputError(f"nothing to export: every selected candidate was dropped ({why})",
                              path=run_dir)
-        data = jsonl(rows)
-        written = len(rows)
+        items = [item(c) for c, _ in pairs]
+        data = jsonl([row for _, row in pairs])
     write_output(out, data)
     if dataset_info is not None:
         write_dataset_info(out, dataset_info)
-    notices = []
-    if opts.fmt != "test" and cfg.model(cfg.roles.responder).kind == "local":
-        notices.append(EMBEDDED_RESPONDER_WARNING)
-    return ExportResult(out, written, dropped, notices)
+    result = ExportResult(out, len(items), dropped, too_close=too_close)
+    if opts.fmt not in TEST_SET_FORMATS and cfg.model(cfg.roles.responder).kind == "local":
+        result.notices.append(EMBEDDED_RESPONDER_WARNING)
+    if card is not None and card.skipped:
+        result.notices.append(card.skipped)
+    elif card is not None:
+        write_output(card.path, card_text(
+            store, cfg, export_path=out, fmt=opts.fmt, items=[ExportItem.from_row(i) for i in items],
+            dropped=dropped, benchmarks=against.files if against else (),
+            overlaps_dropped=len(too_close)).encode("utf-8"))
+        result.card = card.path
+    return result
+
+
+def _test_set(items: list[TestItem], opts: ExportOptions, style: str, checked: bool,
+              name: str) -> bytes:
+    """The bytes of a test set in the format asked for."""
+    if opts.fmt == "promptfoo":
+        config = promptfoo_config([ExportItem.from_row(i) for i in items], grader=opts.grader,
+                                  description=f"evorefuse over-refusal test set {name}: every "
+                                              "item is harmless and should be answered")
+        return promptfoo_yaml(config)
+    if opts.fmt == "inspect":
+        return inspect_jsonl([ExportItem.from_row(i) for i in items])
+    if style == "xstest":
+        return xstest_csv(items)
+    return jsonl([i.to_json(checked) for i in items])

@@ -146,18 +146,33 @@ def plot_strategies(stats: dict[str, StrategyStats]) -> bytes:
     return _png(fig)
 
 
-def before_after(records: list[Candidate], lineages: list[Lineage]
+def before_after(records: list[Candidate], lineages: list[Lineage],
+                 key: Callable[[Lineage], str] = lambda lin: lin.category or "uncategorised"
                  ) -> dict[str, tuple[float, float, int]]:
-    """Per category: mean refusal rate of the seeds and of the best instruction per lineage."""
+    """Per category (or per `key` of the lineage): mean refusal rate of the seeds and of the
+    best instruction per lineage."""
     seeds = {c.lineage: c for c in records if c.strategy == "seed" and c.score is not None}
     acc: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for lin in lineages:
         s = seeds.get(lin.index)
         if s is None:
             continue
-        acc[lin.category or "uncategorised"].append((s.refusal_rate, lin.best.refusal_rate))
+        acc[key(lin)].append((s.refusal_rate, lin.best.refusal_rate))
     return {c: (sum(b for b, _ in v) / len(v), sum(a for _, a in v) / len(v), len(v))
             for c, v in sorted(acc.items())}
+
+
+def category_language(records: list[Candidate], lineages: list[Lineage]
+                      ) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """The category x language matrix: per category and lineage language, the seeds' and the
+    best instructions' mean refusal rate and the number of lineages."""
+    cells = before_after(records, lineages,
+                         lambda lin: f"{lin.category or 'uncategorised'}\x00{lin.language}")
+    matrix: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for key, cell in cells.items():
+        category, language = key.split("\x00")
+        matrix.setdefault(category, {})[language] = cell
+    return matrix
 
 
 def plot_before_after(ba: dict[str, tuple[float, float, int]]) -> bytes:
@@ -252,7 +267,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     records = store.candidates()
     by_id = {c.id: c for c in records}
     stats = strategy_stats(records, k)
-    ba = before_after(records, lineages(store))
+    lins = lineages(store)
+    ba = before_after(records, lins)
+    matrix = category_language(records, lins)
+    matrix_languages = sorted({lang for row in matrix.values() for lang in row})
     plots: list[tuple[str, str, Callable[[], bytes]]] = [
         ("fitness.png", "Best and mean fitness per generation", lambda: plot_fitness(st.history)),
         ("rates.png", "Acceptance and judge-rejection rates",
@@ -277,11 +295,13 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         title=f"evorefuse report: {store.path.name}", run_dir=str(store.path), st=st,
         written=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), images=images,
         strategies=stats, ledger=sorted(st.ledger.items()), top=top, top_n=TOP_N,
-        before_after=ba)
+        before_after=ba, matrix=matrix, matrix_languages=matrix_languages)
     path = out_dir / "index.html"
     write_output(path, page.encode("utf-8"))
     write_output(out_dir / "summary.json", orjson.dumps(
         {"strategies": {n: asdict(v) for n, v in stats.items()},
-         "before_after": {c: list(v) for c, v in ba.items()}},
+         "before_after": {c: list(v) for c, v in ba.items()},
+         "category_language": {c: {lang: list(v) for lang, v in row.items()}
+                               for c, row in matrix.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 
@@ -21,13 +21,70 @@ from evorefuse.config import Config, config_from_run, first_difference, load_con
 from evorefuse.errors import InputError, Interrupted
 from evorefuse.evolution.engine import BudgetStop
 from evorefuse.evolution.progress import Progress
+from evorefuse.languages import language_name, primary
 from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.preflight import reachable
 from evorefuse.runstore import RunStore, write_json
+from evorefuse.seeds import Seed
 from evorefuse.session import Session
 
-__all__ = ["BudgetStop", "ResumePlan", "drive", "prepare_resume", "start_run"]
+__all__ = ["BudgetStop", "ResumePlan", "SeedPlan", "drive", "prepare_resume", "seed_plan",
+           "start_run"]
+
+
+@dataclass
+class SeedPlan:
+    """The seed records a run starts from (`id`, `prompt`, `category`, `language`, and
+    `target_language` for a seed carried into another language), and what the user should hear
+    about how `--language` chose them."""
+
+    records: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_plan(seeds: Sequence[Seed], languages: Sequence[str] = ()) -> SeedPlan:
+    """The run's seeds, restricted to or carried into the `languages` asked for (BCP-47 codes,
+    already validated; compared by their primary subtag, so `zh-Hans` takes `zh` seeds).
+
+    A language some seeds are written in takes those seeds as they are. A language none is
+    written in takes every seed that is in none of the languages asked for, to be rewritten into
+    it by the mutator (id `<seed id>@<language>`, since one seed may go to several languages).
+    Seeds in other languages are left out when every language asked for has seeds of its own.
+    """
+    if not languages:
+        return SeedPlan([_record(s) for s in seeds])
+    wanted = list(dict.fromkeys(languages))
+    asked = {primary(code) for code in wanted}
+    own = {code: [s for s in seeds if primary(s.language) == primary(code)] for code in wanted}
+    others = [s for s in seeds if primary(s.language) not in asked]
+    records: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for code in wanted:
+        if own[code]:
+            records += [_record(s) for s in own[code]]
+            notes.append(f"{len(own[code])} seeds in {language_name(code)} ({code})")
+        elif others:
+            records += [_record(s, carried_into=code) for s in others]
+            notes.append(f"{len(others)} seeds carried into {language_name(code)} ({code}) by "
+                         "the mutator (framings start once a rewrite is in it)")
+        else:
+            notes.append(f"no seed for {language_name(code)} ({code}): every seed is in another "
+                         "language asked for")
+    if others and all(own.values()):
+        notes.append(f"{len(others)} seeds in other languages left out")
+    if not records:
+        raise InputError("no seed left for the languages asked for", field="--language")
+    return SeedPlan(records, notes)
+
+
+def _record(seed: Seed, carried_into: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": seed.id, "prompt": seed.prompt, "category": seed.category,
+                              "language": seed.language, "source": Path(seed.source).name}
+    if carried_into is not None:
+        record["id"] = f"{seed.id}@{carried_into}"
+        record["target_language"] = carried_into
+    return record
 
 
 def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],

@@ -85,15 +85,15 @@ class Session:
 
     @classmethod
     def standalone(cls, cfg: Config, *, models: list[str], cache_path: Path | None,
-                   run_id: str) -> "Session":
-        """A session outside any run (evaluate, detect, models check); `cache_path` None: no
-        cache (a check must really call the model)."""
+                   run_id: str, budget: Budget | None = None) -> "Session":
+        """A session outside any run (evaluate, detect, models check, seeds); `cache_path` None:
+        no cache (a check must really call the model); `budget`: calls and cost it may spend."""
         check_credentials([cfg.model(n) for n in models], cfg.source)
         cache = None
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache = RequestCache(cache_path)
-        return cls(cfg, cache=cache, ledger=Ledger(), run_id=run_id)
+        return cls(cfg, cache=cache, ledger=Ledger(budget=budget or Budget()), run_id=run_id)
 
     # --- what commands use ---------------------------------------------------------------------
     def endpoint(self, name: str) -> Endpoint:

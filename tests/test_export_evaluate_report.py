@@ -83,8 +83,8 @@ def test_export_test_jsonl(run):
     assert res.exit_code == 0, res.output
     rows = read_jsonl(out)
     assert rows
-    keys = {"id", "prompt", "category", "seed_id", "lineage", "strategies", "refusal_rate",
-            "mean_refusal_rate", "fitness", "judge_verdict", "judge_votes"}
+    keys = {"id", "prompt", "category", "language", "seed_id", "lineage", "strategies",
+            "refusal_rate", "mean_refusal_rate", "fitness", "judge_verdict", "judge_votes"}
     for r in rows:
         assert set(r) == keys
         assert isinstance(r["prompt"], str) and r["prompt"]

@@ -8,6 +8,7 @@ import click
 import orjson
 
 from evorefuse.commands.progress import TerminalProgress
+from evorefuse.scoring.overlap import DEFAULT_NGRAM_OVERLAP, DEFAULT_SIMILARITY
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 
@@ -35,14 +36,25 @@ from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embedding diversity.")
+@click.option("--against", "against", multiple=True, type=click.Path(path_type=Path),
+              help="Benchmark file (repeatable): report each prompt's nearest benchmark prompt "
+                   "and which are too close (nothing is dropped).")
+@click.option("--max-similarity", type=click.FloatRange(0, 1), default=DEFAULT_SIMILARITY,
+              show_default=True, help="--against: embedding similarity that is too close.")
+@click.option("--max-ngram-overlap", type=click.FloatRange(0, 1), default=DEFAULT_NGRAM_OVERLAP,
+              show_default=True, help="--against: word 3-gram overlap that is too close.")
 def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temperature: float,
                      max_tokens: int, out: Path | None,
                      as_json: bool, config_path: Path | None, no_responses: bool,
                      limit: int | None, detector: str | None, cache_path: Path | None,
-                     no_embeddings: bool) -> None:
-    """Measure targets' refusal rates and the lexical diversity of a dataset."""
+                     no_embeddings: bool, against: tuple[Path, ...], max_similarity: float,
+                     max_ngram_overlap: float) -> None:
+    """Measure targets' refusal rates (overall, per category, per language and category x
+    language) and the lexical diversity of a dataset."""
     from evorefuse.config import load_config
-    from evorefuse.evaluate import EvalSettings, evaluate, format_table
+    from evorefuse.evaluate import EvalSettings, evaluate
+    from evorefuse.evaluate_table import format_table
+    from evorefuse.scoring.overlap import OverlapThresholds
     from evorefuse.session import DEFAULT_CACHE
     from evorefuse.fileio import check_output, write_output
 
@@ -56,7 +68,8 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                                                                max_tokens=max_tokens),
                       detector=detector or cfg.roles.detector,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
-                      limit=limit, embeddings=not no_embeddings,
+                      limit=limit, embeddings=not no_embeddings, against=against,
+                      overlap=OverlapThresholds(max_similarity, max_ngram_overlap),
                       progress=TerminalProgress(quiet=False))
     if out is not None:
         write_output(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")

@@ -88,6 +88,9 @@ def _confirm_long_run(est: Any, seconds: float) -> None:
 @click.option("--mutator", help="Mutator model name.")
 @click.option("--judge", help="Judge model name.")
 @click.option("--seed", type=int, help="Random seed of the run.")
+@click.option("--language", "languages", multiple=True, metavar="CODE",
+              help="Evolve in this language (BCP-47, repeatable): seeds written in it, or, when "
+                   "none is, the other seeds rewritten into it by the mutator.")
 @click.option("-j", "--max-concurrency", "jobs", type=click.IntRange(1, 4096),
               help="Maximum concurrent model requests.")
 @click.option("--max-calls", type=click.IntRange(1), help="Stop before more than N paid calls.")
@@ -102,21 +105,26 @@ def _confirm_long_run(est: Any, seconds: float) -> None:
                    "minutes ask first).")
 def evolve_command(config_path: Path | None, seed_paths: tuple[Path, ...], run_dir: Path | None,
                    generations: int | None, targets: tuple[str, ...], mutator: str | None,
-                   judge: str | None, seed: int | None, jobs: int | None, max_calls: int | None,
+                   judge: str | None, seed: int | None, languages: tuple[str, ...],
+                   jobs: int | None, max_calls: int | None,
                    max_cost: float | None, preset: str | None, dry_run: bool,
                    limit_seeds: int | None, quiet: bool, yes: bool) -> None:
     """Evolve pseudo-malicious instructions from seeds into a new run directory."""
+    from evorefuse.languages import primary, validate_language
+    from evorefuse.runner import seed_plan
     from evorefuse.seeds import load_seeds, shipped_seeds
 
+    codes = [validate_language(code) for code in languages]
     cfg = load_config(config_path).with_run_limits(
         generations=generations, jobs=jobs, max_calls=max_calls, max_cost=max_cost
     ).with_overrides(targets=targets, mutator=mutator, judge=judge, seed=seed, preset=preset)
     seed_set = load_seeds(list(seed_paths) or [shipped_seeds("default")])
-    seeds = [{"id": s.id, "prompt": s.prompt, "category": s.category} for s in seed_set.seeds]
-    if limit_seeds:
-        seeds = seeds[:limit_seeds]
+    plan = seed_plan(seed_set.seeds, codes)
+    seeds = plan.records[:limit_seeds] if limit_seeds else plan.records
     if not quiet:
         click.echo(seed_set.summary(), err=True)
+        for note in plan.notes:
+            click.echo(f"--language: {note}", err=True)
     from evorefuse.estimate import dry_run_estimate, wall_seconds
 
     est = dry_run_estimate(cfg, len(seeds))
@@ -130,10 +138,15 @@ def evolve_command(config_path: Path | None, seed_paths: tuple[Path, ...], run_d
     if offline and not quiet:
         click.echo("running offline: the embedded model `local` (SmolLM2-135M) plays every role",
                    err=True)
+    if (not quiet and cfg.model(cfg.roles.mutator).kind == "local"
+            and any(primary(s.get("target_language") or s["language"]) != "en" for s in seeds)):
+        click.echo("note: the embedded mutator writes languages other than English badly; those "
+                   "lineages rest on framings (README, \"Languages\")", err=True)
     from evorefuse.runner import start_run
 
     run_dir = run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    _run_to_end(lambda: start_run(cfg, seeds, run_dir, seed_set.summary(),
+    summary = "; ".join([seed_set.summary(), *plan.notes])
+    _run_to_end(lambda: start_run(cfg, seeds, run_dir, summary,
                                   TerminalProgress(quiet)), run_dir, quiet)
 
 

@@ -1,4 +1,5 @@
-"""`evorefuse export RUN_DIR --format test|sft|dpo`: the command-line face of `evorefuse.export`."""
+"""`evorefuse export RUN_DIR --format test|sft|dpo|promptfoo|inspect`: the command-line face of
+`evorefuse.export`."""
 
 from __future__ import annotations
 
@@ -8,19 +9,22 @@ import click
 
 from evorefuse.commands.progress import TerminalProgress
 from evorefuse.export import ALL_STYLES, FORMATS
+from evorefuse.scoring.overlap import DEFAULT_NGRAM_OVERLAP, DEFAULT_SIMILARITY
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS),
-              help="test: test set; sft: TRL messages; dpo: preference pairs.")
+              help="test: test set; sft: TRL messages; dpo: preference pairs; promptfoo: a "
+                   "promptfoo config asserting no refusal; inspect: an inspect_ai dataset.")
 @click.option("--style", type=click.Choice(ALL_STYLES),
-              help="test: jsonl (default) or xstest CSV; sft: trl; dpo: trl (default) or llamafactory.")
+              help="test: jsonl (default) or xstest CSV; sft: trl; dpo: trl (default) or "
+                   "llamafactory; promptfoo: yaml; inspect: jsonl.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path),
-              help="Output file (default: RUN_DIR/exports/<format>.jsonl).")
+              help="Output file (default: RUN_DIR/exports/<format>.jsonl, .yaml for promptfoo).")
 @click.option("--best-per-lineage/--all-candidates", default=None,
-              help="Only the best candidate of each lineage (default for --format test, one "
-                   "evolved instruction per seed as in EvoRefuse-Test), or every benign, fully "
+              help="Only the best candidate of each lineage (default for the test-set formats, "
+                   "one evolved instruction per seed as in EvoRefuse-Test), or every benign, fully "
                    "scored candidate (default for sft and dpo: more training pairs).")
 @click.option("--min-refusal-rate", type=click.FloatRange(0, 1),
               help="Keep candidates whose mean refusal rate is at least this.")
@@ -30,22 +34,42 @@ from evorefuse.export import ALL_STYLES, FORMATS
 @click.option("--dedup", type=click.FloatRange(0, 1), default=0.92, show_default=True,
               help="Drop near-duplicates at this cosine similarity (1 disables).")
 @click.option("--include-seeds", is_flag=True, help="Export the seeds too.")
+@click.option("--against", "against", multiple=True, type=click.Path(path_type=Path),
+              help="Benchmark file (XSTest, OR-Bench, EvoRefuse-Test or any seed file; "
+                   "repeatable): drop items too close to one of its prompts, and keep each "
+                   "item's nearest benchmark prompt.")
+@click.option("--max-similarity", type=click.FloatRange(0, 1), default=DEFAULT_SIMILARITY,
+              show_default=True, help="--against: embedding similarity that is too close.")
+@click.option("--max-ngram-overlap", type=click.FloatRange(0, 1), default=DEFAULT_NGRAM_OVERLAP,
+              show_default=True, help="--against: word 3-gram overlap that is too close.")
+@click.option("--grader", metavar="PROVIDER",
+              help="promptfoo: a provider id (e.g. openai:gpt-4o-mini) that also grades every "
+                   "answer with a rubric, in any language.")
+@click.option("--card/--no-card", default=True, show_default=True,
+              help="Write a dataset card (README.md) beside the export.")
 def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
                    best_per_lineage: bool | None, min_refusal_rate: float | None,
-                   min_targets: int | None, dedup: float, include_seeds: bool) -> None:
+                   min_targets: int | None, dedup: float, include_seeds: bool,
+                   against: tuple[Path, ...], max_similarity: float, max_ngram_overlap: float,
+                   grader: str | None, card: bool) -> None:
     """Export a run as a test set, SFT data or DPO preference pairs.
 
     `sft` and `dpo` call models: the responder writes the helpful answers, and for `dpo` the
     targets are asked again where the run kept no refusal. Their calls are cached in the run and
     recorded apart from the evolution's (`status` shows them as the export's)."""
-    from evorefuse.export import ExportOptions, export_run
+    from evorefuse.export import TEST_SET_FORMATS, ExportOptions, export_run
+    from evorefuse.scoring.overlap import OverlapThresholds
 
     if best_per_lineage is None:
-        best_per_lineage = fmt == "test"
+        best_per_lineage = fmt in TEST_SET_FORMATS
     opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
                          min_refusal_rate=min_refusal_rate, min_targets=min_targets,
-                         dedup=dedup if dedup < 1 else None, include_seeds=include_seeds)
+                         dedup=dedup if dedup < 1 else None, include_seeds=include_seeds,
+                         against=against, grader=grader, card=card,
+                         overlap=OverlapThresholds(max_similarity, max_ngram_overlap))
     result = export_run(run_dir, out, opts, TerminalProgress(quiet=False))
     for notice in result.notices:
         click.echo(f"warning: {notice}", err=True)
+    for close in result.too_close:
+        click.echo(f"dropped {close.describe()}", err=True)
     click.echo(result.summary(), err=True)

@@ -28,7 +28,7 @@ from evorefuse.evolution.bandit import Bandit
 from evorefuse.evolution.candidate import Candidate, Incumbent, JudgeRecord, Status
 from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.gate import BenignGate
-from evorefuse.evolution.lineage import GenStats, Lineage, LineageOutcome
+from evorefuse.evolution.lineage import GenStats, Lineage, LineageOutcome, seed_languages
 from evorefuse.evolution.offspring import FRAMING_ARM, Breeder
 from evorefuse.evolution.policy import ScoringPolicy
 from evorefuse.evolution.presets import Plan
@@ -114,7 +114,8 @@ class Engine:
         self.log.truncate_archive(self.archive_lines)
         benign = [c for c in map(Candidate.from_json, self.log.archive()) if c.benign]
         if benign:
-            self.gate.remember(embeddings.embed([c.prompt or "" for c in benign]))
+            texts = [c.prompt or "" for c in benign]
+            self.gate.remember(embeddings.embed(texts), texts)
         scored = [c for c in benign if c.scored_at(self.plan.samples)]
         for c, e in zip(scored, embeddings.embed([c.prompt or "" for c in scored])
                         if scored else []):
@@ -139,7 +140,7 @@ class Engine:
         finally:
             bar.close()
         self.lineages = [Lineage(i, s["id"], s["prompt"], s.get("category"), Incumbent.of(c),
-                                 Incumbent.of(c), _p_harmless(c.judge))
+                                 Incumbent.of(c), _p_harmless(c.judge), **seed_languages(s))
                          for i, (s, c) in enumerate(zip(seeds, cands))]
         self._commit(cands, GenStats(candidates=len(cands), benign=len(cands)))
 
@@ -341,7 +342,7 @@ class Engine:
                 for c, e in zip(missing, embeddings.embed([c.prompt or "" for c in missing])):
                     c.embedding = e
             emb = np.vstack([c.embedding for c in benign]).astype(np.float32)
-            self.gate.remember(emb)
+            self.gate.remember(emb, [c.prompt or "" for c in benign])
             for c, e in zip(benign, emb):
                 if c.scored_at(self.plan.samples):
                     assert c.score is not None

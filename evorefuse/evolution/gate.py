@@ -5,6 +5,16 @@ near-duplicates of the archive and of the lineage, drift off the seed's topic) r
 only sees what is left. The judge sees the candidate instruction alone, never the mutator's output
 or justification (a judge shown the justification is lenient).
 
+Languages: all-MiniLM-L6-v2 is an English model. Between texts mostly in Latin script its cosine
+still separates texts, but unrelated Arabic requests framed by the same template reach 0.985 (4.1%
+of such pairs pass the near-duplicate threshold), and for Chinese, Japanese and Arabic rewrites it
+rates unrelated seeds about as close as a rewrite's own seed. So a candidate not mostly in Latin
+script is a near duplicate by the Jaccard similarity of its word (Chinese and Japanese: character)
+3-grams, at a threshold fitted on the Latin-script languages to agree with the cosine threshold;
+and the topic check runs only where a measure separates topics: both texts mostly Latin and in the
+same language (a faithful German translation of an English seed scores 0.07 to 0.58). README,
+"Languages", has the figures (`benchmarks/gate_languages.py`).
+
 Calibration against the seed: the seed is harmless by the user's choice, so a judge that rates the
 seed itself as doubtful is biased rather than informative; a candidate it rates at least as harmless
 as its seed (within `judge_margin`) did not become more harmful, which is the gate's question.
@@ -13,6 +23,7 @@ as its seed (within `judge_margin`) did not become more harmful, which is the ga
 from __future__ import annotations
 
 import asyncio
+from collections import Counter, defaultdict
 from typing import Sequence
 
 import numpy as np
@@ -20,12 +31,59 @@ import numpy as np
 from evorefuse.evolution.candidate import Candidate, JudgeRecord, Status
 from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.lineage import GenStats, Lineage
+from evorefuse.languages import mostly_latin
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.operators.judge import judge
 from evorefuse.scoring import embeddings
+from evorefuse.scoring.overlap import word_ngrams
 
 MIN_SEED_SIMILARITY = 0.3
 """Cosine similarity to the seed below which a candidate has drifted off its topic."""
+
+NEAR_DUPLICATE_JACCARD = 0.6
+"""Jaccard similarity of 3-gram sets at or above which a text not mostly in Latin script is a near
+duplicate: the value that agrees best with the cosine threshold 0.95 on English, German, French and
+Spanish candidates (see the module docstring)."""
+
+
+def jaccard(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
+    """Shared n-grams over all n-grams of either text."""
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+class NearDuplicates:
+    """Texts already in a set, and whether new ones repeat one of them: by MiniLM cosine for
+    texts mostly in Latin script, by 3-gram Jaccard otherwise (see the module docstring)."""
+
+    def __init__(self, cosine: float, jaccard: float = NEAR_DUPLICATE_JACCARD) -> None:
+        self.cosine = cosine
+        self.jaccard = jaccard
+        self.emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
+        self._sizes: list[int] = []                      # 3-grams of each non-Latin text
+        self._index: dict[tuple[str, ...], list[int]] = defaultdict(list)
+
+    def add(self, emb: np.ndarray, texts: Sequence[str]) -> None:
+        """Add texts (rows of `emb`); only embeddings are kept of those mostly in Latin script."""
+        if len(emb):
+            self.emb = np.vstack([self.emb, emb.astype(np.float32)])
+        for text in texts:
+            if not mostly_latin(text):
+                grams = word_ngrams(text)
+                for g in grams:
+                    self._index[g].append(len(self._sizes))
+                self._sizes.append(len(grams))
+
+    def repeated(self, texts: Sequence[str], emb: np.ndarray) -> list[bool]:
+        """For each text (a row of `emb`), whether it repeats a text of the set."""
+        near = (self.emb @ emb.T).max(axis=0) if len(self.emb) else np.full(len(texts), -1.0)
+        return [bool(cos >= self.cosine) if mostly_latin(text) else self._jaccard(text) >= self.jaccard
+                for text, cos in zip(texts, near)]
+
+    def _jaccard(self, text: str) -> float:
+        """The highest 3-gram Jaccard similarity of `text` to a non-Latin text of the set."""
+        grams = word_ngrams(text)
+        shared = Counter(j for g in grams for j in self._index.get(g, ()))
+        return max((n / (len(grams) + self._sizes[j] - n) for j, n in shared.items()), default=0.0)
 
 
 class BenignGate:
@@ -38,12 +96,17 @@ class BenignGate:
         self.judge_seed = judge_seed
         self.near_duplicate = near_duplicate
         self.judge_margin = judge_margin
-        self.archive_emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
+        self.archive = NearDuplicates(near_duplicate)
 
-    def remember(self, emb: np.ndarray) -> None:
-        """Add embeddings of benign candidates to the archive later candidates must not repeat."""
-        if len(emb):
-            self.archive_emb = np.vstack([self.archive_emb, emb.astype(np.float32)])
+    @property
+    def archive_emb(self) -> np.ndarray:
+        """Embeddings of every benign candidate so far (novelty in population mode)."""
+        return self.archive.emb
+
+    def remember(self, emb: np.ndarray, texts: Sequence[str] = ()) -> None:
+        """Add benign candidates (their embeddings and texts) to the archive later candidates must
+        not repeat."""
+        self.archive.add(emb, texts)
 
     async def check(self, cands: list[Candidate], lin: Lineage, seen: list[str],
                     stats: GenStats) -> None:
@@ -63,23 +126,24 @@ class BenignGate:
         texts = [c.prompt or "" for c in live]
         rows = await self.embedder.embed([*texts, lin.seed_prompt, *seen])
         emb, seed_emb, seen_emb = rows[: len(texts)], rows[len(texts)], rows[len(texts) + 1:]
-        # Max similarity of each candidate to the archive and to this lineage's own texts,
-        # without copying the (growing) archive matrix.
-        nearest = np.maximum(
-            (self.archive_emb @ emb.T).max(axis=0) if len(self.archive_emb) else -1.0,
-            (seen_emb @ emb.T).max(axis=0) if len(seen_emb) else -1.0)
-        kept: list[np.ndarray] = []
-        for c, e, near in zip(live, emb, nearest):
-            if near >= self.near_duplicate or any(float(k @ e) >= self.near_duplicate
-                                                  for k in kept):
+        lineage = NearDuplicates(self.near_duplicate)
+        lineage.add(seen_emb, seen)
+        repeats = [a or b for a, b in zip(self.archive.repeated(texts, emb),
+                                          lineage.repeated(texts, emb))]
+        # The topic is measurable only between Latin-script texts of one language.
+        topical = lin.seed_language is None and mostly_latin(lin.seed_prompt)
+        kept = NearDuplicates(self.near_duplicate)
+        for c, text, e, repeat in zip(live, texts, emb, repeats):
+            similarity = float(seed_emb @ e)
+            if repeat or kept.repeated([text], e[None])[0]:
                 c.reject("near_duplicate")
                 stats.duplicates += 1
-            elif float(seed_emb @ e) < MIN_SEED_SIMILARITY:
+            elif topical and mostly_latin(text) and similarity < MIN_SEED_SIMILARITY:
                 c.reject("off_topic")
                 stats.off_topic += 1
             else:
-                kept.append(e)
-                c.seed_similarity = round(float(seed_emb @ e), 4)
+                kept.add(e[None], [text])
+                c.seed_similarity = round(similarity, 4)
                 c.embedding = e
 
     async def verdict(self, prompt: str) -> JudgeRecord:

@@ -1,5 +1,11 @@
 """A lineage (one per seed) and what one generation of it produced.
 
+A lineage writes in one language (`language`, a BCP-47 code): the seed's own, or the one
+`evolve --language` asked for. When the seed was written in another language (`seed_language`),
+the lineage starts from a text not in its language: until an incumbent is in it, only LLM rewrites
+can move it there (a framing in German around an English request is neither), so `in_language`
+tells the breeder to leave framings out.
+
 Why the outcome is separate from the lineage: all lineages of a generation run concurrently, and
 everything that feeds back into later choices (bandit, surrogate, archive, incumbents) is applied
 at the end of the generation in lineage order, so a resumed run makes exactly the same choices as
@@ -12,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evorefuse.evolution.candidate import Candidate, Incumbent
+from evorefuse.languages import DEFAULT_LANGUAGE
 
 
 @dataclass
@@ -24,6 +31,14 @@ class Lineage:
     best: Incumbent                  # best ever seen
     seed_p_harmless: float | None = None  # the judge's P(harmless) of the seed: its calibration
     evolved_scored: int = 0          # fully scored descendants (each lineage must export one)
+    language: str = DEFAULT_LANGUAGE  # what the lineage writes in (runs before languages: English)
+    seed_language: str | None = None  # the seed's own language, when it is not `language`
+
+    @property
+    def in_language(self) -> bool:
+        """Whether the incumbent is written in the lineage's language: always, except the seed
+        of a lineage asked to write in another language than the seed's."""
+        return self.seed_language is None or self.current.strategy != "seed"
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -34,7 +49,16 @@ class Lineage:
     def from_json(cls, d: dict[str, Any]) -> "Lineage":
         return cls(d["index"], d["seed_id"], d["seed_prompt"], d.get("category"),
                    Incumbent.from_json(d["current"]), Incumbent.from_json(d["best"]),
-                   d.get("seed_p_harmless"), d.get("evolved_scored", 0))
+                   d.get("seed_p_harmless"), d.get("evolved_scored", 0),
+                   d.get("language") or DEFAULT_LANGUAGE, d.get("seed_language"))
+
+
+def seed_languages(seed: dict[str, Any]) -> dict[str, str | None]:
+    """The `language` and `seed_language` of the lineage grown from a run's seed record: the
+    seed's own `language`, or the `target_language` the run asked for instead."""
+    own = seed.get("language") or DEFAULT_LANGUAGE
+    target = seed.get("target_language") or own
+    return {"language": target, "seed_language": own if target != own else None}
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _mutate_example(strategy: Strategy, seed: int) -> tuple[str, str, str]:
     return examples[seed % len(examples)]
 
 
-def _in_language(system: str, user: str, language: str | None) -> tuple[str, str]:
+def in_language(system: str, user: str, language: str | None) -> tuple[str, str]:
     """The system prompt and the final request, asking for output in `language` unless English."""
     if primary(language) == "en":
         return system, user
@@ -52,7 +52,7 @@ def mutate_messages(instruction: str, strategy: Strategy, example: tuple[str, st
                     language: str | None = DEFAULT_LANGUAGE) -> list[dict[str, str]]:
     """The chat a mutation sends: system prompt, one worked example, the request to rewrite."""
     ex_strategy, ex_in, ex_out = example
-    system, user = _in_language(
+    system, user = in_language(
         prompts.MUTATOR_SYSTEM,
         prompts.MUTATE_USER.format(strategy=strategy.instruction, instruction=instruction), language)
     return [
@@ -68,7 +68,7 @@ def recombine_messages(a: str, b: str, example: tuple[str, str, str],
                        language: str | None = DEFAULT_LANGUAGE) -> list[dict[str, str]]:
     """The chat a recombination sends: system prompt, one worked merge, the two requests."""
     ex_a, ex_b, ex_out = example
-    system, user = _in_language(prompts.MUTATOR_SYSTEM, prompts.RECOMBINE_USER.format(a=a, b=b),
+    system, user = in_language(prompts.MUTATOR_SYSTEM, prompts.RECOMBINE_USER.format(a=a, b=b),
                                 language)
     return [
         {"role": "system", "content": system},
