@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,17 @@ def write_atomic(out: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_stdout(data: bytes) -> None:
+    """Write bytes to stdout as they are (UTF-8 JSON lines), after anything click printed."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (e.g. click's test runner in some modes)
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
 
 
 def read_input(path: Path, expected: str, missing: str = "file not found") -> bytes:

@@ -6,7 +6,7 @@ import pytest
 
 from evorefuse.config import load_config
 from evorefuse.errors import InputError
-from evorefuse.operators.judge import _label_from_logprobs
+from evorefuse.scoring.harm.llm import label_from_logprobs as _label_from_logprobs
 from evorefuse.operators.mutation import frame, least_used_framing
 from evorefuse.operators.parsing import copied_example, extract_instruction, rejection_reason
 from evorefuse.operators.strategies import PAPER_STRATEGIES, build_catalogue

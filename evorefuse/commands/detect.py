@@ -11,7 +11,6 @@ interrupted run never leaves a partial file that looks like a result.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import click
 import orjson
 
 from evorefuse.errors import InputError, RunFailed
-from evorefuse.fileio import write_atomic
+from evorefuse.fileio import write_atomic, write_stdout
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -129,14 +128,7 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
         row["label"] = v.label
         lines.append(orjson.dumps(row) + b"\n")
     if out is None:
-        data = b"".join(lines)
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            sys.stdout.write(data.decode("utf-8"))
-        else:
-            sys.stdout.flush()
-            buffer.write(data)
-            buffer.flush()
+        write_stdout(b"".join(lines))
     else:
         write_atomic(out, b"".join(lines))
 
