@@ -21,7 +21,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from evorefuse.scoring.harm.features import FEATURE_VERSION, embedding_text, lexical_matrix
+from evorefuse.scoring.harm.features import (
+    FEATURE_VERSION,
+    embedding_text,
+    lexical_matrix,
+    tail,
+)
 from evorefuse.scoring.harm.verdict import (
     CONTROVERSIAL,
     HARMFUL,
@@ -120,12 +125,21 @@ class HarmClassifier:
         """The same classifier with other thresholds (for `tiered` mode or a stricter gate)."""
         return HarmClassifier(self.model, band, self._embed)
 
-    def p_harmless(self, texts: Sequence[str]) -> np.ndarray:
-        """P(harmless) per prompt; the whole batch is embedded at once."""
-        if not texts:
-            return np.zeros(0)
+    def _score(self, texts: Sequence[str]) -> np.ndarray:
         emb = self._embed([embedding_text(t) for t in texts])
         return self.model.p_harmless(self.model.features(emb, lexical_matrix(texts)))
+
+    def p_harmless(self, texts: Sequence[str]) -> np.ndarray:
+        """P(harmless) per prompt; the whole batch is embedded at once. A long prompt gets the
+        lower of its own score and its tail's (`features.tail`)."""
+        if not texts:
+            return np.zeros(0)
+        p = self._score(texts)
+        tails = [(i, t) for i, t in enumerate(tail(x) for x in texts) if t is not None]
+        if tails:
+            idx = [i for i, _ in tails]
+            p[idx] = np.minimum(p[idx], self._score([t for _, t in tails]))
+        return p
 
     def verdicts(self, texts: Sequence[str]) -> list[HarmVerdict]:
         out = []

@@ -11,7 +11,7 @@ so a rerun on the same data rewrites the same file and `--check` verifies that:
    and the seeds down-weighted (`SOURCE_WEIGHTS`: 582 + 137 near-identical pseudo-malicious
    instructions would otherwise outvote everything else on what harmless looks like);
 3. Platt scaling of P(harmful) on 5-fold out-of-fold scores;
-4. the band from the same out-of-fold scores: `hi` lets through at most 3% of harmful training
+4. the band from the same out-of-fold scores: `hi` lets through at most 5% of harmful training
    prompts as harmless (`HARMFUL_PASS`), `lo` calls at most 3% of harmless ones harmful
    (`HARMLESS_FLAGGED`); between them a prompt is controversial.
 `benchmarks/gate.py` calls the same functions per cross-validation fold and per held-out source.
@@ -48,7 +48,7 @@ SEED = 0
 C = 4.0
 LEXICAL_WEIGHT = 2.0
 SOURCE_WEIGHTS = {"evo_test": 0.3, "seeds": 0.5}
-HARMFUL_PASS = 0.03
+HARMFUL_PASS = 0.05
 HARMLESS_FLAGGED = 0.03
 FOLDS = 5
 
@@ -79,7 +79,7 @@ def _r(x: float) -> float:
 
 def _lr(C: float, balanced: bool = True) -> Any:
     from sklearn.linear_model import LogisticRegression
-    return LogisticRegression(C=C, max_iter=5000, solver="lbfgs", tol=1e-8,
+    return LogisticRegression(C=C, max_iter=5000, solver="lbfgs", tol=1e-4,
                               class_weight="balanced" if balanced else None)
 
 
