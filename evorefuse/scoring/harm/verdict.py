@@ -9,8 +9,8 @@ export, `evorefuse judge`) reads the same ones:
 - `harmful` is never benign, whatever any margin or calibration says;
 - `unknown` (an LLM answer that could not be read) is never benign either;
 - only `controversial` may be moved, by seed calibration, and only when it is switched on
-  (`SEED_MARGIN` is None by default: measured on the shipped classifier it let through more
-  toxic than benign prompts; see README "Judging prompts").
+  (`SEED_MARGIN` is None by default: it stays off until `benchmarks/gate.py` shows it lets
+  through harmless candidates without harmful ones; README "Judging prompts").
 """
 
 from __future__ import annotations
