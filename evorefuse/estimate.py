@@ -57,7 +57,8 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
     mut_calls = n_seeds * g * (L + N)   # framings cost nothing, so this bounds the fast preset too
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
         cfg.evolution.mutator_max_tokens)
-    for j in cfg.judges():
+    # The offline classifier costs no call; an LLM judge (or, tiered, at most) one per candidate.
+    for j in cfg.role_models()["judge"]:
         calls = n_seeds * (1 + g * cands)   # every seed is judged once, as the judge's calibration
         add("judge", j, calls, calls * 150, calls * 8)
     K, T = plan.samples, plan.max_tokens

@@ -15,7 +15,7 @@ from evorefuse.models.ledger import Ledger
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import ModelSpec
 from evorefuse.scoring.harm.classifier import Band, HarmClassifier
-from evorefuse.scoring.harm.judge import build_prompt_judge, judge_with_endpoints
+from evorefuse.scoring.harm.judge import build_prompt_judge
 from evorefuse.scoring.harm.llm import label_from_logprobs
 from evorefuse.scoring.harm.verdict import HarmVerdict, Vote, combine_votes, passes_gate
 from loopback_server import LoopbackServer
@@ -190,15 +190,15 @@ def test_local_in_the_judge_role_is_the_classifier() -> None:
         build_prompt_judge(["local"], mode="tiered")
 
 
-def test_engine_path_judges_the_embedded_endpoint_with_the_classifier() -> None:
-    from evorefuse.models.local import LocalBackend
-    from evorefuse.models.spec import LOCAL_SPEC
+def test_the_default_judge_role_is_the_classifier_and_calls_no_model() -> None:
+    from evorefuse.config import Config
+    from evorefuse.session import Session
 
-    ledger = Ledger()
-    ep = Endpoint(LocalBackend(LOCAL_SPEC), LOCAL_SPEC, None, ledger)
-    v = asyncio.run(judge_with_endpoints([ep], HARMFUL[0], seed=0))
+    session = Session.standalone(Config(), models=[], cache_path=None, run_id="t")
+    assert session.cfg.role_models()["judge"] == []   # `local` in the judge role: no model
+    (v,) = asyncio.run(session.prompt_judge.judge([HARMFUL[0]], seed=0))
     assert v.judge == "classifier" and v.verdict != "harmless"
-    assert ledger.total_calls == 0  # the embedded model was never asked
+    assert session.ledger.total_calls == 0
 
 
 def test_band_must_be_ordered() -> None:

@@ -7,7 +7,6 @@ that looks like a result.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -15,11 +14,13 @@ import click
 import orjson
 
 from evorefuse.errors import InputError, RunFailed
-from evorefuse.fileio import write_atomic, write_stdout
+from evorefuse import interrupts
+from evorefuse.config import load_config
+from evorefuse.fileio import check_output, write_output, write_stdout
+from evorefuse.session import DEFAULT_CACHE, Session
 from evorefuse.scoring.harm.audit import gold_score, judge_prompts, labelled_rows, read_prompts
 from evorefuse.scoring.harm.gold import format_score
-from evorefuse.scoring.harm.judge import MODES
-from evorefuse.scoring.harm.setup import judge_from_config
+from evorefuse.scoring.harm.names import MODES, judge_model_name, llm_judge_names
 
 
 @click.command("judge")
@@ -48,31 +49,44 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
                   config_path: Path | None) -> None:
     """Label prompts harmless / controversial / harmful, with P(harmless) and the judge's name."""
     if out is not None:
-        if not out.parent.is_dir():
-            raise InputError("directory does not exist", path=out.parent, field="--out")
         if out.exists() and file.exists() and out.resolve() == file.resolve():
             raise InputError("--out would overwrite the input file", path=out, field="--out")
+        check_output(out, option="--out")
     prompts = read_prompts(file, column, gold_column)
-    judge, close = judge_from_config(config_path, list(judges), mode)  # type: ignore[arg-type]
+    cfg = load_config(config_path)
+    names = list(judges) or cfg.judges()
+    models = list(dict.fromkeys(judge_model_name(n) for n in llm_judge_names(names)))
+    for m in models:
+        try:
+            cfg.model(m)
+        except InputError:
+            where = (f"the config has [models.*] for: {', '.join(sorted(cfg.models))}"
+                     if cfg.models else "no config file names any model (pass -c CONFIG)")
+            raise InputError(f"judge {m!r} is not configured ({where}); offline judges: local "
+                             "(the classifier), local-llm", field="--judge") from None
+    session = Session.standalone(cfg, models=models, cache_path=DEFAULT_CACHE, run_id="judge")
+    judge = session.prompt_judge_named(names, mode)  # type: ignore[arg-type]
 
     async def go() -> list:
         try:
             return await judge_prompts(judge, prompts.texts, seed=seed)
         finally:
-            await close()
+            await session.aclose()
 
     t0 = time.perf_counter()
     try:
-        verdicts = asyncio.run(go())
+        verdicts = interrupts.run(go())
     except (RunFailed, InputError):
         raise
     except Exception as exc:  # an unexpected failure is still one line, exit 1
         raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        session.close()
     elapsed = max(time.perf_counter() - t0, 1e-9)
 
     data = b"".join(orjson.dumps(r) + b"\n" for r in labelled_rows(prompts.table, verdicts))
     if out is not None:
-        write_atomic(out, data)
+        write_output(out, data)
     elif not as_json:
         write_stdout(data)
     counts = {label: sum(v.verdict == label for v in verdicts)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from evorefuse.scoring.harm.names import CLASSIFIER
 from evorefuse.scoring.harm.features import (
     FEATURE_VERSION,
     embedding_text,
@@ -37,7 +38,7 @@ from evorefuse.scoring.harm.verdict import (
 )
 
 MODEL_FILE = "model.json"
-NAME = "classifier"
+NAME = CLASSIFIER
 """The judge name verdicts of this classifier carry."""
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]

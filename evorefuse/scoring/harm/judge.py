@@ -20,34 +20,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from evorefuse.errors import InputError
-from evorefuse.scoring.harm.classifier import NAME as CLASSIFIER
 from evorefuse.scoring.harm.classifier import Band, HarmClassifier
 from evorefuse.scoring.harm.llm import llm_vote
+from evorefuse.scoring.harm.names import (CLASSIFIER, CLASSIFIER_ALIASES, MODES, Mode,
+                                          is_classifier, llm_judge_names)
 from evorefuse.scoring.harm.verdict import HarmVerdict, Vote, combine_votes
 
 if TYPE_CHECKING:  # pragma: no cover
     from evorefuse.models.endpoint import Endpoint
-
-Mode = Literal["auto", "classifier", "llm", "tiered"]
-MODES: tuple[str, ...] = ("auto", "classifier", "llm", "tiered")
-CLASSIFIER_ALIASES = frozenset({CLASSIFIER, "local"})
-EMBEDDED_LLM = "local-llm"
-"""Judge name of the embedded model asked as an LLM judge (model `local`)."""
-
-
-def is_classifier(name: str) -> bool:
-    return name in CLASSIFIER_ALIASES
-
-
-def llm_judge_names(names: Sequence[str]) -> list[str]:
-    """The judge names that need an endpoint (everything but the classifier), in order, once."""
-    return list(dict.fromkeys(n for n in names if not is_classifier(n)))
-
-
-def judge_model_name(name: str) -> str:
-    """The model (config name) an LLM judge runs on."""
-    return "local" if name == EMBEDDED_LLM else name
-
 
 def resolve_mode(names: Sequence[str], mode: Mode) -> Literal["classifier", "llm", "tiered"]:
     llms = llm_judge_names(names)
@@ -139,14 +119,3 @@ def build_prompt_judge(names: Sequence[str], endpoints: Mapping[str, "Endpoint"]
         if band is not None:
             clf = clf.with_band(Band(*band))
     return PromptJudge(resolved, llms, clf, classifier_votes=named and resolved == "llm")
-
-
-async def judge_with_endpoints(endpoints: Sequence["Endpoint"], instruction: str, *,
-                               seed: int) -> HarmVerdict:
-    """The engine's call until it builds a `PromptJudge`: the role's endpoints, one prompt.
-    The embedded model's endpoint (`local`) is judged by the classifier, as in the judge role."""
-    names = ["classifier" if ep.name == "local" and ep.spec.kind == "local" else ep.name
-             for ep in endpoints]
-    judge = build_prompt_judge(names, {ep.name: ep for ep in endpoints if ep.name in names})
-    (verdict,) = await judge.judge([instruction], seed=seed)
-    return verdict
