@@ -27,6 +27,12 @@ class ModelSpec:
     price_out: float = 0.0
     supports_n: bool = True              # some servers ignore n>1; then samples are asked one by one
     supports_logprobs: bool = True
+    deadline: float = 300.0              # seconds per request across all its attempts and waits
+    max_response_bytes: int = 8 << 20    # a larger body is refused while it is read
+    batch: bool = False                  # every call through the OpenAI Batch API
+    batch_discount: float = 0.5          # batch price = price * batch_discount
+    batch_poll_interval: float = 30.0    # seconds between polls of a batch in flight
+    batch_retry: str = "batch"           # failed lines: "batch" (a smaller batch) or "direct"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
