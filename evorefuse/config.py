@@ -234,6 +234,13 @@ def load_config(path: str | Path | None) -> Config:
                                      line=_line_of(text, f"models.{name}"), field=f"models.{name}")
                 m = _build(ModelSpec, spec, f"models.{name}", path, text, extra={"name": name})
                 _check_choice(m.kind, {"openai", "local"}, path, text, f"models.{name}", "kind")
+                _check_choice(m.batch_retry, {"batch", "direct"}, path, text, f"models.{name}",
+                              "batch_retry")
+                if m.batch and m.kind == "local":
+                    raise InputError("the embedded model has no Batch API; batch = true needs an "
+                                     "OpenAI-compatible endpoint", path=path,
+                                     line=_line_of(text, "batch", f"models.{name}"),
+                                     field=f"models.{name}.batch")
                 cfg.models[name] = m
         elif key == "strategies":
             if not isinstance(value, list):

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from evorefuse.errors import InputError
-from evorefuse.models import openai_backend
+from evorefuse.models import retry
 from evorefuse.models.base import SamplingParams
 from evorefuse.models.errors import (EndpointAuthError, EndpointRequestError, EndpointUnavailable,
                                      redact)
 from evorefuse.models.limits import EndpointLimiter, TokenBucket
-from evorefuse.models.openai_backend import OpenAIBackend, retry_after_seconds
+from evorefuse.models.openai_backend import OpenAIBackend
+from evorefuse.models.retry import retry_after_seconds
 from evorefuse.models.spec import ModelSpec
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
@@ -33,7 +34,7 @@ MSGS = [{"role": "user", "content": "How do I kill a Python process that hangs?"
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SENTINEL)
     # Fast backoff for tests that do not measure it; Retry-After still sets the floor.
-    monkeypatch.setattr(openai_backend, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
 
 
 def make_spec(srv: LoopbackServer, **kw: Any) -> ModelSpec:

@@ -56,6 +56,8 @@ def _apply_overrides(cfg: Config, *, generations: int | None, targets: tuple[str
 
 def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
     """Upper bounds on calls per role, and the cost if every call used its max_tokens."""
+    from evorefuse.models.pricing import planned_cost
+
     plan = plan_for(cfg)
     g, L, N = cfg.run.generations, plan.mutations, plan.recombinations
     cands = L + N
@@ -68,7 +70,7 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> dict[str, Any]:
         d["calls"] += calls
         d["tokens_in"] += tokens_in
         d["tokens_out"] += tokens_out
-        d["cost"] += spec.cost(tokens_in, tokens_out)
+        d["cost"] += planned_cost(spec, tokens_in, tokens_out)  # batched models at batch rate
 
     mut_calls = n_seeds * g * (L + N)   # framings cost nothing, so this bounds the fast preset too
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
@@ -154,7 +156,7 @@ def run_engine(store: Any, cfg: Config, seeds: list[dict[str, Any]], checkpoint:
     try:
         asyncio.run(go())
     except BudgetStop as exc:
-        click.echo(f"stopped: {exc} before exceeding the budget; everything is saved. Continue "
+        click.echo(f"stopped: {exc}; everything is saved. Continue "
                    f"with: evorefuse resume {store.path} --max-calls N / --max-cost USD", err=True)
         raise SystemExit(EXIT_BUDGET)
     finally:
