@@ -296,3 +296,28 @@ def test_kill_9_while_a_batch_is_in_flight_resumes_by_polling_it(tmp_path: Path)
         assert again.returncode == 0 and json.loads(again.stdout) == report
         assert st["batch_polls"] == polls and st["files_uploaded"] == 1
     assert os.path.getsize(tmp_path / "cache.sqlite") > 0
+
+
+def test_probe_checks_a_batched_model_in_seconds_not_a_batch() -> None:
+    with LoopbackServer() as srv:
+        async def go() -> Any:
+            backend = OpenAIBackend(batch_spec(srv))
+            try:
+                return await backend.probe([{"role": "user", "content": "Say hi."}],
+                                           SamplingParams(max_tokens=4))
+            finally:
+                await backend.aclose()
+        res = asyncio.run(go())
+        assert res.choices[0].text and srv.stats["requests"] == 1
+        assert srv.stats["batches_created"] == 0 and srv.stats["files_uploaded"] == 0
+    with LoopbackServer() as srv:
+        spec = batch_spec(srv, base_url=srv.base_url + "/nowhere")
+
+        async def broken() -> None:
+            backend = OpenAIBackend(spec)
+            try:
+                await backend.probe([{"role": "user", "content": "Say hi."}], SamplingParams())
+            finally:
+                await backend.aclose()
+        with pytest.raises(EndpointRequestError, match="HTTP 404"):
+            asyncio.run(broken())

@@ -81,6 +81,12 @@ class BatchAPI:
                               "batch")
         return await self._call(attempt)
 
+    async def reachable(self) -> None:
+        """GET /batches?limit=1: the Batch API answers with this key (for `models check`)."""
+        async def attempt(clock: Deadline, _: int) -> Any:
+            return await self._json(clock, "GET", "/batches", params={"limit": "1"})
+        await self._call(attempt)
+
     async def find(self, input_file_id: str) -> Batch | None:
         """The batch created from `input_file_id`, looking through the newest batches."""
         after: str | None = None

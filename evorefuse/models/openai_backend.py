@@ -152,6 +152,13 @@ class OpenAIBackend:
         return await retrying(attempt, deadline=self.spec.deadline, max_retries=1,
                               where=self._where, name=self.name, rng=self._rng)
 
+    async def probe(self, messages: Sequence[Message], params: SamplingParams) -> ChatResult:
+        """One request sent directly, even on a batched model, and on a batched model a check
+        that its Batch API answers: what `models check` needs in seconds, not a batch's hours."""
+        if self._batch is not None:
+            await self._batch.api.reachable()
+        return await self._request_direct(self._body(messages, params, params.n, params.seed))
+
     async def complete(self, messages: Sequence[Message], params: SamplingParams,
                        sample_offset: int = 0) -> ChatResult:
         n = params.n
