@@ -321,3 +321,26 @@ def test_probe_checks_a_batched_model_in_seconds_not_a_batch() -> None:
                 await backend.aclose()
         with pytest.raises(EndpointRequestError, match="HTTP 404"):
             asyncio.run(broken())
+
+
+@pytest.mark.slow
+def test_evolve_through_batches_gives_the_archive_of_direct_calls(tmp_path: Path,
+                                                                  tmp_path_factory: Any) -> None:
+    from test_reliability_common import archive_key, evolve_args, reference, status_json
+
+    ref = reference(tmp_path_factory)
+    with LoopbackServer(responder=responder) as srv:
+        cfg = write_config(tmp_path / "batch.toml", srv.base_url,
+                           model_extra="batch = true\nbatch_poll_interval = 0.05")
+        run = tmp_path / "run"
+        r = cli(*evolve_args(cfg, ref["seeds"], run), "-j", "64")
+        assert r.returncode == 0, r.stderr
+        assert srv.stats["requests"] == 0                      # every call went through batches
+        batches = srv.stats["batches_created"]
+    assert archive_key(run) == ref["archive"]
+    st = status_json(run)
+    calls = {k: e["calls"] for k, e in st["ledger"].items()}
+    assert calls == {k: e["calls"] for k, e in ref["status"]["ledger"].items()}
+    # Lineages share batches: far fewer batches than calls, and half the direct run's cost.
+    assert batches < st["calls"] / 2
+    assert st["cost_usd"] == pytest.approx(ref["status"]["cost_usd"] / 2, abs=2e-6)  # 6 digits
