@@ -344,3 +344,17 @@ def test_evolve_through_batches_gives_the_archive_of_direct_calls(tmp_path: Path
     # Lineages share batches: far fewer batches than calls, and half the direct run's cost.
     assert batches < st["calls"] / 2
     assert st["cost_usd"] == pytest.approx(ref["status"]["cost_usd"] / 2, abs=2e-6)  # 6 digits
+
+
+def test_the_dry_run_prices_a_batched_model_at_the_batch_rate(tmp_path: Path) -> None:
+    from test_reliability_common import write_seeds
+
+    seeds = write_seeds(tmp_path / "seeds.jsonl")
+    totals = []
+    for extra in ("", "batch = true\nbatch_discount = 0.4"):
+        cfg = write_config(tmp_path / "c.toml", "http://127.0.0.1:9/v1", model_extra=extra)
+        r = cli("evolve", "--dry-run", "-c", str(cfg), "--seeds", str(seeds))
+        assert r.returncode == 0, r.stderr
+        total = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("total")][0]
+        totals.append(float(total[-1]))
+    assert totals[0] > 0 and totals[1] == pytest.approx(0.4 * totals[0], rel=1e-3)
