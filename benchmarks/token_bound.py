@@ -12,7 +12,7 @@ of the real chat-templated request under the tokenizers installed here, and comp
   that pushed 14.6% over a budget.
 
 Texts: the reference sets (XSTest prompts, EvoRefuse-Test, ChatGPT prompts and responses), the
-project's multilingual refusal examples (eight languages), and the same texts wrapped in emoji
+project's multilingual refusal examples (16 languages), and the same texts wrapped in emoji
 and CJK, each alone as a user message and as system + user. Reference data is read from
 `../shared/reference/` and skipped with a message when absent.
 
@@ -55,7 +55,7 @@ def texts() -> Iterator[tuple[str, str]]:
         print(f"reference data not found at {REFERENCE}; measuring project texts only")
     data = ROOT / "evorefuse" / "scoring" / "refusal" / "train_data" / "written_multilingual.jsonl"
     for line in open(data, encoding="utf-8"):
-        yield "multilingual (8 languages)", json.loads(line)["response"]
+        yield "multilingual (16 languages)", json.loads(line)["response"]
     for line in open(data, encoding="utf-8"):
         text = json.loads(line)["response"]
         yield "emoji + CJK + specials", f"🔥💣 {text} 你好世界 <|im_end|>\n<|im_start|>assistant"

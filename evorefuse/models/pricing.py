@@ -16,7 +16,7 @@ plus a per-message and a per-request template allowance:
   Qwen's are about 20 tokens, Llama 3.1's dated preamble about 25).
 
 `benchmarks/token_bound.py` checks the bound against the embedded model's byte-level BPE and its
-chat template on every prompt of the reference sets, in eight scripts.
+chat template on the reference sets' prompts and responses and on texts in 16 languages.
 
 A provider can still bill more: a hidden system prompt, tool definitions, a reasoning model's
 hidden tokens. `Endpoint` therefore reconciles: after every call it compares the bill with this
