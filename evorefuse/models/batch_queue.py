@@ -71,7 +71,6 @@ class _Ask:
     """A request some caller awaits; callers asking for the same request share it."""
     body: dict[str, Any]
     n: int
-    prompt_bound: int
     futures: list[asyncio.Future[ChatResult]]
 
 
@@ -100,14 +99,14 @@ class BatchQueue:
         self.journal = BatchJournal(cache, self.endpoint)
 
     # --- callers ---------------------------------------------------------------------------------
-    async def request(self, body: dict[str, Any], n: int, prompt_bound: int) -> ChatResult:
+    async def request(self, body: dict[str, Any], n: int) -> ChatResult:
         cid = custom_id(self.endpoint, body)
         fut: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         ask = self._asks.get(cid)
         if ask is not None:
             ask.futures.append(fut)
         else:
-            self._asks[cid] = _Ask(body, n, prompt_bound, [fut])
+            self._asks[cid] = _Ask(body, n, [fut])
             self._route(cid)
         return await fut
 
@@ -295,7 +294,7 @@ class BatchQueue:
         status = line.status
         if 200 <= status < 300:
             try:
-                result = parse_completion(line.body, ask.prompt_bound)
+                result = parse_completion(line.body, ask.body["messages"])
             except MalformedResponse:
                 return None
             result.batch = True

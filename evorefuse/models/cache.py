@@ -138,8 +138,11 @@ class RequestCache:
     def write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Several writes in one transaction: all of them survive a kill -9, or none. A statement's
         arguments are one tuple of values, or a list of such tuples (executemany)."""
-        with self._guard():
-            self._transaction(statements)
+        with self._lock:  # `_guard` spelled out: this is the per-call hot path
+            try:
+                self._transaction(statements)
+            except sqlite3.Error as exc:
+                raise _translate(self.path, exc) from None
 
     def _transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -161,11 +164,13 @@ class RequestCache:
         if not keys:
             return {}
         marks = ",".join("?" * len(keys))
-        with self._guard():
-            rows = self._db.execute(
-                f"SELECT key, choice, prompt_tokens, completion_tokens FROM samples WHERE key IN ({marks})",
-                list(keys),
-            ).fetchall()
+        with self._lock:  # `_guard` spelled out: this is the per-call hot path
+            try:
+                rows = self._db.execute(
+                    f"SELECT key, choice, prompt_tokens, completion_tokens FROM samples "
+                    f"WHERE key IN ({marks})", list(keys)).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(self.path, exc) from None
         try:
             return {k: (Choice.from_json(orjson.loads(c)), p, t) for k, c, p, t in rows}
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -63,22 +63,22 @@ class Endpoint:
     def supports_logprobs(self) -> bool:
         return self.backend.supports_logprobs
 
-    def _worst_case_tokens(self, messages: Sequence[Message], params: SamplingParams,
-                           n: int) -> tuple[int, int]:
-        prompt = prompt_token_bound(messages)
-        if not self.spec.supports_n:
-            prompt *= n  # the prompt is billed once per sample
-        return prompt, params.max_tokens * n
+    def _worst_case_tokens(self, bound: int, params: SamplingParams, n: int) -> tuple[int, int]:
+        """(prompt, completion) tokens a call of `n` samples may bill; `bound` is the prompt's
+        `prompt_token_bound`."""
+        return (bound if self.spec.supports_n else bound * n), params.max_tokens * n
 
     def worst_case_cost(self, messages: Sequence[Message], params: SamplingParams, n: int) -> float:
         """What a call of `n` samples may cost at most, as reserved against the budget."""
-        p, c = self._worst_case_tokens(messages, params, n)
+        return self._worst_case(prompt_token_bound(messages), params, n)
+
+    def _worst_case(self, bound: int, params: SamplingParams, n: int) -> float:
+        p, c = self._worst_case_tokens(bound, params, n)
         return (self.spec.cost(math.ceil(p * self.bill_ratio[0]), math.ceil(c * self.bill_ratio[1]))
                 * reserve_factor(self.spec))
 
-    def _reconcile(self, messages: Sequence[Message], params: SamplingParams, n: int,
-                   result: ChatResult) -> None:
-        p, c = self._worst_case_tokens(messages, params, n)
+    def _reconcile(self, bound: int, params: SamplingParams, n: int, result: ChatResult) -> None:
+        p, c = self._worst_case_tokens(bound, params, n)
         ratio = self.bill_ratio
         ratio[0] = max(ratio[0], result.usage.prompt_tokens / max(1, p))
         ratio[1] = max(ratio[1], result.usage.completion_tokens / max(1, c))
@@ -145,7 +145,8 @@ class Endpoint:
     async def _call(self, messages: Sequence[Message], params: SamplingParams, start: int,
                     length: int, role: str) -> ChatResult:
         """One backend call under a budget reservation of its worst case."""
-        worst = self.worst_case_cost(messages, params, length)
+        bound = prompt_token_bound(messages)
+        worst = self._worst_case(bound, params, length)
         self.ledger.reserve(worst)
         try:
             result = await self.backend.complete(messages, replace(params, n=length),
@@ -156,7 +157,7 @@ class Endpoint:
             raise
         finally:
             self.ledger.release(worst)
-        self._reconcile(messages, params, length, result)
+        self._reconcile(bound, params, length, result)
         return result
 
     def _record(self, role: str, *, hits: int = 0, errors: int = 0) -> None:

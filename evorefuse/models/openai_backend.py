@@ -35,7 +35,6 @@ from .errors import redact
 from .exchange import Guard
 from .http_client import GuardedSession, RedirectRefused
 from .limits import EndpointLimiter, estimate_tokens
-from .pricing import prompt_token_bound
 from .retry import Deadline, Retryable, retrying
 from .spec import ModelSpec
 from .wire import (HTTPFailure, MalformedResponse, filtered, is_content_filter, merge_results,
@@ -209,14 +208,13 @@ class OpenAIBackend:
                        seed: int | None) -> ChatResult:
         body = self._body(messages, params, n, seed)
         if self._batch is not None:
-            return await self._batch.request(body, n, prompt_token_bound(messages))
+            return await self._batch.request(body, n)
         return await self._request_direct(body)
 
     async def _request_direct(self, body: dict[str, Any]) -> ChatResult:
         """One logical request: attempts under the limiter, retried as `retry.py` says."""
         messages = body["messages"]
         n = int(body.get("n", 1))
-        bound = prompt_token_bound(messages)
         est = estimate_tokens(sum(len(m.get("content") or "") for m in messages),
                               int(body["max_tokens"]), n)
         payload = orjson.dumps(body)
@@ -230,7 +228,7 @@ class OpenAIBackend:
                                                                       self._post(body, payload))
                 if status < 300:
                     try:
-                        result = parse_completion(orjson.loads(content), bound)
+                        result = parse_completion(orjson.loads(content), messages)
                     except (orjson.JSONDecodeError, MalformedResponse) as err:
                         raise Retryable(f"malformed response ({type(err).__name__})") from None
                     used = result.usage.prompt_tokens + result.usage.completion_tokens

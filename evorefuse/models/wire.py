@@ -14,8 +14,9 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
-from .base import ChatResult, Choice, SamplingParams, TokenLogprob, Usage
+from .base import ChatResult, Choice, Message, SamplingParams, TokenLogprob, Usage
 from .errors import EndpointAuthError, EndpointRequestError, one_line
+from .pricing import prompt_token_bound
 
 
 class MalformedResponse(Exception):
@@ -85,9 +86,9 @@ def filtered(n: int) -> ChatResult:
                       usage=Usage(0, 0))
 
 
-def parse_completion(data: Any, prompt_bound: int) -> ChatResult:
+def parse_completion(data: Any, messages: Sequence[Message]) -> ChatResult:
     """Turn the decoded JSON body into our dataclasses. Without a usage block the prompt is
-    counted at `prompt_bound` (the worst case the budget reserved), never less."""
+    counted at its `prompt_token_bound` (the worst case the budget reserved), never less."""
     if not isinstance(data, dict):
         raise MalformedResponse("body is not a JSON object")
     raw = data.get("choices")
@@ -110,7 +111,7 @@ def parse_completion(data: Any, prompt_bound: int) -> ChatResult:
     p_tok = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     c_tok = usage.get("completion_tokens") if isinstance(usage, dict) else None
     if not isinstance(p_tok, int) or not isinstance(c_tok, int):
-        p_tok = prompt_bound
+        p_tok = prompt_token_bound(messages)
         c_tok = None
     _assign_completion_tokens(choices, c_tok)
     if c_tok is None:
