@@ -13,8 +13,10 @@ The prompt is evaluated once per request and its KV cache reused by all K sample
 Generation runs in a worker thread, which asyncio cannot interrupt; so the sampling loop checks a
 cancellation flag before every token. A call whose task is cancelled (Ctrl-C cancels the run's
 task) sets its own flag, and `cancel_all()` (for a signal handler) sets every call's: either way
-the thread stops within one token (a few milliseconds) and raises `GenerationCancelled`, instead
-of finishing up to max_tokens while the process waits for it to exit.
+the thread stops at the next token and raises `GenerationCancelled`, instead of finishing up to
+max_tokens while the process waits for it to exit. The prompt's evaluation is one llama.cpp call
+and is not interrupted (splitting it would change the numerics, hence the cached samples); a
+cancel that arrives during it takes effect when it ends (benchmarks/local_cancel.py).
 """
 
 from __future__ import annotations
