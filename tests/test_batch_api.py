@@ -148,6 +148,29 @@ def test_an_expired_batch_keeps_its_completed_lines_and_resends_the_rest(tmp_pat
         assert [r.choices[0].text for r in results] == direct_texts(srv, PROMPTS)
 
 
+def test_a_batch_cancelled_elsewhere_is_sent_again(tmp_path: Path) -> None:
+    """Someone cancels the batch (the provider's dashboard): its requests come back as
+    `batch_cancelled` error lines and go out again in a new batch."""
+    import threading
+
+    faults = BatchFaults()
+    faults.hold.set()
+    with LoopbackServer(batch_faults=faults) as srv:
+        out: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: out.update(
+            results=ask_all(batch_spec(srv), PROMPTS, tmp_path / "c.sqlite")[0]))
+        worker.start()
+        assert wait_for(lambda: srv.stats["batch_polls"] >= 3, timeout=60)
+        status, _ = srv.batch.handle("POST", "/v1/batches/batch_000001/cancel", "", {}, b"")
+        assert status == 200
+        faults.hold.clear()
+        worker.join(120)
+        assert srv.batch.batches["batch_000001"]["status"] == "cancelled"
+        assert srv.stats["batches_created"] == 2
+        assert sorted(srv.stats["batch_line_counts"].values()) == [1] * len(PROMPTS)
+        assert [r.choices[0].text for r in out["results"]] == direct_texts(srv, PROMPTS)
+
+
 def test_malformed_and_unknown_lines_are_skipped_and_their_requests_retried(
         tmp_path: Path) -> None:
     with LoopbackServer(batch_faults=BatchFaults(malformed_lines=2, unknown_ids=3)) as srv:
