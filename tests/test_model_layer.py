@@ -210,3 +210,28 @@ def test_damage_after_opening_is_bad_input_on_read_and_write(tmp_path) -> None:
         cache.get_many(keys)
     with pytest.raises(InputError, match="damaged"):
         cache.put_many([(f"new{i}", Choice("x"), 1, 1) for i in range(2000)])
+
+
+def test_only_the_first_call_under_a_cost_budget_waits_for_its_bill(tmp_path) -> None:
+    from loopback_server import LoopbackServer
+
+    from evorefuse.models.openai_backend import OpenAIBackend
+
+    with LoopbackServer(latency=0.05) as srv:
+        spec = ModelSpec(name="cal", model="m", base_url=srv.base_url, api_key_env="",
+                         price_in=1.0, price_out=2.0, max_concurrency=16)
+
+        async def go() -> None:
+            ep = Endpoint(OpenAIBackend(spec), spec, None, Ledger(budget=Budget(max_cost=10.0)))
+            try:
+                await asyncio.gather(*(ep.chat([{"role": "user", "content": f"q{i}"}],
+                                               SamplingParams(max_tokens=16), role="t")
+                                       for i in range(17)))
+            finally:
+                await ep.aclose()
+        asyncio.run(go())
+        # One call alone (the second arrives only after the first's answer, which the server
+        # held for its 50 ms latency), then the sixteen that queued behind it together.
+        arrivals = srv.stats["arrivals"]
+        assert arrivals[1] - arrivals[0] >= 0.05
+        assert srv.stats["max_in_flight"] == 16

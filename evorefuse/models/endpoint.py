@@ -99,11 +99,7 @@ class Endpoint:
         if hits and self.cache is not None:
             self._record(role, hits=hits)
         for start, length in _runs(missing):
-            if self._calibrating():
-                async with self._first_call_lock():  # the first bill calibrates the worst case
-                    result = await self._call(messages, params, start, length, role)
-            else:
-                result = await self._call(messages, params, start, length, role)
+            result = await self._call(messages, params, start, length, role)
             cost = call_cost(self.spec, result.usage.prompt_tokens,
                              result.usage.completion_tokens, batch=result.batch)
             blocked = sum(c.blocked for c in result.choices)
@@ -144,6 +140,14 @@ class Endpoint:
 
     async def _call(self, messages: Sequence[Message], params: SamplingParams, start: int,
                     length: int, role: str) -> ChatResult:
+        if self._calibrating():
+            async with self._first_call_lock():  # the first bill calibrates the worst case
+                if self._calibrating():  # whoever waited behind it goes on concurrently
+                    return await self._reserved_call(messages, params, start, length, role)
+        return await self._reserved_call(messages, params, start, length, role)
+
+    async def _reserved_call(self, messages: Sequence[Message], params: SamplingParams,
+                             start: int, length: int, role: str) -> ChatResult:
         """One backend call under a budget reservation of its worst case."""
         bound = prompt_token_bound(messages)
         worst = self._worst_case(bound, params, length)
