@@ -114,7 +114,7 @@ def main() -> None:
         "Command: `.venv/bin/python benchmarks/local_cancel.py --write`.",
         f"Date: {datetime.date.today().isoformat()}; 1-minute load average {load_before:.2f} "
         f"before and {os.getloadavg()[0]:.2f} after (the machine is shared; times are noisy, "
-        "the ratio to one token is the figure that carries over).",
+        "the count of tokens sampled after a cancel is the figure that carries over).",
         "",
         f"Tokens sampled after the cancel, in all {len(after)} trials: at most {max(after)} "
         f"(median {statistics.median(after):g}); this count does not depend on the machine's "
