@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from evorefuse.config import Config
 from evorefuse.evolution.presets import plan_for
+from evorefuse.models.pricing import planned_cost
 
 
 @dataclass
@@ -52,7 +53,7 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
         r.calls += calls
         r.tokens_in += tokens_in
         r.tokens_out += tokens_out
-        r.cost += spec.cost(tokens_in, tokens_out)
+        r.cost += planned_cost(spec, tokens_in, tokens_out)  # batched models at the batch rate
 
     mut_calls = n_seeds * g * (L + N)   # framings cost nothing, so this bounds the fast preset too
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
