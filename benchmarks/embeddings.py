@@ -157,7 +157,7 @@ def main() -> None:
     ms = {k: [c / len(pool) * 1000 for c in v] for k, v in cpu.items()}
     ratio = [o / t for o, t in zip(ms["onnx"], ms["torch"])]
     lines = [
-        "Command: `.venv/bin/python benchmarks/embeddings.py --write`",
+        f"Command: `.venv/bin/python benchmarks/embeddings.py --rounds {a.rounds} --write`",
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}; "
         f"the machine was shared, so read the ratio.",
         "",
