@@ -71,7 +71,8 @@ class EvolutionSection(_Section):
     bandit: BanditName = "thompson"
     strategies: list[str] | None = None  # restrict to these names
     judge_margin: float | None = None    # seed calibration of `controversial` verdicts: off
-    near_duplicate: float = 0.95         # cosine similarity above which a candidate is a duplicate
+    near_duplicate: float = Field(0.945, gt=0, le=1)  # cosine similarity (MiniLM, int8) above
+                                         # which a candidate is a duplicate (README, "Files")
     population_size: int | None = Field(None, ge=1)  # population mode: survivors per generation
     mutator_temperature: float = Field(0.9, ge=0)
     mutator_max_tokens: int = Field(120, ge=1)

@@ -24,8 +24,9 @@ from evorefuse.scoring import embeddings
 from evorefuse.scoring.harm.judge import PromptJudge
 from evorefuse.scoring.harm.verdict import HarmVerdict, passes_gate
 
-MIN_SEED_SIMILARITY = 0.3
-"""Cosine similarity to the seed below which a candidate has drifted off its topic."""
+MIN_SEED_SIMILARITY = 0.295
+"""Cosine similarity to the seed below which a candidate has drifted off its topic (0.3 under
+float MiniLM; the int8 embedder runs about 0.005 lower here: benchmarks/RESULTS.md, embeddings)."""
 
 
 class BenignGate:
