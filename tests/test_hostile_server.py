@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from evorefuse.config import load_config
 from evorefuse.errors import InputError
 from evorefuse.models import retry
 from evorefuse.models.base import SamplingParams
@@ -109,10 +110,13 @@ def test_the_sdk_path_does_not_follow_redirects_either() -> None:
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8000/v1", "localhost/v1", "http:///v1",
                                  "ftp://example.com/v1", "http://[::1/v1", "https://h:99999/v1"])
-def test_a_base_url_without_scheme_or_host_is_bad_config_at_once(url: str) -> None:
+def test_a_base_url_without_scheme_or_host_is_bad_config_at_once(url: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[models.hostile]\nmodel = "m"\nbase_url = "{url}"\n')
     with pytest.raises(InputError) as info:
-        OpenAIBackend(spec_for(url))
+        load_config(cfg)
     assert info.value.field == "models.hostile.base_url" and info.value.exit_code == 2
+    assert info.value.line == 3
 
 
 def test_openai_base_url_from_the_environment_is_checked_too(

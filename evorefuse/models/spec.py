@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 ModelKind = Literal["openai", "local"]
 
@@ -52,17 +52,22 @@ class ModelSpec(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
         return value
 
-    @model_validator(mode="after")
-    def _batch_needs_an_api(self) -> "ModelSpec":
-        if self.batch and self.kind == "local":
+    @field_validator("batch")
+    @classmethod
+    def _batch_needs_an_api(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("kind") == "local":
             raise ValueError("batch = true needs an OpenAI-compatible Batch API; the embedded "
                              "model has none")
-        return self
+        return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6

@@ -127,9 +127,8 @@ def ensure_built(weights: str) -> Path:
 class OnnxMiniLM:
     """Tokenizer (the model's own ``tokenizer.json``) + onnxruntime session + mean pooling.
 
-    ``encode`` gives what sentence-transformers gives for this model (mean of the token states
-    under the attention mask, L2-normalised): texts are sorted by length so each batch pads
-    little, as sentence-transformers does.
+    ``encode`` gives what sentence-transformers gives for this model (mean of the token
+    states, L2-normalised), one text at a time so a text's vector never depends on its batch.
     """
 
     def __init__(self, model_file: str | os.PathLike[str], tokenizer_file: str,
@@ -139,7 +138,7 @@ class OnnxMiniLM:
 
         self.tokenizer = Tokenizer.from_file(tokenizer_file)
         self.tokenizer.enable_truncation(MAX_SEQ_LENGTH)
-        self.tokenizer.enable_padding()  # to the longest text of the batch, not the file's fixed 128
+        self.tokenizer.no_padding()  # one text per call (see encode): never pad
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -154,18 +153,23 @@ class OnnxMiniLM:
         return self.session.run(None, {k: v.astype(np.int64) for k, v in feeds.items()})[0]
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed each text on its own; ``batch_size`` is accepted for the interface and unused.
+
+        The int8 graph quantises activations dynamically, with one scale for the whole input
+        tensor: in a batch, a text's vector depends on its neighbours (cosine 0.994 measured
+        against the same text alone) and padding. A resumed run batches differently from an
+        uninterrupted one, so only one text per call keeps decisions reproducible. It costs
+        about 1.6x the CPU of batches of 64 (2.4 ms a prompt here), small beside a model call.
+        """
         out = np.empty((len(texts), 384), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        for i, text in enumerate(texts):
+            enc = self.tokenizer.encode(text)
+            ids = np.array([enc.ids], dtype=np.int64)
+            mask = np.array([enc.attention_mask], dtype=np.int64)
             hidden = self._hidden({"input_ids": ids, "attention_mask": mask,
                                    "token_type_ids": np.zeros_like(ids)})
-            summed = np.einsum("bsd,bs->bd", hidden, mask.astype(np.float32))
-            pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            pooled = hidden[0].mean(axis=0)
+            out[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
         return out
 
 
