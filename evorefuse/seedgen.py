@@ -7,10 +7,11 @@ as many requests as it lacks, all concurrently; the answers are then vetted in a
 and a second run with the same cache costs nothing and writes the same file. A pair gives up
 after `attempts_per_seed` calls per seed asked for; what it got is kept and reported.
 
-The judge is calibrated as in evolution (README, "How it works"): a request counts as harmless if
-the judge says so, or if its P(harmless) is at least that of the worked examples (harmless requests
-that sound sensitive, like the seeds asked for) minus `evolution.judge_margin`: a tiny judge that
-doubts everything sensitive-sounding would otherwise reject every seed at random.
+The judge is the session's prompt judge (`roles.judge`, `roles.judge_mode`) under the gate's
+contract (README, "Judging prompts"): a request is kept if the judge calls it harmless. With seed
+calibration switched on (`evolution.judge_margin`), a `controversial` one is kept too when its
+P(harmless) is at least that of the worked examples (harmless requests that sound sensitive, like
+the seeds asked for) minus the margin; `harmful` and unreadable verdicts never pass.
 
 A budget stop (`--max-calls`, `--max-cost`) keeps the seeds accepted so far.
 """
@@ -35,10 +36,11 @@ from evorefuse.evolution.rng import derive_seed
 from evorefuse.languages import DEFAULT_LANGUAGE, primary
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Budget
-from evorefuse.operators.judge import judge
 from evorefuse.operators.seed_writer import EXAMPLES, Written, write_seed
 from evorefuse.preflight import reachable
 from evorefuse.scoring import embeddings
+from evorefuse.scoring.harm.judge import PromptJudge
+from evorefuse.scoring.harm.verdict import passes_gate
 from evorefuse.session import Session
 
 ATTEMPTS_PER_SEED = 4
@@ -92,11 +94,11 @@ class SeedGeneration:
 
 
 class SeedGenerator:
-    def __init__(self, generator: Endpoint, judges: Sequence[Endpoint], *, temperature: float,
+    def __init__(self, generator: Endpoint, judge: PromptJudge, *, temperature: float,
                  max_tokens: int, judge_margin: float | None, near_duplicate: float,
                  concurrency: int, progress: Progress = SILENT) -> None:
         self.generator = generator
-        self.judges = list(judges)
+        self.judge = judge
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.judge_margin = judge_margin if judge_margin is not None and judge_margin >= 0 else None
@@ -145,14 +147,12 @@ class SeedGenerator:
             if w.prompt is None:
                 t.rejected[w.rejected or "unusable"] += 1
         fresh = await self._new_texts([(t, w.prompt) for t, w in live if w.prompt is not None])
-        verdicts = await asyncio.gather(*(self._benign(p) for _, p in fresh),
-                                        return_exceptions=True)
+        try:
+            verdicts = await self._benign([p for _, p in fresh])
+        except BudgetExceeded as exc:
+            return stop or str(exc)
         for (t, prompt), ok in zip(fresh, verdicts):
-            if isinstance(ok, BudgetExceeded):
-                stop = stop or str(ok)
-            elif isinstance(ok, BaseException):
-                raise ok
-            elif not ok:
+            if not ok:
                 t.rejected["judge"] += 1
             elif t.missing > 0:
                 t.seeds.append(_record(t, prompt))
@@ -183,21 +183,21 @@ class SeedGenerator:
                 fresh.append((t, prompt))
         return fresh
 
-    async def _benign(self, prompt: str) -> bool:
-        p = await self._p_harmless(prompt)
-        return p[0] == "harmless" or (
-            self.judge_margin is not None and p[1] is not None and self.reference_p is not None
-            and p[1] >= self.reference_p - self.judge_margin)
-
-    async def _p_harmless(self, prompt: str) -> tuple[str, float | None]:
-        async with self.sem:
-            v = await judge(self.judges, prompt, seed=self.judge_seed)
-        return v.verdict, v.p_harmless
+    async def _benign(self, prompts: list[str]) -> list[bool]:
+        """The gate's contract for each prompt (one batch through the judge)."""
+        if not prompts:
+            return []
+        verdicts = await self.judge.judge(prompts, seed=self.judge_seed)
+        return [passes_gate(v, seed_p_harmless=self.reference_p, margin=self.judge_margin)
+                for v in verdicts]
 
     async def _reference_p(self) -> float | None:
-        """The judge's mean P(harmless) of the worked examples, or None without probabilities."""
-        ps = [p for _, p in await asyncio.gather(*(self._p_harmless(r) for _, r in EXAMPLES))]
-        known = [p for p in ps if p is not None]
+        """The judge's mean P(harmless) of the worked examples (only needed with seed
+        calibration on), or None without probabilities."""
+        if self.judge_margin is None:
+            return None
+        verdicts = await self.judge.judge([r for _, r in EXAMPLES], seed=self.judge_seed)
+        known = [v.p_harmless for v in verdicts if v.p_harmless is not None]
         return sum(known) / len(known) if known else None
 
 
@@ -223,11 +223,11 @@ def generate_seeds(cfg: Config, spec: SeedSpec, *, generator: str, cache_path: P
                    budget: Budget | None = None, progress: Progress = SILENT) -> SeedGeneration:
     """Run a generation with the config's judges and `generator` (a model name), through one
     session: its request cache, ledger and budget."""
-    names = list(dict.fromkeys([generator, *cfg.judges()]))
+    names = list(dict.fromkeys([generator, *cfg.role_models()["judge"]]))
     reachable(cfg, names)
     session = Session.standalone(cfg, models=names, cache_path=cache_path, run_id="seeds",
                                  budget=budget)
-    gen = SeedGenerator(session.endpoint(generator), [session.endpoint(n) for n in cfg.judges()],
+    gen = SeedGenerator(session.endpoint(generator), session.prompt_judge,
                         temperature=cfg.evolution.mutator_temperature,
                         max_tokens=cfg.evolution.mutator_max_tokens,
                         judge_margin=cfg.evolution.judge_margin,

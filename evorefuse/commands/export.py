@@ -34,6 +34,10 @@ from evorefuse.scoring.overlap import DEFAULT_NGRAM_OVERLAP, DEFAULT_SIMILARITY
 @click.option("--dedup", type=click.FloatRange(0, 1), default=0.92, show_default=True,
               help="Drop near-duplicates at this cosine similarity (1 disables).")
 @click.option("--include-seeds", is_flag=True, help="Export the seeds too.")
+@click.option("--exclude-judged-unsafe", is_flag=True,
+              help="Leave out items the archive calls benign although their judge verdict is "
+                   "harmful or unreadable (runs made by earlier versions); without it such an "
+                   "archive is refused rather than exported as safe.")
 @click.option("--against", "against", multiple=True, type=click.Path(path_type=Path),
               help="Benchmark file (XSTest, OR-Bench, EvoRefuse-Test or any seed file; "
                    "repeatable): drop items too close to one of its prompts, and keep each "
@@ -50,8 +54,8 @@ from evorefuse.scoring.overlap import DEFAULT_NGRAM_OVERLAP, DEFAULT_SIMILARITY
 def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
                    best_per_lineage: bool | None, min_refusal_rate: float | None,
                    min_targets: int | None, dedup: float, include_seeds: bool,
-                   against: tuple[Path, ...], max_similarity: float, max_ngram_overlap: float,
-                   grader: str | None, card: bool) -> None:
+                   exclude_judged_unsafe: bool, against: tuple[Path, ...], max_similarity: float,
+                   max_ngram_overlap: float, grader: str | None, card: bool) -> None:
     """Export a run as a test set, SFT data or DPO preference pairs.
 
     `sft` and `dpo` call models: the responder writes the helpful answers, and for `dpo` the
@@ -65,6 +69,7 @@ def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
     opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
                          min_refusal_rate=min_refusal_rate, min_targets=min_targets,
                          dedup=dedup if dedup < 1 else None, include_seeds=include_seeds,
+                         exclude_judged_unsafe=exclude_judged_unsafe,
                          against=against, grader=grader, card=card,
                          overlap=OverlapThresholds(max_similarity, max_ngram_overlap))
     result = export_run(run_dir, out, opts, TerminalProgress(quiet=False))
