@@ -7,7 +7,7 @@ Chinese, Japanese and Arabic rewrites of shipped seeds, and 24 German, French an
 renderings of English seeds (what `evolve --language` asks the mutator for).
 
 Near duplicates: pairs of texts of one seed (the seed and its framings) and pairs across seeds in
-the same template. The cosine threshold 0.95 (MiniLM) flags a share of the Latin-script (en, de,
+the same template. The cosine threshold (MiniLM, `evolution.near_duplicate`) flags a share of the Latin-script (en, de,
 fr, es) same-seed pairs; the 3-gram Jaccard threshold is the one that flags the same share there
 (fitted on Latin-script languages), then measured on Chinese, Japanese and Arabic, held out.
 
@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.evolution.gate import MIN_SEED_SIMILARITY, jaccard  # noqa: E402
+from evorefuse.config import EvolutionSection  # noqa: E402
+from evorefuse.evolution.gate import (  # noqa: E402
+    MIN_SEED_SIMILARITY, NEAR_DUPLICATE_JACCARD, jaccard)
 from evorefuse.operators.mutation import frame  # noqa: E402
 from evorefuse.operators.strategies import PAPER_STRATEGIES, framings_for  # noqa: E402
 from evorefuse.scoring.embeddings import embed  # noqa: E402
@@ -42,7 +44,7 @@ from evorefuse.seeds import load_seeds, shipped_seeds  # noqa: E402
 
 SETS = ("default", "de", "fr", "es", "zh", "ja", "ar")
 LATIN = ("default", "de", "fr", "es")
-COSINE = 0.95
+COSINE = EvolutionSection().near_duplicate
 DATA = ROOT / "benchmarks" / "data"
 
 
@@ -84,7 +86,7 @@ def near_duplicates() -> tuple[str, float]:
     grid = np.round(np.arange(0.40, 1.0, 0.01), 2)
     rates = np.array([np.mean(latin_same[:, 1] >= j) for j in grid])
     fitted = float(grid[int(np.argmin(np.abs(rates - target)))])
-    rows = ["| set | same-seed pairs | flagged by cosine >= 0.95 | by Jaccard >= "
+    rows = [f"| set | same-seed pairs | flagged by cosine >= {COSINE} | by Jaccard >= "
             f"{fitted:.2f} | cross-seed pairs | flagged by cosine | by Jaccard |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in SETS:
@@ -96,7 +98,7 @@ def near_duplicates() -> tuple[str, float]:
                     f"(max {c[:, 1].max():.2f}) |")
     text = (f"Near duplicates. The cosine threshold flags {target:.3f} of the Latin-script "
             f"same-seed pairs; the 3-gram Jaccard threshold flagging the same share there is "
-            f"{fitted:.2f}.\n\n" + "\n".join(rows))
+            f"{fitted:.2f} (the gate uses {NEAR_DUPLICATE_JACCARD}).\n\n" + "\n".join(rows))
     return text, fitted
 
 

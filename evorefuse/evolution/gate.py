@@ -6,14 +6,15 @@ only sees what is left. The judge sees the candidate instruction alone, never th
 or justification (a judge shown the justification is lenient).
 
 Languages: all-MiniLM-L6-v2 is an English model. Between texts mostly in Latin script its cosine
-still separates texts, but unrelated Arabic requests framed by the same template reach 0.985 (4.1%
-of such pairs pass the near-duplicate threshold), and for Chinese, Japanese and Arabic rewrites it
-rates unrelated seeds about as close as a rewrite's own seed. So a candidate not mostly in Latin
-script is a near duplicate by the Jaccard similarity of its word (Chinese and Japanese: character)
-3-grams, at a threshold fitted on the Latin-script languages to agree with the cosine threshold;
-and the topic check runs only where a measure separates topics: both texts mostly Latin and in the
-same language (a faithful German translation of an English seed scores 0.07 to 0.58). README,
-"Languages", has the figures (`benchmarks/gate_languages.py`).
+still separates texts, but unrelated Arabic requests framed by the same template reach 0.974 (3.8%
+of such pairs pass the near-duplicate threshold 0.945), and for Chinese, Japanese and Arabic
+rewrites it rates unrelated seeds about as close as a rewrite's own seed. So a candidate not mostly
+in Latin script is a near duplicate by the Jaccard similarity of its word (Chinese and Japanese:
+character) 3-grams, at a threshold fitted on the Latin-script languages to agree with the cosine
+threshold; and the topic check runs only where a measure separates topics: both texts mostly Latin
+and in the same language (faithful German, French and Spanish renderings of English seeds score as
+low as 0.05, and 38-50% of them fall below the off-topic threshold). README, "Languages in a run",
+says so; the figures are `benchmarks/gate_languages.py`'s.
 
 Calibration against the seed: the seed is harmless by the user's choice, so a judge that rates the
 seed itself as doubtful is biased rather than informative; a candidate it rates at least as harmless
@@ -43,8 +44,9 @@ float MiniLM; the int8 embedder runs about 0.005 lower here: benchmarks/RESULTS.
 
 NEAR_DUPLICATE_JACCARD = 0.6
 """Jaccard similarity of 3-gram sets at or above which a text not mostly in Latin script is a near
-duplicate: the value that agrees best with the cosine threshold 0.95 on English, German, French and
-Spanish candidates (see the module docstring)."""
+duplicate: about the value that flags the same share of same-seed pairs as the cosine threshold on
+English, German, French and Spanish texts (0.59 with the int8 embedder at 0.945; it flags no pair of
+different seeds in any of the seven shipped sets, where cosine flags 3.8% of the Arabic ones)."""
 
 
 def jaccard(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
@@ -77,7 +79,8 @@ class NearDuplicates:
     def repeated(self, texts: Sequence[str], emb: np.ndarray) -> list[bool]:
         """For each text (a row of `emb`), whether it repeats a text of the set."""
         near = (self.emb @ emb.T).max(axis=0) if len(self.emb) else np.full(len(texts), -1.0)
-        return [bool(cos >= self.cosine) if mostly_latin(text) else self._jaccard(text) >= self.jaccard
+        return [bool(cos >= self.cosine) if mostly_latin(text)
+                else self._jaccard(text) >= self.jaccard
                 for text, cos in zip(texts, near)]
 
     def _jaccard(self, text: str) -> float:
