@@ -32,15 +32,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.config import EvolutionSection  # noqa: E402
-from evorefuse.evolution.gate import (  # noqa: E402
-    MIN_SEED_SIMILARITY, NEAR_DUPLICATE_JACCARD, jaccard)
-from evorefuse.operators.mutation import frame  # noqa: E402
-from evorefuse.operators.strategies import PAPER_STRATEGIES, framings_for  # noqa: E402
-from evorefuse.scoring.embeddings import embed  # noqa: E402
-from evorefuse.scoring.overlap import ngram_overlap, word_ngrams  # noqa: E402
-from evorefuse.seeds import load_seeds, shipped_seeds  # noqa: E402
+from benchmarks.results import replace_section
+from evorefuse.config import EvolutionSection
+from evorefuse.evolution.gate import (
+    MIN_SEED_SIMILARITY,
+    NEAR_DUPLICATE_JACCARD,
+    jaccard,
+)
+from evorefuse.operators.mutation import frame
+from evorefuse.operators.strategies import PAPER_STRATEGIES, framings_for
+from evorefuse.scoring.embeddings import embed
+from evorefuse.scoring.overlap import ngram_overlap, word_ngrams
+from evorefuse.seeds import load_seeds, shipped_seeds
 
 SETS = ("default", "de", "fr", "es", "zh", "ja", "ar")
 LATIN = ("default", "de", "fr", "es")
@@ -146,7 +149,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="replace the section in RESULTS.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    dup, fitted = near_duplicates()
+    dup, _ = near_duplicates()
     body = (f"Command: `.venv/bin/python benchmarks/gate_languages.py --write` "
             f"({platform.machine()}, 2 shared cores, {time.perf_counter() - t0:.0f} s for the "
             "near-duplicate part). Texts: the shipped seeds with every framing in their language; "

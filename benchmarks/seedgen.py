@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.config import Config  # noqa: E402
-from evorefuse.content_policy import policy_categories  # noqa: E402
-from evorefuse.models.base import SamplingParams  # noqa: E402
-from evorefuse.seedgen import SeedSpec, generate_seeds, seeds_jsonl  # noqa: E402
-from evorefuse.session import Session  # noqa: E402
+from benchmarks.results import replace_section
+from evorefuse.config import Config
+from evorefuse.content_policy import policy_categories
+from evorefuse.models.base import SamplingParams
+from evorefuse.seedgen import SeedSpec, generate_seeds, seeds_jsonl
+from evorefuse.session import Session
 
 CATEGORIES = ("medication safety", "computer security", "knives and cooking",
               "history of extremism")

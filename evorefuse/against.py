@@ -14,7 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evorefuse.scoring.overlap import ItemOverlap, OverlapThresholds, ReferenceSets, find_overlaps
+from evorefuse.scoring.overlap import (
+    ItemOverlap,
+    OverlapThresholds,
+    ReferenceSets,
+    find_overlaps,
+)
 from evorefuse.seeds import load_references
 
 
@@ -47,7 +52,7 @@ class AgainstCheck:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path],
-             thresholds: OverlapThresholds | None = None) -> "AgainstCheck | None":
+             thresholds: OverlapThresholds | None = None) -> AgainstCheck | None:
         """None when no file is given; InputError (exit 2) for a file that is not prompts."""
         if not paths:
             return None
@@ -57,7 +62,7 @@ class AgainstCheck:
     def files(self) -> list[str]:
         return [Path(f).name for f in self.references.files]
 
-    def measure(self, ids: Sequence[str], prompts: Sequence[str]) -> "AgainstResult":
+    def measure(self, ids: Sequence[str], prompts: Sequence[str]) -> AgainstResult:
         found = find_overlaps(list(prompts), self.references, self.thresholds)
         return AgainstResult(list(ids), found, self.files)
 

@@ -7,8 +7,8 @@ policy restricts is a category, and the policy text itself goes into every gener
 
 Categories come from the policy's own structure (its list items and headings under a section
 about what is not allowed, else all its list items), not from the generator: a 135M model asked
-to list a policy's categories returns fragments of the prompt or nothing parseable (README,
-"Seeds from categories or a policy", has the probe), and a policy that lists its restrictions is
+to list a policy's categories gave no parseable answer in 5 tries (`benchmarks/seedgen.py`;
+README, "Seeds from categories or a policy"), and a policy that lists its restrictions is
 read the same way by any model. A policy in prose without lists gives one category, `policy`:
 the generator then works from the text alone. `--category` names replace the derived ones.
 """
@@ -32,7 +32,7 @@ _HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")
 _RESTRICTED = re.compile(
     r"\b(?:not allowed|disallowed|prohibited|forbidden|restricted|must not|may not|never|do not|"
     r"don't|banned|refuse|unacceptable|not permitted|out of scope|verboten|interdit|prohibido|"
-    r"禁止|不允许|禁じ|ممنوع)\b|禁止|不允许|禁じ|ممنوع", re.I)
+    r"禁止|不允许|禁じ|ممنوع)\b|禁止|不允许|禁じ|ممنوع", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

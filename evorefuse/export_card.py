@@ -18,7 +18,14 @@ import yaml
 
 from evorefuse import __version__
 from evorefuse.config import Config
-from evorefuse.exports.card import TAGS, CardFacts, ModelRoles, SetSummary, card_path, render_card
+from evorefuse.exports.card import (
+    TAGS,
+    CardFacts,
+    ModelRoles,
+    SetSummary,
+    card_path,
+    render_card,
+)
 from evorefuse.exports.items import ExportItem
 from evorefuse.fileio import check_output
 from evorefuse.runstore import RunStore

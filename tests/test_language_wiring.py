@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loopback_server import LoopbackServer
+from test_reliability_common import KEY_ENV, SENTINEL_KEY, cli, env, write_config
 
 from evorefuse.errors import InputError
 from evorefuse.evolution.bandit import Bandit
@@ -29,8 +31,6 @@ from evorefuse.operators.strategies import PAPER_STRATEGIES, framings_for
 from evorefuse.runner import seed_plan
 from evorefuse.scoring import embeddings
 from evorefuse.seeds import Seed
-from loopback_server import LoopbackServer
-from test_reliability_common import KEY_ENV, SENTINEL_KEY, cli, env, write_config
 
 # English seeds and German renderings written for these tests: the loopback "mutator" answers a
 # request to write German with the German text of the seed it was given.

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback_server import LoopbackServer
+from test_reliability_common import KEY_ENV, cli, env, write_config
 
 from evorefuse.content_policy import policy_categories
 from evorefuse.seeds import load_seeds
-from loopback_server import LoopbackServer
-from test_reliability_common import KEY_ENV, cli, env, write_config
 
 WRITTEN = {
     ("medication safety", "en"): [
