@@ -214,7 +214,7 @@ class Responder:
 
 def make_detector(name: str, registry: Any = None, cfg: Any = None) -> Any:
     """The configured detector; `auto` falls back to `pattern` when it cannot be built."""
-    from evorefuse.scoring.refusal.base import get_detector
+    from evorefuse.scoring.refusal.factory import get_detector
 
     if name == "judge" and registry is not None and cfg is not None:
         return get_detector("judge", registry.endpoint(cfg.judges()[0]))

@@ -40,7 +40,7 @@ from evorefuse.operators.strategies import Strategy, build_catalogue
 from evorefuse.runstore import RunStore
 from evorefuse.scoring import embeddings
 from evorefuse.scoring.fitness import FitnessEstimator, FitnessSettings, Score
-from evorefuse.scoring.refusal.base import get_detector
+from evorefuse.scoring.refusal.factory import get_detector
 from evorefuse.scoring.surrogate import RefusalSurrogate
 
 

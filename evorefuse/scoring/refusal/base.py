@@ -16,17 +16,13 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from evorefuse.models.endpoint import Endpoint
+from typing import Protocol, Sequence, runtime_checkable
 
 COMPLIANCE = "1_full_compliance"
 FULL_REFUSAL = "2_full_refusal"
 PARTIAL_REFUSAL = "3_partial_refusal"
 UNKNOWN = "unknown"
 LABELS = (COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL)
-DETECTOR_NAMES = ("pattern", "learned", "judge", "auto")
 
 
 @dataclass(frozen=True)
@@ -107,25 +103,3 @@ def strip_reasoning(text: str) -> str:
     if "</think" in out.lower():
         out = _THINK_CLOSE_ONLY.sub("", out, count=1)
     return out.strip()
-
-
-def get_detector(name: str, judge_endpoint: "Endpoint | None" = None) -> RefusalDetector:
-    """Build a detector by name: pattern | learned | judge | auto.
-
-    `judge` needs an endpoint; without one it uses the embedded local model (offline, weak: a
-    135M-parameter judge is a smoke test, not a measurement).
-    """
-    key = name.strip().lower()
-    if key == "pattern":
-        from evorefuse.scoring.refusal.patterns import PatternDetector
-        return PatternDetector()
-    if key == "learned":
-        from evorefuse.scoring.refusal.learned import LearnedDetector
-        return LearnedDetector()
-    if key == "auto":
-        from evorefuse.scoring.refusal.auto import AutoDetector
-        return AutoDetector()
-    if key == "judge":
-        from evorefuse.scoring.refusal.judge import JudgeDetector, local_endpoint
-        return JudgeDetector(judge_endpoint if judge_endpoint is not None else local_endpoint())
-    raise ValueError(f"unknown detector {name!r} (known: {', '.join(DETECTOR_NAMES)})")
