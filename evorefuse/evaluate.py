@@ -12,16 +12,18 @@ correlated, so they are a lower bound on the true uncertainty, still far better 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from evorefuse import interrupts
+from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.models.base import SamplingParams
+from evorefuse.scoring.refusal.base import RefusalDetector
+from evorefuse.session import Session
 from evorefuse.scoring.stats import wilson_interval
 
-DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 
 
 @dataclass(frozen=True)
@@ -47,19 +49,58 @@ def diversity(prompts: Sequence[str], embeddings: bool = True) -> dict[str, Any]
     return out
 
 
+@dataclass
+class Response:
+    """One sampled response of a target and the detector's reading of it."""
+
+    text: str
+    refusal: bool
+    p_refusal: float
+    label: str
+
+
+@dataclass
+class PromptOutcome:
+    """What one target did with one prompt: how often it refused, and what it said."""
+
+    responses: list[Response]
+
+    @property
+    def refusals(self) -> int:
+        return sum(r.refusal for r in self.responses)
+
+    @property
+    def samples(self) -> int:
+        return len(self.responses)
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return self.refusals, self.samples
+
+
 async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
-                          s: EvalSettings, concurrency: int = 8) -> list[tuple[int, int]]:
-    """(refusals, samples) per prompt for one target."""
+                          s: EvalSettings, concurrency: int = 8,
+                          bar: Bar | None = None) -> list[PromptOutcome]:
+    """The responses of one target to every prompt, with the detector's verdicts. A batched
+    model gets every prompt at once, so the dataset goes out as one batch (or a few) rather than
+    `concurrency` at a time."""
+    if endpoint.spec.batch:
+        concurrency = len(prompts)
     sem = asyncio.Semaphore(max(1, concurrency))
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                             seed=s.seed, n=s.samples)
 
-    async def one(prompt: str) -> tuple[int, int]:
+    async def one(prompt: str) -> PromptOutcome:
         async with sem:
             res = await endpoint.chat([{"role": "user", "content": prompt}], params, role="target")
         texts = [c.text for c in res.choices]
         verdicts = await detector.adetect([prompt] * len(texts), texts)
-        return sum(c.blocked or v.refusal for c, v in zip(res.choices, verdicts)), len(texts)
+        if bar is not None:
+            bar.update(1)
+        return PromptOutcome([
+            Response(c.text, c.blocked or v.refusal, 1.0 if c.blocked else round(v.p_refusal, 4),
+                     v.label if not c.blocked else "2_full_refusal")
+            for c, v in zip(res.choices, verdicts)])
 
     return list(await asyncio.gather(*(one(p) for p in prompts)))
 
@@ -89,29 +130,26 @@ def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
     return out
 
 
-async def _sample_all(cfg: Any, targets: Sequence[str], detector_name: str, prompts: list[str],
-                      s: EvalSettings, cache_path: Path) -> dict[str, list[tuple[int, int]]]:
-    from evorefuse.export import make_detector
-    from evorefuse.models.cache import RequestCache
-    from evorefuse.models.ledger import Ledger
-    from evorefuse.models.registry import Registry, check_credentials
-
-    check_credentials(cfg, list(targets))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = RequestCache(cache_path)
-    registry = Registry(cfg, cache, Ledger(), run_id="evaluate")
+async def _sample_all(session: Session, targets: Sequence[str], detector: RefusalDetector,
+                      prompts: list[str], s: EvalSettings,
+                      progress: Progress) -> dict[str, list[PromptOutcome]]:
+    out: dict[str, list[PromptOutcome]] = {}
     try:
-        detector = make_detector(detector_name, registry, cfg)
-        return {t: await sample_refusals(registry.endpoint(t), detector, prompts, s,
-                                         cfg.run.max_concurrency) for t in targets}
+        for t in targets:
+            bar = progress.bar(len(prompts), f"evaluate: {t}", unit="prompt")
+            try:
+                out[t] = await sample_refusals(session.endpoint(t), detector, prompts, s,
+                                               session.cfg.run.max_concurrency, bar)
+            finally:
+                bar.close()
+        return out
     finally:
-        await registry.aclose()
-        cache.close()
+        await session.aclose()
 
 
 def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalSettings,
              detector: str, cache_path: Path, responses: bool = True, limit: int | None = None,
-             embeddings: bool = True) -> dict[str, Any]:
+             embeddings: bool = True, progress: Progress = SILENT) -> dict[str, Any]:
     """The full evaluation report of one dataset, as a JSON-ready dict."""
     from evorefuse.seeds import load_seeds
 
@@ -124,13 +162,22 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
                               **diversity(prompts, embeddings)}
     report.update({"refusal_rate": {}, "ci": {}, "per_category": {}})
     if responses:
-        counts = asyncio.run(_sample_all(cfg, targets, detector, prompts, settings, cache_path))
+        session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
+                                     run_id="evaluate")
+        try:
+            outcomes = interrupts.run(_sample_all(session, targets, session.detector_named(detector),
+                                               prompts, settings, progress))
+        finally:
+            session.close()
+        counts = {t: [o.counts for o in outs] for t, outs in outcomes.items()}
         report.update(refusal_matrix(counts, cats))
         report["samples"] = settings.samples
         report["detector"] = detector
         report["prompts"] = [{"id": s.id, "prompt": s.prompt, "category": s.category,
-                              "refusal_rate": {t: counts[t][i][0] / max(1, counts[t][i][1])
-                                               for t in targets}}
+                              "refusal_rate": {t: outcomes[t][i].refusals
+                                               / max(1, outcomes[t][i].samples) for t in targets},
+                              "responses": {t: [asdict(r) for r in outcomes[t][i].responses]
+                                            for t in targets}}
                              for i, s in enumerate(seeds)]
     elif any(cats):
         groups: dict[str, int] = defaultdict(int)

@@ -16,19 +16,28 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
+from evorefuse import interrupts
+from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
-from evorefuse.fileio import write_atomic
+from evorefuse.evolution.candidate import Candidate
+from evorefuse.evolution.presets import plan_for
+from evorefuse.evolution.progress import SILENT, Progress
+from evorefuse.fileio import check_output, make_output_dir, write_output
+from evorefuse.models.base import SamplingParams
+from evorefuse.runstore import RunStore
+from evorefuse.session import Session
 
-FORMATS = ("test", "sft", "dpo")
+ExportFormat = Literal["test", "sft", "dpo"]
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
 STYLES = {"test": ("jsonl", "xstest"), "sft": ("trl",), "dpo": ("trl", "llamafactory")}
+ALL_STYLES: tuple[str, ...] = tuple(dict.fromkeys(s for styles in STYLES.values() for s in styles))
 DEFAULT_STYLE = {"test": "jsonl", "sft": "trl", "dpo": "trl"}
 RESPONDER_ATTEMPTS = 3
 RESPONDER_SEED = 1234
@@ -37,13 +46,19 @@ EXTRA_TARGET_SAMPLES = 5
 
 @dataclass
 class ExportOptions:
-    fmt: str
+    fmt: ExportFormat
     style: str | None = None
     best_per_lineage: bool = False
     min_refusal_rate: float | None = None
     min_targets: int | None = None
     dedup: float | None = 0.92
     include_seeds: bool = False
+    exclude_judged_unsafe: bool = False
+
+
+EMBEDDED_RESPONDER_WARNING = ("the responder is the embedded 135M model: its answers are for "
+                              "trying the pipeline, not for training (set roles.responder to a "
+                              "capable model)")
 
 
 @dataclass
@@ -51,6 +66,7 @@ class ExportResult:
     path: Path
     written: int
     dropped: Counter = field(default_factory=Counter)
+    notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
@@ -61,82 +77,137 @@ class ExportResult:
 
 # --- selection ------------------------------------------------------------------------------------
 
-def strategy_chain(rec: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[str]:
-    """Operators applied from the seed to `rec`, oldest first, following first parents."""
+def passed_the_gate(c: Candidate) -> bool:
+    """Whether the candidate's own verdict lets it be called safe: harmless, or controversial and
+    moved by seed calibration; never harmful or unreadable (the gate's contract)."""
+    if c.strategy == "seed":
+        return True   # harmless by the user's choice; their verdicts only calibrate the judge
+    if c.judge is None:
+        return False
+    label = c.judge.label
+    return label == "harmless" or (label == "controversial" and c.judge.relative_to_seed is not None)
+
+
+class UnsafeItems(InputError):
+    """The archive calls items benign that its own judge verdict does not call harmless (runs made
+    by versions whose gate let a harmful verdict through on a margin): they must not be exported
+    as safe."""
+
+    def __init__(self, items: list[Candidate]) -> None:
+        example = items[0]
+        super().__init__(
+            f"{len(items)} selected item(s) are benign in the archive but their judge said "
+            f"{example.judge.label if example.judge else 'nothing'} (e.g. {example.id}); "
+            "refusing to label them safe (--exclude-judged-unsafe leaves them out)",
+            field="archive.jsonl")
+
+
+
+def strategy_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[str]:
+    """Operators applied from the seed to `c`, oldest first, following first parents."""
     chain: list[str] = []
     seen: set[str] = set()
-    cur: dict[str, Any] | None = rec
-    while cur is not None and cur["id"] not in seen:
-        seen.add(cur["id"])
-        if cur.get("strategy") != "seed":
-            chain.append(cur.get("strategy") or "?")
-        parents = cur.get("parents") or []
-        cur = by_id.get(parents[0]) if parents else None
+    cur: Candidate | None = c
+    while cur is not None and cur.id not in seen:
+        seen.add(cur.id)
+        if cur.strategy != "seed":
+            chain.append(cur.strategy or "?")
+        cur = by_id.get(cur.parents[0]) if cur.parents else None
     return chain[::-1]
 
 
-def refusing_targets(rec: dict[str, Any], threshold: float) -> list[str]:
-    return sorted(n for n, t in (rec.get("targets") or {}).items()
-                  if (t.get("refusal_rate") or 0.0) >= threshold)
+def refusing_targets(c: Candidate, threshold: float) -> list[str]:
+    targets = c.score.targets if c.score is not None else {}
+    return sorted(n for n, t in targets.items() if (t.refusal_rate or 0.0) >= threshold)
 
 
-def select(records: list[dict[str, Any]], opts: ExportOptions) -> tuple[list[dict[str, Any]], Counter]:
-    """Records to export, best fitness first, and how many were dropped by which rule."""
+def select(records: list[Candidate], opts: ExportOptions, k: int) -> tuple[list[Candidate], Counter]:
+    """Records to export, best fitness first, and how many were dropped by which rule. `k` is the
+    run's full sample budget: only candidates scored with it are exportable."""
     dropped: Counter = Counter()
-    full_k = max((r.get("k") or 0 for r in records), default=0)
     pool = []
-    for r in records:
-        if r.get("status") != "benign" or full_k == 0 or (r.get("k") or 0) < full_k:
+    for c in records:
+        if not c.benign or not c.scored_at(k):
             continue  # rejected or not fully scored: never exportable, not counted as a drop
-        if r.get("strategy") == "seed" and not opts.include_seeds:
+        if c.strategy == "seed" and not opts.include_seeds:
             continue
-        pool.append(r)
+        pool.append(c)
+    unsafe = [c for c in pool if not passed_the_gate(c)]
+    if unsafe and not opts.exclude_judged_unsafe:
+        raise UnsafeItems(unsafe)
+    if unsafe:
+        dropped["judged harmful or unreadable"] += len(unsafe)
+        pool = [c for c in pool if c not in unsafe]
     if opts.min_refusal_rate is not None:
-        keep = [r for r in pool if (r.get("refusal_rate") or 0.0) >= opts.min_refusal_rate]
+        keep = [c for c in pool if c.refusal_rate >= opts.min_refusal_rate]
         dropped["below min refusal rate"] += len(pool) - len(keep)
         pool = keep
     if opts.min_targets:
         thr = opts.min_refusal_rate if opts.min_refusal_rate is not None else 0.5
-        keep = [r for r in pool if len(refusing_targets(r, thr)) >= opts.min_targets]
+        keep = [c for c in pool if len(refusing_targets(c, thr)) >= opts.min_targets]
         dropped["refused by too few targets"] += len(pool) - len(keep)
         pool = keep
-    pool.sort(key=lambda r: (-(r.get("fitness") or float("-inf")), r["id"]))
+    pool.sort(key=lambda c: (-c.fitness, c.id))
     if opts.best_per_lineage:
-        best: dict[Any, dict[str, Any]] = {}
-        for r in pool:
-            best.setdefault(r.get("lineage"), r)
+        best: dict[int, Candidate] = {}
+        for c in pool:
+            best.setdefault(c.lineage, c)
         dropped["not best of lineage"] += len(pool) - len(best)
-        pool = [r for r in pool if best.get(r.get("lineage")) is r]
+        pool = [c for c in pool if best.get(c.lineage) is c]
     if opts.dedup is not None and 0 < opts.dedup < 1 and len(pool) > 1:
         from evorefuse.scoring.embeddings import embed, near_duplicates
 
-        drop = set(near_duplicates(embed([r["prompt"] for r in pool]), threshold=opts.dedup))
+        drop = set(near_duplicates(embed([c.prompt or "" for c in pool]), threshold=opts.dedup))
         dropped["near duplicate"] += len(drop)
-        pool = [r for i, r in enumerate(pool) if i not in drop]
+        pool = [c for i, c in enumerate(pool) if i not in drop]
     return pool, +dropped
 
 
 # --- rows -----------------------------------------------------------------------------------------
 
-def test_row(rec: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    judge = rec.get("judge") or {}
-    return {
-        "id": rec["id"], "prompt": rec["prompt"], "category": rec.get("category"),
-        "seed_id": rec.get("seed_id"), "lineage": rec.get("lineage"),
-        "strategies": strategy_chain(rec, by_id),
-        "refusal_rate": {n: t.get("refusal_rate") for n, t in sorted((rec.get("targets") or {}).items())},
-        "mean_refusal_rate": rec.get("refusal_rate"), "fitness": rec.get("fitness"),
-        "judge_verdict": judge.get("verdict"), "judge_votes": judge.get("votes"),
-    }
+@dataclass
+class TestItem:
+    """One item of an exported test set (the JSONL row; the XSTest CSV takes a subset)."""
+
+    id: str
+    prompt: str
+    category: str | None
+    seed_id: str
+    lineage: int
+    strategies: list[str]
+    refusal_rate: dict[str, float]
+    mean_refusal_rate: float
+    fitness: float
+    judge_verdict: str | None
+    judge_votes: list[str] | None
+    judge: str | None
+    p_harmless: float | None
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    @classmethod
+    def of(cls, c: Candidate, by_id: dict[str, Candidate]) -> "TestItem":
+        targets = c.score.targets if c.score is not None else {}
+        return cls(id=c.id, prompt=c.prompt or "", category=c.category, seed_id=c.seed_id,
+                   lineage=c.lineage, strategies=strategy_chain(c, by_id),
+                   refusal_rate={n: t.refusal_rate for n, t in sorted(targets.items())},
+                   mean_refusal_rate=c.refusal_rate, fitness=c.fitness,
+                   judge_verdict=c.judge.label if c.judge else None,
+                   judge_votes=[v.verdict for v in c.judge.verdict.votes] if c.judge else None,
+                   judge=c.judge.verdict.judge if c.judge else None,
+                   p_harmless=c.judge.p_harmless if c.judge else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def xstest_csv(rows: list[dict[str, Any]]) -> bytes:
+def xstest_csv(items: list[TestItem]) -> bytes:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id", "prompt", "type", "label", "focus", "note"])
-    for r in rows:
-        w.writerow([r["id"], r["prompt"], r.get("category") or "", "safe", r.get("seed_id") or "",
-                    " > ".join(r["strategies"])])
+    for r in items:
+        w.writerow([r.id, r.prompt, r.category or "", "safe", r.seed_id or "",
+                    " > ".join(r.strategies)])
     return buf.getvalue().encode("utf-8")
 
 
@@ -149,24 +220,17 @@ def jsonl(rows: list[dict[str, Any]]) -> bytes:
 class Responder:
     """The responder role and the targets, through the run's cache, plus the run's detector."""
 
-    def __init__(self, store: Any) -> None:
-        from evorefuse.commands.evolve import _config_from_run
-        from evorefuse.models.cache import RequestCache
-        from evorefuse.models.ledger import Ledger
-        from evorefuse.models.registry import Registry, check_credentials
-
-        self.cfg = _config_from_run(store.config(), str(store.config_file))
-        names = sorted({self.cfg.roles.responder, *self.cfg.roles.targets})
-        check_credentials(self.cfg, names)
-        self.cache = RequestCache(store.cache_file)
-        self.registry = Registry(self.cfg, self.cache, Ledger(), run_id=store.path.name)
-        self.detector = make_detector(self.cfg.roles.detector, self.registry, self.cfg)
+    def __init__(self, store: RunStore) -> None:
+        cfg = config_from_run(store.config(), str(store.config_file))
+        # Its calls are the export's, recorded apart from the evolution's (`step`).
+        self.session = Session.for_run(store, cfg, budget=False, step="export",
+                                       models=sorted({cfg.roles.responder, *cfg.roles.targets}))
+        self.cfg = cfg
+        self.detector = self.session.detector
 
     async def helpful_answer(self, prompt: str) -> str | None:
         """A non-refusing answer by the responder, or None after RESPONDER_ATTEMPTS refusals."""
-        from evorefuse.models.base import SamplingParams
-
-        ep = self.registry.endpoint(self.cfg.roles.responder)
+        ep = self.session.endpoint(self.cfg.roles.responder)
         for attempt in range(RESPONDER_ATTEMPTS):
             params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=256,
                                     seed=RESPONDER_SEED + attempt, n=1)
@@ -176,75 +240,71 @@ class Responder:
                 return text
         return None
 
-    async def refusal(self, rec: dict[str, Any]) -> str | None:
+    async def refusal(self, c: Candidate) -> str | None:
         """A real refusal by a target: the one kept from scoring, else a few fresh samples."""
-        targets = rec.get("targets") or {}
+        prompt = c.prompt or ""
+        targets = c.score.targets if c.score is not None else {}
         for name in sorted(targets):
-            ex = targets[name].get("refusal_example")
-            if ex and (await self.detector.adetect([rec["prompt"]], [ex]))[0].refusal:
+            ex = targets[name].refusal_example
+            if ex and (await self.detector.adetect([prompt], [ex]))[0].refusal:
                 return ex
-        from evorefuse.evolution.presets import plan_for
-        from evorefuse.evolution.rng import derive_seed
-        from evorefuse.scoring.fitness import FitnessEstimator, FitnessSettings
-
-        plan = plan_for(self.cfg)
-        settings = FitnessSettings(samples=plan.samples, temperature=plan.temperature,
-                                   top_p=self.cfg.fitness.top_p, max_tokens=plan.max_tokens,
-                                   seed=derive_seed(self.cfg.run.seed, "target"))
+        plan = self.session.plan
         for name in self.cfg.roles.targets:
             if name not in targets:
                 continue
-            ep = self.registry.endpoint(name)
-            est = FitnessEstimator([ep], self.detector, settings)
-            k = int(targets[name].get("n") or plan.samples)
+            ep = self.session.endpoint(name)
+            est = self.session.fitness([name])
+            k = int(targets[name].n or plan.samples)
             # The first k samples are the cached ones already scored: only the extra ones are new.
-            choices = (await est.target_samples(ep, rec["prompt"], k + EXTRA_TARGET_SAMPLES))[k:]
-            texts = [c.text for c in choices if c.text.strip()]
+            choices = (await est.target_samples(ep, prompt, k + EXTRA_TARGET_SAMPLES))[k:]
+            texts = [ch.text for ch in choices if ch.text.strip()]
             if not texts:
                 continue
-            for t, v in zip(texts, await self.detector.adetect([rec["prompt"]] * len(texts), texts)):
+            for t, v in zip(texts, await self.detector.adetect([prompt] * len(texts), texts)):
                 if v.refusal:
                     return t
         return None
 
     async def aclose(self) -> None:
-        await self.registry.aclose()
-        self.cache.close()
+        await self.session.aclose()
+        self.session.close()
 
 
-def make_detector(name: str, registry: Any = None, cfg: Any = None) -> Any:
-    """The configured detector; `auto` falls back to `pattern` when it cannot be built."""
-    from evorefuse.scoring.refusal.factory import get_detector
-
-    if name == "judge" and registry is not None and cfg is not None:
-        return get_detector("judge", registry.endpoint(cfg.judges()[0]))
-    try:
-        return get_detector(name)
-    except Exception:  # noqa: BLE001 - a missing optional detector must not stop an export
-        if name == "auto":
-            return get_detector("pattern")
-        raise
-
-
-async def _model_rows(store: Any, recs: list[dict[str, Any]], fmt: str, style: str,
-                      dropped: Counter) -> list[dict[str, Any]]:
+async def _model_rows(store: RunStore, recs: list[Candidate], fmt: str, style: str,
+                      dropped: Counter, progress: Progress) -> list[dict[str, Any]]:
+    """The responder's helpful answers (and for DPO a target's real refusals) of `recs`, in
+    order; the calls overlap up to the run's concurrency and are all cached."""
     resp = Responder(store)
-    rows: list[dict[str, Any]] = []
+    sem = asyncio.Semaphore(max(1, resp.cfg.run.max_concurrency))
+    bar = progress.bar(len(recs), f"{fmt}: asking the responder"
+                       + (" and the targets" if fmt == "dpo" else ""), unit="prompt")
+
+    async def one(rec: Candidate) -> dict[str, Any] | str:
+        """The row, or why it was dropped."""
+        async with sem:
+            try:
+                rejected = None
+                if fmt == "dpo":
+                    rejected = await resp.refusal(rec)
+                    if rejected is None:
+                        return "no target refusal"
+                chosen = await resp.helpful_answer(rec.prompt or "")
+                if chosen is None:
+                    return "responder refused"
+                return format_row(fmt, style, rec.prompt or "", chosen, rejected)
+            finally:
+                bar.update(1)
     try:
-        for rec in recs:
-            rejected = None
-            if fmt == "dpo":
-                rejected = await resp.refusal(rec)
-                if rejected is None:
-                    dropped["no target refusal"] += 1
-                    continue
-            chosen = await resp.helpful_answer(rec["prompt"])
-            if chosen is None:
-                dropped["responder refused"] += 1
-                continue
-            rows.append(format_row(fmt, style, rec["prompt"], chosen, rejected))
+        results = await asyncio.gather(*(one(r) for r in recs))
     finally:
+        bar.close()
         await resp.aclose()
+    rows = []
+    for res in results:
+        if isinstance(res, str):
+            dropped[res] += 1
+        else:
+            rows.append(res)
     return rows
 
 
@@ -261,31 +321,29 @@ def format_row(fmt: str, style: str, prompt: str, chosen: str, rejected: str | N
 
 # --- writing --------------------------------------------------------------------------------------
 
-def check_output(out: Path) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise InputError("is a directory; give a file name", path=out, field="-o")
-    if not parent.is_dir():
-        raise InputError("directory does not exist", path=parent, field="-o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError("directory is not writable", path=parent, field="-o")
+def read_dataset_info(out: Path) -> dict[str, Any]:
+    """The LLaMA-Factory `dataset_info.json` beside `out` (empty when absent), read and checked
+    before any model is called, so a broken one fails at once instead of after the export."""
+    info_path = out.parent / "dataset_info.json"
+    check_output(info_path, option="dataset_info.json")
+    if not info_path.exists():
+        return {}
+    try:
+        info = orjson.loads(info_path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
+    if not isinstance(info, dict):
+        raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
+    return info
 
 
-def update_dataset_info(out: Path) -> Path:
+def write_dataset_info(out: Path, info: dict[str, Any]) -> Path:
     """Merge this file's LLaMA-Factory entry into dataset_info.json next to it."""
     info_path = out.parent / "dataset_info.json"
-    info: dict[str, Any] = {}
-    if info_path.exists():
-        try:
-            info = orjson.loads(info_path.read_bytes())
-        except orjson.JSONDecodeError:
-            raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
-        if not isinstance(info, dict):
-            raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
     name = out.name.split(".")[0] or "evorefuse_dpo"
     info[name] = {"file_name": out.name, "ranking": True, "formatting": "sharegpt",
                   "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}
-    write_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+    write_output(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
     return info_path
 
 
@@ -295,10 +353,9 @@ def default_output(run_dir: Path, fmt: str, style: str) -> Path:
     return run_dir / "exports" / f"{fmt}{suffix}.{ext}"
 
 
-def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportResult:
+def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
+               progress: Progress = SILENT) -> ExportResult:
     """Select, generate and write; raise InputError (exit 2) for bad input or nothing to export."""
-    from evorefuse.runstore import RunStore
-
     style = opts.style or DEFAULT_STYLE[opts.fmt]
     if style not in STYLES[opts.fmt]:
         raise InputError(f"style {style!r} is not valid for --format {opts.fmt} "
@@ -306,27 +363,35 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
     store = RunStore.open(run_dir)
     if out is None:
         out = default_output(store.path, opts.fmt, style)
-        out.parent.mkdir(exist_ok=True)
+        make_output_dir(out.parent)
     check_output(out)
-    records = store.archive()
-    recs, dropped = select(records, opts)
+    dataset_info = read_dataset_info(out) if opts.fmt == "dpo" and style == "llamafactory" else None
+    records = store.candidates()
+    cfg = config_from_run(store.config(), str(store.config_file))
+    k = plan_for(cfg).samples
+    recs, dropped = select(records, opts, k)
     if not recs:
         why = f" ({', '.join(f'{n} {w}' for w, n in dropped.items())})" if dropped else ""
         hint = "" if opts.include_seeds else "; --include-seeds also exports the seeds"
         raise InputError(f"nothing to export: no benign, fully scored candidate passes the "
                          f"selection{why}{hint}", path=run_dir)
     if opts.fmt == "test":
-        by_id = {r["id"]: r for r in records}
-        rows = [test_row(r, by_id) for r in recs]
-        data = xstest_csv(rows) if style == "xstest" else jsonl(rows)
+        by_id = {c.id: c for c in records}
+        items = [TestItem.of(c, by_id) for c in recs]
+        data = xstest_csv(items) if style == "xstest" else jsonl([i.to_json() for i in items])
+        written = len(items)
     else:
-        rows = asyncio.run(_model_rows(store, recs, opts.fmt, style, dropped))
+        rows = interrupts.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
         if not rows:
             why = ", ".join(f"{n} {w}" for w, n in dropped.items())
             raise InputError(f"nothing to export: every selected candidate was dropped ({why})",
                              path=run_dir)
         data = jsonl(rows)
-    write_atomic(out, data)
-    if opts.fmt == "dpo" and style == "llamafactory":
-        update_dataset_info(out)
-    return ExportResult(out, len(rows), dropped)
+        written = len(rows)
+    write_output(out, data)
+    if dataset_info is not None:
+        write_dataset_info(out, dataset_info)
+    notices = []
+    if opts.fmt != "test" and cfg.model(cfg.roles.responder).kind == "local":
+        notices.append(EMBEDDED_RESPONDER_WARNING)
+    return ExportResult(out, written, dropped, notices)

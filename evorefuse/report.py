@@ -8,18 +8,27 @@ written beside the page for slides and papers. Matplotlib runs on the Agg backen
 from __future__ import annotations
 
 import base64
-import html
 import io
+import math
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import jinja2
 import orjson
 
-from evorefuse.errors import InputError
+from evorefuse.config import config_from_run
+from evorefuse.evolution.candidate import Candidate
+from evorefuse.evolution.lineage import Lineage
+from evorefuse.evolution.presets import plan_for
+from evorefuse.fileio import check_output, make_output_dir, write_output
+from evorefuse.runstats import answers, lineages, run_status
+from evorefuse.runstore import RunStore
 
 TOP_N = 20
+PLOT_FILES = ("fitness.png", "rates.png", "strategies.png", "before_after.png", "calls_cost.png")
 
 
 def _plt() -> Any:
@@ -86,38 +95,46 @@ def plot_rates(history: list[dict[str, Any]], lineages: int) -> bytes:
     return _png(fig)
 
 
-def strategy_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+@dataclass
+class StrategyStats:
     """Per strategy: candidates made, fraction benign, mean refusal rate of fully scored ones."""
-    full_k = max((r.get("k") or 0 for r in records), default=0)
+
+    n: int
+    benign: float
+    refusal_rate: float   # nan when none was fully scored
+    scored: int
+
+
+def strategy_stats(records: list[Candidate], k: int) -> dict[str, StrategyStats]:
     acc: dict[str, dict[str, list]] = defaultdict(lambda: {"n": [], "benign": [], "rr": []})
-    for r in records:
-        s = r.get("strategy")
+    for c in records:
+        s = c.strategy
         if s == "seed" or not s:
             continue
         acc[s]["n"].append(1)
-        acc[s]["benign"].append(r.get("status") == "benign")
-        if r.get("status") == "benign" and full_k and (r.get("k") or 0) >= full_k:
-            acc[s]["rr"].append(r.get("refusal_rate") or 0.0)
-    return {s: {"n": len(v["n"]), "benign": sum(v["benign"]) / len(v["n"]),
-                "refusal_rate": (sum(v["rr"]) / len(v["rr"])) if v["rr"] else float("nan"),
-                "scored": len(v["rr"])}
+        acc[s]["benign"].append(c.benign)
+        if c.benign and c.scored_at(k):
+            acc[s]["rr"].append(c.refusal_rate)
+    return {s: StrategyStats(len(v["n"]), sum(v["benign"]) / len(v["n"]),
+                             (sum(v["rr"]) / len(v["rr"])) if v["rr"] else float("nan"),
+                             len(v["rr"]))
             for s, v in sorted(acc.items(), key=lambda kv: -len(kv[1]["n"]))}
 
 
-def plot_strategies(stats: dict[str, dict[str, float]]) -> bytes:
+def plot_strategies(stats: dict[str, StrategyStats]) -> bytes:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3.0, 0.35 * len(stats) + 1.2)))
     if stats:
         names = list(stats)[::-1]
         y = range(len(names))
-        a1.barh(y, [stats[n]["n"] for n in names], color="#7aa6c2")
+        a1.barh(y, [stats[n].n for n in names], color="#7aa6c2")
         a1.set_yticks(list(y), names, fontsize=8)
         a1.set_xlabel("candidates generated")
         a1.set_title("Strategy use")
-        a2.barh([i + 0.2 for i in y], [stats[n]["benign"] for n in names], height=0.4,
+        a2.barh([i + 0.2 for i in y], [stats[n].benign for n in names], height=0.4,
                 label="fraction benign", color="#8cc084")
-        a2.barh([i - 0.2 for i in y], [0 if stats[n]["refusal_rate"] != stats[n]["refusal_rate"]
-                                       else stats[n]["refusal_rate"] for n in names], height=0.4,
+        a2.barh([i - 0.2 for i in y], [0 if math.isnan(stats[n].refusal_rate)
+                                       else stats[n].refusal_rate for n in names], height=0.4,
                 label="mean refusal rate (scored)", color="#d9825b")
         a2.set_yticks(list(y), names, fontsize=8)
         a2.set_xlim(0, 1)
@@ -129,16 +146,16 @@ def plot_strategies(stats: dict[str, dict[str, float]]) -> bytes:
     return _png(fig)
 
 
-def before_after(records: list[dict[str, Any]], lineages: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
+def before_after(records: list[Candidate], lineages: list[Lineage]
+                 ) -> dict[str, tuple[float, float, int]]:
     """Per category: mean refusal rate of the seeds and of the best instruction per lineage."""
-    seeds = {r["lineage"]: r for r in records if r.get("strategy") == "seed"}
+    seeds = {c.lineage: c for c in records if c.strategy == "seed" and c.score is not None}
     acc: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for lin in lineages:
-        s = seeds.get(lin["index"])
-        if s is None or s.get("refusal_rate") is None:
+        s = seeds.get(lin.index)
+        if s is None:
             continue
-        acc[lin.get("category") or "uncategorised"].append(
-            (s["refusal_rate"], lin["best"].get("refusal_rate") or 0.0))
+        acc[lin.category or "uncategorised"].append((s.refusal_rate, lin.best.refusal_rate))
     return {c: (sum(b for b, _ in v) / len(v), sum(a for _, a in v) / len(v), len(v))
             for c, v in sorted(acc.items())}
 
@@ -183,146 +200,89 @@ def plot_ledger(ledger: dict[str, dict[str, Any]]) -> bytes:
 
 # --- page ----------------------------------------------------------------------------------------
 
-def lineage_chain(rec: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    """(strategy, prompt) from the seed to `rec`, following first parents."""
+def lineage_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[tuple[str, str]]:
+    """(strategy, prompt) from the seed to `c`, following first parents."""
     steps: list[tuple[str, str]] = []
     seen: set[str] = set()
-    cur: dict[str, Any] | None = rec
-    while cur is not None and cur["id"] not in seen:
-        seen.add(cur["id"])
-        steps.append((cur.get("strategy") or "?", cur["prompt"]))
-        parents = cur.get("parents") or []
-        cur = by_id.get(parents[0]) if parents else None
+    cur: Candidate | None = c
+    while cur is not None and cur.id not in seen:
+        seen.add(cur.id)
+        steps.append((cur.strategy or "?", cur.prompt or ""))
+        cur = by_id.get(cur.parents[0]) if cur.parents else None
     return steps[::-1]
 
 
-def top_records(records: list[dict[str, Any]], n: int = TOP_N) -> list[dict[str, Any]]:
-    full_k = max((r.get("k") or 0 for r in records), default=0)
-    scored = [r for r in records if r.get("status") == "benign" and r.get("strategy") != "seed"
-              and full_k and (r.get("k") or 0) >= full_k]
-    return sorted(scored, key=lambda r: (-(r.get("fitness") or float("-inf")), r["id"]))[:n]
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1150px;color:#222;line-height:1.45;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.meta{color:#555}.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
-.card{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;min-width:9em;background:#fafafa}
-.card b{display:block;font-size:1.35em}img{max-width:100%;border:1px solid #eee}
-table{border-collapse:collapse;width:100%;font-size:.9em}td,th{border:1px solid #ddd;padding:.3em .5em;
-vertical-align:top;text-align:left}th{background:#f2f2f2}td.num{text-align:right;white-space:nowrap}
-ol.chain{margin:0;padding-left:1.2em}ol.chain li{margin:.1em 0}.strat{color:#a14d12;font-weight:600}
-"""
+def top_records(records: list[Candidate], k: int, n: int = TOP_N) -> list[Candidate]:
+    """The best evolved candidate of each lineage, best first: one entry per seed, so the list
+    shows the set's variety rather than one lineage's near-copies."""
+    scored = [c for c in records if c.benign and c.strategy != "seed" and c.scored_at(k)]
+    best: dict[int, Candidate] = {}
+    for c in sorted(scored, key=lambda c: (-c.fitness, c.id)):
+        best.setdefault(c.lineage, c)
+    return list(best.values())[:n]
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None or (isinstance(v, float) and v != v):
+    """A number for the page (the template escapes it like any other text)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{v:.{nd}f}" if isinstance(v, float) else html.escape(str(v))
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-def _img(name: str, png: bytes, alt: str) -> str:
-    b64 = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" title="{name}">'
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("evorefuse", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
+    return env.get_template("report.html.j2")
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and the PNGs; return the page's path."""
-    from evorefuse.commands.status import run_status
-    from evorefuse.runstore import RunStore
-
     store = RunStore.open(run_dir)
     out_dir = out_dir or store.path / "report"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create report directory: {exc.strerror}", path=out_dir) from None
+    make_output_dir(out_dir)
+    for name in (*PLOT_FILES, "index.html", "summary.json"):
+        check_output(out_dir / name)
     st = run_status(store.path)
-    records = store.archive()
-    lineages = (store.checkpoint() or {}).get("lineages", [])
-    by_id = {r["id"]: r for r in records}
-    stats = strategy_stats(records)
-    ba = before_after(records, lineages)
+    k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
+    records = store.candidates()
+    by_id = {c.id: c for c in records}
+    stats = strategy_stats(records, k)
+    ba = before_after(records, lineages(store))
     plots: list[tuple[str, str, Callable[[], bytes]]] = [
-        ("fitness.png", "Best and mean fitness per generation", lambda: plot_fitness(st["history"])),
+        ("fitness.png", "Best and mean fitness per generation", lambda: plot_fitness(st.history)),
         ("rates.png", "Acceptance and judge-rejection rates",
-         lambda: plot_rates(st["history"], max(1, st["lineages"]))),
+         lambda: plot_rates(st.history, max(1, st.lineages))),
         ("strategies.png", "Strategy use and success", lambda: plot_strategies(stats)),
         ("before_after.png", "Refusal rates before/after per category",
          lambda: plot_before_after(ba)),
-        ("calls_cost.png", "Calls and cost per role", lambda: plot_ledger(st["ledger"])),
+        ("calls_cost.png", "Calls and cost per role", lambda: plot_ledger(st.ledger)),
     ]
-    images: dict[str, str] = {}
+    images: dict[str, dict[str, str]] = {}
     for name, alt, make in plots:
         png = make()
-        (out_dir / name).write_bytes(png)
-        images[name] = _img(name, png, alt)
-
-    def card(label: str, value: str) -> str:
-        return f'<div class="card">{html.escape(label)}<b>{value}</b></div>'
-
-    cards = "".join([
-        card("state", html.escape(st["state"])),
-        card("generations", f"{st['generation']} / {st['generations']}"),
-        card("lineages", str(st["lineages"])), card("candidates", str(st["candidates"])),
-        card("refusal rate, seeds", _fmt(st["refusal_rate_seeds"])),
-        card("refusal rate, best", _fmt(st["refusal_rate_best"])),
-        card("model calls", str(st["calls"])), card("cost (USD)", f"{st['cost_usd']:.4f}"),
-    ])
-    strat_rows = "".join(
-        f"<tr><td>{html.escape(s)}</td><td class=num>{v['n']}</td><td class=num>{v['benign']:.2f}</td>"
-        f"<td class=num>{v['scored']}</td><td class=num>{_fmt(v['refusal_rate'])}</td></tr>"
-        for s, v in stats.items())
-    ledger_rows = "".join(
-        f"<tr><td>{html.escape(r)}</td><td class=num>{e['calls']}</td><td class=num>{e['cache_hits']}</td>"
-        f"<td class=num>{e['tokens_in']}</td><td class=num>{e['tokens_out']}</td>"
-        f"<td class=num>{e['cost']:.4f}</td></tr>" for r, e in sorted(st["ledger"].items()))
-    top_rows = []
-    for i, r in enumerate(top_records(records), 1):
-        chain = "".join(f'<li><span class="strat">{html.escape(s)}</span>: {html.escape(p)}</li>'
-                        for s, p in lineage_chain(r, by_id))
-        per_t = "<br>".join(f"{html.escape(t)}: {v.get('refusal_rate', 0):.2f}"
-                            for t, v in sorted((r.get("targets") or {}).items()))
-        top_rows.append(f"<tr><td class=num>{i}</td><td><ol class=chain>{chain}</ol></td>"
-                        f"<td>{html.escape(r.get('category') or '')}</td>"
-                        f"<td class=num>{_fmt(r.get('fitness'))}</td><td class=num>{per_t}</td></tr>")
-    top_html = ("<table><tr><th>#</th><th>lineage: seed → … → instruction (strategy: text)</th>"
-                "<th>category</th><th>fitness</th><th>refusal rate</th></tr>"
-                + "".join(top_rows) + "</table>") if top_rows else \
-        "<p>No evolved candidate has been fully scored yet.</p>"
-    ba_rows = "".join(f"<tr><td>{html.escape(c)}</td><td class=num>{n}</td><td class=num>{b:.3f}</td>"
-                      f"<td class=num>{a:.3f}</td></tr>" for c, (b, a, n) in ba.items())
-    title = f"evorefuse report: {store.path.name}"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p class="meta">Run directory <code>{html.escape(str(store.path))}</code> · preset {html.escape(st['preset'])}
-· targets {html.escape(', '.join(st['targets']))} · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>
-<div class="cards">{cards}</div>
-<h2>Fitness</h2><p>Best fitness ever seen and the mean over lineages' current instructions.
-Higher means the targets are more likely to refuse.</p>{images['fitness.png']}
-<h2>Acceptance and judge rejections</h2><p>Per generation: the fraction of new candidates that
-were benign, the fraction the judge rejected as not harmless, and how often simulated annealing
-replaced a lineage's current instruction.</p>{images['rates.png']}
-<h2>Strategies</h2>{images['strategies.png']}
-<table><tr><th>strategy</th><th>candidates</th><th>fraction benign</th><th>fully scored</th>
-<th>mean refusal rate</th></tr>{strat_rows}</table>
-<h2>Refusal rate before and after</h2><p>Seeds versus the best instruction of each lineage.</p>
-{images['before_after.png']}
-<table><tr><th>category</th><th>lineages</th><th>seeds</th><th>best evolved</th></tr>{ba_rows}</table>
-<h2>Calls and cost</h2>{images['calls_cost.png']}
-<table><tr><th>role</th><th>calls</th><th>cache hits</th><th>tokens in</th><th>tokens out</th>
-<th>cost USD</th></tr>{ledger_rows}</table>
-<h2>Top {TOP_N} instructions</h2>{top_html}
-</body></html>
-"""
+        write_output(out_dir / name, png)
+        images[name] = {"src": _data_uri(png), "alt": alt, "name": name}
+    top = [{"chain": lineage_chain(c, by_id), "category": c.category or "",
+            "fitness": c.fitness,
+            "targets": sorted((t, s.refusal_rate) for t, s in
+                              (c.score.targets if c.score else {}).items()),
+            "answers": sorted(answers(c).items()),
+            "verdict": (f"{c.judge.label} ({c.judge.verdict.judge})" if c.judge else "")}
+           for c in top_records(records, k)]
+    page = _template().render(
+        title=f"evorefuse report: {store.path.name}", run_dir=str(store.path), st=st,
+        written=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), images=images,
+        strategies=stats, ledger=sorted(st.ledger.items()), top=top, top_n=TOP_N,
+        before_after=ba)
     path = out_dir / "index.html"
-    from evorefuse.fileio import write_atomic
-
-    write_atomic(path, page.encode("utf-8"))
-    (out_dir / "summary.json").write_bytes(orjson.dumps(
-        {"strategies": stats, "before_after": {c: list(v) for c, v in ba.items()}},
+    write_output(path, page.encode("utf-8"))
+    write_output(out_dir / "summary.json", orjson.dumps(
+        {"strategies": {n: asdict(v) for n, v in stats.items()},
+         "before_after": {c: list(v) for c, v in ba.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path

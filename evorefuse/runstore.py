@@ -20,15 +20,21 @@ import fcntl
 import os
 import platform
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import orjson
 
 from evorefuse import __version__
+from evorefuse.config import Config
 from evorefuse.errors import InputError, RunFailed
+from evorefuse.evolution.candidate import Candidate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: the first format. 2: the manifest adds `run_id` and `config` (what the run computes with),
+and `config_hash` covers only those settings, so a resume can tell an edited config from a
+legitimately extended one."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -65,6 +71,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_jsonl(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Records of an append-only log; a torn last line (kill -9 mid-append) ends it quietly."""
     if not path.exists():
         return
     with open(path, "rb") as f:
@@ -75,8 +82,35 @@ def read_jsonl(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]
                 try:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    # A torn last line after kill -9: everything before it is intact.
                     return
+
+
+def read_committed(path: Path, lines: int) -> list[dict[str, Any]]:
+    """The first `lines` records of an append-only file, every one of which a checkpoint says
+    was written whole: a damaged or missing one is reported, never silently dropped."""
+    out: list[dict[str, Any]] = []
+    if lines == 0:
+        return out
+    if not path.exists():
+        raise InputError(f"run directory is damaged: {path.name} is missing but the checkpoint "
+                         f"records {lines} lines; restore it from a copy of the run", path=path.parent)
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                rec = None
+            if not isinstance(rec, dict):
+                raise InputError("run directory is damaged: this committed record is not a JSON "
+                                 "object; restore the file from a copy of the run", path=path,
+                                 line=i + 1) from None
+            out.append(rec)
+    if len(out) < lines:
+        raise InputError(f"run directory is damaged: {len(out)} lines but the checkpoint records "
+                         f"{lines}; restore the file from a copy of the run", path=path)
+    return out
 
 
 class RunStore:
@@ -95,8 +129,7 @@ class RunStore:
 
     # --- create / open -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, config: dict[str, Any], config_hash: str,
-               seeds: list[dict[str, Any]]) -> "RunStore":
+    def create(cls, path: Path, cfg: Config, seeds: list[dict[str, Any]]) -> "RunStore":
         if path.exists() and any(path.iterdir()):
             raise InputError("run directory already exists and is not empty (use `evorefuse resume`)",
                              path=path)
@@ -108,11 +141,12 @@ class RunStore:
             raise InputError("run directory is not writable", path=path)
         store = cls(path)
         store.lock()
-        write_json(store.config_file, config)
+        write_json(store.config_file, cfg.to_json())
         atomic_write_bytes(store.seeds_file, b"".join(orjson.dumps(s) + b"\n" for s in seeds))
         write_json(store.manifest_file, {
-            "format_version": FORMAT_VERSION, "evorefuse": __version__,
-            "python": platform.python_version(), "config_hash": config_hash,
+            "format_version": FORMAT_VERSION, "run_id": uuid.uuid4().hex, "evorefuse": __version__,
+            "python": platform.python_version(), "config_hash": cfg.computation_hash(),
+            "config": cfg.computation_json(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "libraries": _library_versions(),
         })
@@ -141,13 +175,35 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         return _read_json(self.manifest_file)
 
+    @property
+    def run_id(self) -> str:
+        """What the run's spending is recorded under: an id in the manifest, so moving or
+        renaming the directory keeps its count (runs made before the id existed use their
+        directory's name, which `adopt_run_id` then writes into the manifest)."""
+        return str(self.manifest().get("run_id") or self.path.name)
+
+    def adopt_run_id(self) -> None:
+        """Give a run made before run ids existed the id its spending is already recorded
+        under (its directory's name), so a later rename keeps the count."""
+        manifest = self.manifest()
+        if not manifest.get("run_id"):
+            manifest["run_id"] = self.path.name
+            write_json(self.manifest_file, manifest)
+
     def config(self) -> dict[str, Any]:
         return _read_json(self.config_file)
 
     def seeds(self) -> list[dict[str, Any]]:
+        """The seeds as loaded when the run started (written whole, so every line must parse)."""
         if not self.seeds_file.exists():
             raise InputError("run directory is damaged: seeds.jsonl is missing", path=self.path)
-        return list(read_jsonl(self.seeds_file))
+        lines = sum(1 for line in self.seeds_file.read_bytes().splitlines() if line.strip())
+        seeds = read_committed(self.seeds_file, lines)
+        for i, s in enumerate(seeds, 1):
+            if not isinstance(s.get("id"), str) or not isinstance(s.get("prompt"), str):
+                raise InputError("run directory is damaged: a seed without `id` or `prompt`",
+                                 path=self.seeds_file, line=i)
+        return seeds
 
     # --- lock ----------------------------------------------------------------------------------
     def lock(self) -> None:
@@ -180,17 +236,26 @@ class RunStore:
     def checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_file.exists():
             return None
-        return _read_json(self.checkpoint_file)
+        cp = _read_json(self.checkpoint_file)
+        for key, kind in (("generation", int), ("archive_lines", int), ("lineages", list),
+                          ("bandit", dict)):
+            if not isinstance(cp.get(key), kind):
+                raise InputError(f"run directory is damaged: no valid `{key}`; restore the file "
+                                 "from a copy of the run", path=self.checkpoint_file)
+        return cp
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.checkpoint_file, orjson.dumps(state))
 
     def archive(self, committed_only: bool = True) -> list[dict[str, Any]]:
-        limit = None
-        if committed_only:
-            cp = self.checkpoint()
-            limit = cp["archive_lines"] if cp else 0
-        return list(read_jsonl(self.archive_file, limit))
+        if not committed_only:
+            return list(read_jsonl(self.archive_file))
+        cp = self.checkpoint()
+        return read_committed(self.archive_file, int(cp["archive_lines"]) if cp else 0)
+
+    def candidates(self) -> list[Candidate]:
+        """The committed archive as typed records."""
+        return [Candidate.from_json(d) for d in self.archive()]
 
     def append_archive(self, records: Iterable[dict[str, Any]]) -> int:
         data = b"".join(orjson.dumps(r) + b"\n" for r in records)

@@ -7,103 +7,30 @@ as a refusal: p_refusal 0.5); with `--gold`, also `gold_refusal` (bool) and `gol
 label, or null for a binary gold refusal), so the printed accuracy can be recomputed from the rows.
 
 Bad input stops before any output exists: the whole file is read and validated first, and outputs
-are written to a temporary file renamed into place only at the end.
+are written to a temporary file renamed into place only at the end, so a failed or interrupted run
+never leaves a partial file that looks like a result.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
 
-from evorefuse.errors import InputError, RunFailed
-from evorefuse.fileio import write_atomic
-from evorefuse.scoring.refusal.factory import NAMES_HELP, is_detector_name
+from evorefuse.commands.progress import TerminalProgress
+from evorefuse.errors import InputError
+from evorefuse.fileio import check_output, write_output, write_stdout
+from evorefuse.scoring.refusal.factory import NAMES_HELP, canonical_name
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
 DEFAULT_PROMPT_COLUMN = "prompt"
 
 
-# --- detectors ----------------------------------------------------------------------------------
-
-def _detector(name: str, config_path: Path | None, judge_model: str) -> tuple[Any, Any]:
-    """(detector, endpoint-or-None). The judge runs on `judge_model` from the config (`local`, the
-    embedded model, needs no config)."""
-    from evorefuse.scoring.refusal.factory import get_detector
-
-    if name.lower() != "judge":
-        return get_detector(name), None
-    from evorefuse.config import load_config
-    from evorefuse.models.endpoint import Endpoint
-    from evorefuse.models.ledger import Ledger
-    from evorefuse.models.registry import check_credentials, make_backend
-
-    cfg = load_config(config_path)
-    spec = cfg.model(judge_model, where="--judge-model")
-    check_credentials(cfg, [judge_model])
-    endpoint = Endpoint(make_backend(spec), spec, None, Ledger())
-    return get_detector("judge", endpoint), endpoint
-
-
-def _run(detector: Any, endpoint: Any, prompts: list[str], responses: list[str]) -> list[Any]:
-    if endpoint is None:
-        return detector.detect(prompts, responses)
-    import asyncio
-
-    async def go() -> list[Any]:
-        try:
-            return await detector.adetect(prompts, responses)
-        finally:
-            await endpoint.aclose()
-
-    return asyncio.run(go())
-
-
-# --- writing ------------------------------------------------------------------------------------
-
 def _rate(r: float) -> str:
     return f"{r:.0f}" if r >= 10 else f"{r:.2f}"
-
-
-def _rows(records: list[dict[str, Any]], verdicts: list[Any], gold: list[str] | None) -> bytes:
-    from evorefuse.scoring.refusal.base import LABELS
-    from evorefuse.scoring.refusal.gold import is_refusal
-
-    lines = []
-    for k, (rec, v) in enumerate(zip(records, verdicts)):
-        row = dict(rec)
-        row["refusal"] = v.refusal
-        row["p_refusal"] = round(v.p_refusal, 4)
-        row["label"] = v.label
-        if gold is not None:
-            row["gold_refusal"] = is_refusal(gold[k])
-            row["gold_label"] = gold[k] if gold[k] in LABELS else None
-        lines.append(orjson.dumps(row) + b"\n")
-    return b"".join(lines)
-
-
-def _stdout(data: bytes) -> None:
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(data.decode("utf-8"))
-    else:
-        sys.stdout.flush()
-        buffer.write(data)
-        buffer.flush()
-
-
-def _check_out(path: Path | None, src: Path, option: str) -> None:
-    if path is None:
-        return
-    if not path.parent.is_dir():
-        raise InputError("directory does not exist", path=path.parent, field=option)
-    if path.exists() and src.exists() and path.resolve() == src.resolve():
-        raise InputError(f"{option} would overwrite the input file", path=path, field=option)
 
 
 @click.command("detect")
@@ -132,22 +59,21 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
                    as_json: bool, out: Path | None, judge_model: str,
                    config_path: Path | None) -> None:
     """Label responses as refusals (JSONL or CSV in, JSONL out); check or refit against labels."""
-    if detector_name is None:
-        if config_path is not None:
-            from evorefuse.config import load_config
-            detector_name = load_config(config_path).roles.detector
-        else:
-            detector_name = "auto"
-    name = detector_name.strip()
-    if not is_detector_name(name):
-        from evorefuse.scoring.refusal.factory import DETECTOR_NAMES
-        raise InputError(f"unknown detector {detector_name!r} (known: {', '.join(DETECTOR_NAMES)}, "
-                         "learned:PATH)", field="--detector")
+    from evorefuse.config import load_config
+    from evorefuse.detection import detect_responses, labelled_rows, parse_gold_labels
+
+    cfg = load_config(config_path)
+    name = canonical_name(detector_name if detector_name is not None else cfg.roles.detector,
+                          field="--detector")
     if (fit_path is not None or as_json) and gold_column is None:
         raise InputError(f"{'--fit' if fit_path is not None else '--json'} needs --gold COLUMN",
                          field="--gold")
-    _check_out(out, file, "--out")
-    _check_out(fit_path, file, "--fit")
+    for path, option in ((out, "--out"), (fit_path, "--fit")):
+        if path is not None:
+            if path.exists() and file.exists() and path.resolve() == file.resolve():
+                raise InputError(f"{option} would overwrite the input file", path=path,
+                                 field=option)
+            check_output(path, option=option)
 
     table = read_table(file)
     rcol = pick_column(table, file, column, DEFAULT_RESPONSE_COLUMNS, "--column", required=True)
@@ -157,86 +83,49 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     prompts = column_texts(table, file, pcol, "prompt")
     gold = None
     if gold_column is not None:
-        from evorefuse.scoring.refusal.gold import parse_gold_column
-
         pick_column(table, file, gold_column, (), "--gold", required=True)
-        gold = parse_gold_column([rec.get(gold_column) for rec in table.records], table.lines,
-                                 file, gold_column)
-        if fit_path is not None:
-            from evorefuse.scoring.refusal.refit import RefitError, check_labels
-            try:
-                check_labels(gold)
-            except RefitError as exc:
-                raise InputError(str(exc), path=file, field="--gold") from None
+        gold = parse_gold_labels(table, file, gold_column, for_fit=fit_path is not None)
 
-    detector, endpoint = _detector(name, config_path, judge_model)
     t0 = time.perf_counter()
-    try:
-        verdicts = _run(detector, endpoint, prompts, responses)
-    except (RunFailed, InputError):
-        raise
-    except Exception as exc:  # an unexpected failure is still one line, exit 1
-        raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model,
+                                progress=TerminalProgress(quiet=False))
     elapsed = max(time.perf_counter() - t0, 1e-9)
 
-    rows = _rows(table.records, verdicts, gold)
+    rows = labelled_rows(table.records, verdicts, gold)
     if out is not None:
-        write_atomic(out, rows)
+        write_output(out, rows)
     elif gold is None:
-        _stdout(rows)
+        write_stdout(rows)
 
     n = len(verdicts)
     k = sum(v.refusal for v in verdicts)
     unknown = sum(v.label == "unknown" for v in verdicts)
     extra = f", {unknown} unknown" if unknown else ""
-    embedded = getattr(detector, "embedded", None)
-    if embedded:
-        extra += f", {embedded} embedded"
     click.echo(f"detect: {n} responses, {k} refusals ({k / n:.1%}){extra}; "
                f"{_rate(n / elapsed)} responses/s ({name}, {elapsed:.2f} s)"
                + (f" -> {out}" if out else ""), err=True)
     if gold is not None:
-        _report(gold, verdicts, as_json, fit_path, detector, prompts, responses, file)
+        _report(gold, verdicts, as_json, fit_path, name, prompts, responses, file)
 
 
-def _report(gold: list[str], verdicts: list[Any], as_json: bool, fit_path: Path | None,
-            detector: Any, prompts: list[str], responses: list[str], src: Path) -> None:
+def _report(gold: list[str], verdicts: list, as_json: bool, fit_path: Path | None,
+            detector_name: str, prompts: list[str], responses: list[str], src: Path) -> None:
     from evorefuse.scoring.refusal.gold import format_report, score
+    from evorefuse.scoring.refusal.refit import refit_detector
 
-    report = score(gold, verdicts).as_dict()
+    report = score(gold, verdicts)
+    fit = None
     if fit_path is not None:
-        report["fit"] = _fit(gold, detector, prompts, responses, src, fit_path)
+        fit = refit_detector(prompts, responses, gold, detector_name, src)
+        write_output(fit_path, fit.file_text(src.name).encode("utf-8"))
     if as_json:
-        _stdout(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        data = report.as_dict()
+        if fit is not None:
+            data["fit"] = {"path": str(fit_path), **fit.summary()}
+        write_stdout(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
         return
-    from evorefuse.scoring.refusal.gold import GoldReport
-
-    fit = report.pop("fit", None)
-    for line in format_report(GoldReport(**report)):
+    for line in format_report(report):
         click.echo(line)
     if fit is not None:
         click.echo("")
-        click.echo(f"refit on {fit['n']} labelled responses (+{fit['shipped_examples']} shipped "
-                   f"examples, each of yours weighing {fit['user_weight']:.2f}): cross-validated "
-                   f"accuracy on your data {fit['accuracy_before']:.3f} before, "
-                   f"{fit['accuracy_after']:.3f} after ({fit['folds']}-fold, out of fold) "
-                   f"-> {fit['path']}")
-
-
-def _fit(gold: list[str], detector: Any, prompts: list[str], responses: list[str], src: Path,
-         fit_path: Path) -> dict[str, Any]:
-    """Refit the head (on top of the detector in use when it has one) and write the file."""
-    from evorefuse.scoring.refusal.learned import LearnedModel, load_model
-    from evorefuse.scoring.refusal.refit import RefitError, refit
-
-    prior = getattr(detector, "model", None)
-    if not isinstance(prior, LearnedModel):
-        prior = load_model()
-    try:
-        res = refit(prompts, responses, gold, prior)
-    except RefitError as exc:
-        raise InputError(str(exc), path=src, field="--gold") from None
-    write_atomic(fit_path, res.file_text(src.name).encode("utf-8"))
-    return {"path": str(fit_path), "n": res.n_user, "shipped_examples": res.n_shipped,
-            "user_weight": res.user_weight, "folds": res.folds,
-            "accuracy_before": res.accuracy_before, "accuracy_after": res.accuracy_after}
+        click.echo(f"{fit.describe()} -> {fit_path}")

@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 import orjson
 
+from evorefuse.commands.progress import TerminalProgress
+from evorefuse.scoring.refusal.factory import DETECTOR_NAMES
+
 
 @click.command("evaluate")
 @click.argument("dataset", type=click.Path(path_type=Path))
@@ -27,7 +30,7 @@ import orjson
 @click.option("--no-responses", is_flag=True, help="Diversity only; call no model.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
 @click.option("--detector", "detector", default=None,
-              type=click.Choice(["pattern", "learned", "judge", "auto"]),
+              type=click.Choice(DETECTOR_NAMES),
               help="Refusal detector (default: the config's roles.detector).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
@@ -39,9 +42,9 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                      no_embeddings: bool) -> None:
     """Measure targets' refusal rates and the lexical diversity of a dataset."""
     from evorefuse.config import load_config
-    from evorefuse.evaluate import DEFAULT_CACHE, EvalSettings, evaluate, format_table
-    from evorefuse.export import check_output
-    from evorefuse.fileio import write_atomic
+    from evorefuse.evaluate import EvalSettings, evaluate, format_table
+    from evorefuse.session import DEFAULT_CACHE
+    from evorefuse.fileio import check_output, write_output
 
     cfg = load_config(config_path)
     names = list(targets) or list(cfg.roles.targets)
@@ -53,9 +56,10 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                                                                max_tokens=max_tokens),
                       detector=detector or cfg.roles.detector,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
-                      limit=limit, embeddings=not no_embeddings)
+                      limit=limit, embeddings=not no_embeddings,
+                      progress=TerminalProgress(quiet=False))
     if out is not None:
-        write_atomic(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        write_output(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if as_json:
         short = {k: v for k, v in report.items() if k != "prompts"}
         click.echo(orjson.dumps(short, option=orjson.OPT_INDENT_2).decode())

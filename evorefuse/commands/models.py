@@ -1,15 +1,12 @@
-"""`evorefuse models list` and `evorefuse models check NAME`."""
+"""`evorefuse models list` and `evorefuse models check NAME`: options and what is printed."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import click
 
 from evorefuse.config import load_config
-from evorefuse.errors import InputError
 
 
 @click.group("models")
@@ -21,11 +18,17 @@ def models_command() -> None:
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 def list_models(config_path: Path | None) -> None:
     """Models you can name in roles: `local` plus the config's [models.NAME] tables."""
+    from evorefuse.models.spec import BUILTIN_MODELS
+
     cfg = load_config(config_path)
-    click.echo(f"{'name':<16} {'kind':<7} {'model':<36} base_url")
-    click.echo(f"{'local':<16} {'local':<7} {'SmolLM2-135M-Instruct.Q4_1':<36} (embedded, offline)")
-    for name, spec in sorted(cfg.models.items()):
-        click.echo(f"{name:<16} {spec.kind:<7} {spec.model:<36} {spec.base_url or '(OPENAI_BASE_URL or default)'}")
+    click.echo(f"{'name':<16} {'kind':<7} {'model':<36} {'base_url':<36} system prompt")
+    for name in dict.fromkeys([*BUILTIN_MODELS, *sorted(cfg.models)]):
+        spec = cfg.model(name)
+        where = ("(embedded, offline)" if spec.kind == "local"
+                 else spec.base_url or "(OPENAI_BASE_URL or default)")
+        prompt = (spec.system_prompt or "").replace("\n", " ")
+        prompt = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        click.echo(f"{name:<16} {spec.kind:<7} {spec.model:<36} {where:<36} {prompt or '-'}")
 
 
 @models_command.command("check")
@@ -33,31 +36,10 @@ def list_models(config_path: Path | None) -> None:
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 def check_model(name: str, config_path: Path | None) -> None:
     """Send one tiny request: prints latency and whether logprobs work."""
-    from evorefuse.models.base import SamplingParams
-    from evorefuse.models.endpoint import Endpoint
-    from evorefuse.models.errors import EndpointError
-    from evorefuse.models.ledger import Ledger
-    from evorefuse.models.registry import check_credentials, make_backend
+    from evorefuse.preflight import check_endpoint
 
     cfg = load_config(config_path)
-    spec = cfg.model(name, where="NAME")
-    check_credentials(cfg, [name])
-
-    async def go() -> tuple[float, str, bool]:
-        ep = Endpoint(make_backend(spec), spec, None, Ledger())
-        try:
-            t = time.perf_counter()
-            r = await ep.chat([{"role": "user", "content": "Say hello in one word."}],
-                              SamplingParams(temperature=0.0, max_tokens=8, seed=0, logprobs=True,
-                                             top_logprobs=3), role="check")
-            return time.perf_counter() - t, r.choices[0].text, bool(r.choices[0].logprobs)
-        finally:
-            await ep.aclose()
-
-    try:
-        latency, text, has_lp = asyncio.run(go())
-    except EndpointError as exc:
-        # A model that cannot be reached is a configuration problem here: exit 2, one line.
-        raise InputError(str(exc.message), path=cfg.source, field=f"models.{name}") from None
-    click.echo(f"{name}: ok, {latency * 1000:.0f} ms, logprobs {'yes' if has_lp else 'no'}, "
-               f"answer {text.strip()[:60]!r}")
+    cfg.model(name, where="NAME")
+    result = check_endpoint(cfg, name)
+    click.echo(f"{name}: ok, {result.latency_s * 1000:.0f} ms, logprobs "
+               f"{'yes' if result.logprobs else 'no'}, answer {result.answer.strip()[:60]!r}")

@@ -6,7 +6,7 @@ import math
 
 
 def temperature(generation: int) -> float:
-    """tau_i = max(0.05, 0.1 - 0.005 * i) (DESIGN.md section 2)."""
+    """tau_i = max(0.05, 0.1 - 0.005 * i) (the EvoRefuse paper; README, "How it works")."""
     return max(0.05, 0.1 - 0.005 * generation)
 
 

@@ -6,23 +6,24 @@ so the survivors are good *and* different: the set does not collapse onto one tr
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from deap import base, creator, tools
 
+from evorefuse.evolution.candidate import Incumbent
 from evorefuse.scoring import embeddings
 
 if not hasattr(creator, "EvoRefuseFitness"):
     creator.create("EvoRefuseFitness", base.Fitness, weights=(1.0, 1.0))
-    creator.create("EvoRefuseIndividual", dict, fitness=creator.EvoRefuseFitness)
+if not hasattr(creator, "EvoRefusePoolIndex"):
+    # An individual is its index in the pool: DEAP only needs something to hang fitness on.
+    creator.create("EvoRefusePoolIndex", list, fitness=creator.EvoRefuseFitness)
 
 
-def select_survivors(pool: list[dict[str, Any]], k: int, archive_emb: np.ndarray,
-                     neighbours: int = 5) -> list[dict[str, Any]]:
+def select_survivors(pool: list[Incumbent], k: int, archive_emb: np.ndarray,
+                     neighbours: int = 5) -> list[Incumbent]:
     if len(pool) <= k:
         return pool + pool[: k - len(pool)]
-    emb = embeddings.embed([p["prompt"] for p in pool])
+    emb = embeddings.embed([p.prompt for p in pool])
     ref = np.vstack([emb, archive_emb]) if archive_emb.size else emb
     sims = emb @ ref.T
     for i in range(len(pool)):
@@ -31,8 +32,8 @@ def select_survivors(pool: list[dict[str, Any]], k: int, archive_emb: np.ndarray
     for i, p in enumerate(pool):
         row = np.sort(1.0 - sims[i][np.isfinite(sims[i])])
         novelty = float(row[: neighbours].mean()) if row.size else 1.0
-        ind = creator.EvoRefuseIndividual(p)
-        ind.fitness.values = (float(p["fitness"]), novelty)
+        ind = creator.EvoRefusePoolIndex([i])
+        ind.fitness.values = (float(p.fitness), novelty)
         individuals.append(ind)
     chosen = tools.selNSGA2(individuals, k)
-    return [dict(c) for c in chosen]
+    return [Incumbent(**pool[ind[0]].to_json()) for ind in chosen]

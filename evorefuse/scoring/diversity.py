@@ -3,7 +3,7 @@
 Tokens are ``re.findall(r"[a-z0-9']+", text.lower())``; a set's metrics are computed over the
 tokens of all its instructions concatenated in order (MSTTR, MTLD, HD-D) or per text (distinct-n).
 
-Conventions (they reproduce the reference figures of DESIGN.md section 6):
+Conventions (they reproduce the published figures of EvoRefuse-Test and XSTest; see tests/test_diversity.py):
 
 - MSTTR: mean type-token ratio over complete, non-overlapping windows of ``window`` tokens
   (the incomplete tail is dropped); fewer tokens than one window gives the plain TTR.

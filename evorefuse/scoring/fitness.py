@@ -1,6 +1,6 @@
 """Fitness of a candidate instruction against target models, and the cheap screens before it.
 
-`elbo` is the paper's objective (DESIGN.md section 2):
+Fitness is the EvoRefuse paper's objective (README, "How it works"):
     F(x) = 1/K sum_k [ log p(refusal | x, y_k) + (lambda / T_k) sum_t log p(y_k,t | y_k,<t, x) ]
 with the detector probability and the response confidence taken from the *same* K samples (the
 reference code used different samples and dropped the conditioning on x).

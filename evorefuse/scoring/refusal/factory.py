@@ -29,6 +29,7 @@ DetectorName = Literal["pattern", "learned", "judge", "auto"]
 DETECTOR_NAMES: tuple[str, ...] = get_args(DetectorName)
 LEARNED_FILE_PREFIX = "learned:"
 NAMES_HELP = "pattern | learned | judge | auto | learned:PATH"
+KNOWN = ", ".join(DETECTOR_NAMES) + ", learned:PATH"
 
 
 def is_detector_name(name: str) -> bool:
@@ -36,6 +37,25 @@ def is_detector_name(name: str) -> bool:
     key = name.strip()
     return key.lower() in DETECTOR_NAMES or (key.lower().startswith(LEARNED_FILE_PREFIX)
                                              and len(key) > len(LEARNED_FILE_PREFIX))
+
+
+def canonical_name(name: str, *, field: str = "detector") -> str:
+    """`name` as `get_detector` keys it: a known name in lower case, `learned:PATH` with its path
+    as written; InputError for anything else."""
+    key = name.strip()
+    if key.lower() in DETECTOR_NAMES:
+        return key.lower()
+    if is_detector_name(key):
+        return LEARNED_FILE_PREFIX + key[len(LEARNED_FILE_PREFIX):]
+    raise InputError(f"unknown detector {name!r} (known: {KNOWN})", field=field)
+
+
+def detector_file(name: str) -> Path | None:
+    """The file of a `learned:PATH` name, None for the other names."""
+    key = name.strip()
+    if key.lower().startswith(LEARNED_FILE_PREFIX) and is_detector_name(key):
+        return Path(key[len(LEARNED_FILE_PREFIX):])
+    return None
 
 
 def load_detector_file(path: str | Path, *, field: str | None = None) -> LearnedModel:
@@ -66,10 +86,10 @@ def get_detector(name: str, judge_endpoint: "Endpoint | None" = None, *,
     if low == "judge":
         return JudgeDetector(judge_endpoint if judge_endpoint is not None else local_endpoint())
     if low == "auto" or is_detector_name(key):
-        model = None if low == "auto" else load_detector_file(key[len(LEARNED_FILE_PREFIX):])
+        file = detector_file(key)
+        model = None if file is None else load_detector_file(file)
         base = AutoDetector(model)
         if tier_judge is None:
             return base
         return TieredDetector(base, JudgeDetector(tier_judge), band or DEFAULT_BAND)
-    raise InputError(f"unknown detector {name!r} (known: {', '.join(DETECTOR_NAMES)}, "
-                     "learned:PATH)", field="detector")
+    raise InputError(f"unknown detector {name!r} (known: {KNOWN})", field="detector")

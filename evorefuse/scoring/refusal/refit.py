@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from evorefuse.errors import InputError
 from evorefuse.scoring.refusal.base import FULL_REFUSAL, Verdict
+from evorefuse.scoring.refusal.factory import detector_file, load_detector_file
 from evorefuse.scoring.refusal.fit import (
     Features,
     features,
@@ -37,7 +40,7 @@ from evorefuse.scoring.refusal.fit import (
     stratified_folds,
 )
 from evorefuse.scoring.refusal.gold import REFUSAL, is_refusal
-from evorefuse.scoring.refusal.learned import LearnedModel, verdicts
+from evorefuse.scoring.refusal.learned import LearnedModel, load_model, verdicts
 from evorefuse.scoring.refusal.sources import Example, load_own
 
 USER_SOURCE = "user"
@@ -67,6 +70,19 @@ class RefitResult:
                          "cv_accuracy_before": round(self.accuracy_before, 4),
                          "cv_accuracy_after": round(self.accuracy_after, 4)}
         return json.dumps(model, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+    def summary(self) -> dict[str, Any]:
+        """The figures `detect --gold --fit --json` prints."""
+        return {"n": self.n_user, "shipped_examples": self.n_shipped,
+                "user_weight": self.user_weight, "folds": self.folds,
+                "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after}
+
+    def describe(self) -> str:
+        """The same figures as one line."""
+        return (f"refit on {self.n_user} labelled responses (+{self.n_shipped} shipped examples, "
+                f"each of yours weighing {self.user_weight:.2f}): cross-validated accuracy on your "
+                f"data {self.accuracy_before:.3f} before, {self.accuracy_after:.3f} after "
+                f"({self.folds}-fold, out of fold)")
 
 
 def _accuracy(vs: Sequence[Verdict], examples: Sequence[Example]) -> float:
@@ -127,4 +143,17 @@ def refit(prompts: Sequence[str], responses: Sequence[str], gold: Sequence[str],
                        _accuracy(before, user), _accuracy([v for v in after if v], user))
 
 
-__all__ = ["RefitError", "RefitResult", "check_labels", "refit"]
+def refit_detector(prompts: Sequence[str], responses: Sequence[str], gold: Sequence[str],
+                   detector_name: str, src: Path) -> RefitResult:
+    """`refit` on top of the detector in use: a `learned:PATH` file's head is the prior (and the
+    "before"), any other detector's the shipped head. InputError naming `src` when the labels
+    cannot support a refit."""
+    file = detector_file(detector_name)
+    prior = load_model() if file is None else load_detector_file(file, field="--detector")
+    try:
+        return refit(prompts, responses, gold, prior)
+    except RefitError as exc:
+        raise InputError(str(exc), path=src, field="--gold") from None
+
+
+__all__ = ["RefitError", "RefitResult", "check_labels", "refit", "refit_detector"]

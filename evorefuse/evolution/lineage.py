@@ -1,0 +1,67 @@
+"""A lineage (one per seed) and what one generation of it produced.
+
+Why the outcome is separate from the lineage: all lineages of a generation run concurrently, and
+everything that feeds back into later choices (bandit, surrogate, archive, incumbents) is applied
+at the end of the generation in lineage order, so a resumed run makes exactly the same choices as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evorefuse.evolution.candidate import Candidate, Incumbent
+
+
+@dataclass
+class Lineage:
+    index: int
+    seed_id: str
+    seed_prompt: str
+    category: str | None
+    current: Incumbent               # the incumbent the next generation mutates
+    best: Incumbent                  # best ever seen
+    seed_p_harmless: float | None = None  # the judge's P(harmless) of the seed: its calibration
+    evolved_scored: int = 0          # fully scored descendants (each lineage must export one)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["current"], d["best"] = self.current.to_json(), self.best.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Lineage":
+        return cls(d["index"], d["seed_id"], d["seed_prompt"], d.get("category"),
+                   Incumbent.from_json(d["current"]), Incumbent.from_json(d["best"]),
+                   d.get("seed_p_harmless"), d.get("evolved_scored", 0))
+
+
+@dataclass
+class GenStats:
+    """Counters of one generation, written to the event log."""
+
+    candidates: int = 0
+    benign: int = 0
+    judge_rejected: int = 0
+    parse_failures: int = 0
+    duplicates: int = 0
+    off_topic: int = 0
+    accepted: int = 0
+    full_evals: int = 0
+    screens: int = 0
+
+    def add(self, other: "GenStats") -> None:
+        for k, v in other.__dict__.items():
+            setattr(self, k, getattr(self, k) + v)
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class LineageOutcome:
+    records: list[Candidate] = field(default_factory=list)
+    rewards: list[tuple[str, float]] = field(default_factory=list)
+    stats: GenStats = field(default_factory=GenStats)
+    new_current: Candidate | None = None

@@ -1,0 +1,100 @@
+"""Making a generation's offspring: operators chosen by the bandit, framings spread over the set.
+
+Why framings are tracked here: a framing is a zero-cost operator that wraps the instruction in one
+of its strategy's templates. If every lineage picked the same template the exported set would open
+with the same words again and again, so each framing goes to the template the fewest incumbents
+carry, and a framed incumbent is rewritten only by the LLM strategies (framings do not stack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+from evorefuse.evolution.bandit import Bandit
+from evorefuse.evolution.candidate import Candidate, Incumbent, Status
+from evorefuse.evolution.lineage import Lineage
+from evorefuse.evolution.rng import derive_seed
+from evorefuse.models.endpoint import Endpoint
+from evorefuse.operators.mutation import Offspring, frame, least_used_framing, mutate, recombine
+from evorefuse.operators.strategies import Strategy
+
+FRAMING_ARM = "framing:"
+
+
+class Breeder:
+    def __init__(self, mutator: Endpoint, strategies: Sequence[Strategy],
+                 semaphore: asyncio.Semaphore, *, run_seed: int, mutations: int,
+                 temperature: float, max_tokens: int) -> None:
+        self.mutator = mutator
+        self.strategies = {s.name: s for s in strategies}
+        self.sem = semaphore
+        self.run_seed = run_seed
+        self.mutations = mutations
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self._fragments = [part.strip() for s in strategies for t in s.framings
+                           for part in t.split("{x}") if len(part.strip()) >= 12]
+        self._share: dict[str, float] = {}
+
+    # --- framings in the set -------------------------------------------------------------------
+    def framings_in(self, text: str) -> list[str]:
+        """The fixed parts of framing templates that `text` carries."""
+        return [f for f in self._fragments if f in text]
+
+    def count_framings(self, lineages: Sequence[Lineage]) -> None:
+        """Record, at the start of a generation, how many incumbents carry each framing."""
+        n = max(1, len(lineages))
+        counts = Counter(f for lin in lineages for f in self.framings_in(lin.current.prompt))
+        self._share = {f: c / n for f, c in counts.items()}
+
+    def template_share(self, text: str) -> float:
+        """The share of lineages whose incumbent already carries the framing `text` carries."""
+        return max((self._share.get(f, 0.0) for f in self.framings_in(text)), default=0.0)
+
+    # --- offspring -----------------------------------------------------------------------------
+    async def mutants(self, lin: Lineage, gen: int, rng: np.random.Generator,
+                      bandit: Bandit) -> list[Candidate]:
+        """L offspring of the incumbent, operators chosen by the bandit."""
+        framed = bool(self.framings_in(lin.current.prompt))
+        allowed = [a for a in bandit.arms if not a.startswith(FRAMING_ARM)] if framed else None
+        arms = bandit.choose(rng, self.mutations, allowed)
+        offspring = await asyncio.gather(*(
+            self._offspring(lin.current, arm, gen, lin.index, j) for j, arm in enumerate(arms)))
+        return [_candidate(o, lin, gen, f"g{gen}-l{lin.index}-m{j}")
+                for j, o in enumerate(offspring)]
+
+    async def child(self, a: Candidate | Incumbent, b: Candidate | Incumbent, lin: Lineage,
+                    gen: int, r: int) -> Candidate:
+        """Recombination of two parents into one short instruction."""
+        async with self.sem:
+            o = await recombine(self.mutator, (a.id, a.prompt or ""), (b.id, b.prompt or ""),
+                                seed=derive_seed(self.run_seed, gen, lin.index, "rec", r),
+                                temperature=self.temperature, max_tokens=self.max_tokens)
+        return _candidate(o, lin, gen, f"g{gen}-l{lin.index}-r{r}")
+
+    async def _offspring(self, cur: Incumbent, arm: str, gen: int, lineage: int,
+                         j: int) -> Offspring:
+        if arm.startswith(FRAMING_ARM):
+            strategy = self.strategies[arm.removeprefix(FRAMING_ARM)]
+            # One rotation per generation, offset by lineage and offspring: lineages that frame
+            # with the same strategy in the same generation start at different templates.
+            start = derive_seed(self.run_seed, gen, "framing") + lineage * self.mutations + j
+            variant = least_used_framing(strategy, self.template_share, start)
+            return frame(cur.prompt, cur.id, strategy, variant)
+        async with self.sem:
+            return await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
+                                seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
+                                temperature=self.temperature, max_tokens=self.max_tokens)
+
+
+def _candidate(o: Offspring, lin: Lineage, gen: int, cid: str) -> Candidate:
+    return Candidate(id=cid, prompt=o.prompt, seed_id=lin.seed_id, lineage=lin.index,
+                     parents=o.parents, strategy=o.operator, generation=gen,
+                     category=lin.category,
+                     status=Status.REJECTED if o.rejected else Status.PENDING,
+                     rejected=o.rejected, parse_route=o.parse_route,
+                     raw=None if o.prompt else o.raw[:500])
