@@ -22,7 +22,14 @@ from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
 from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
 from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
-from evorefuse.scoring.refusal.factory import DETECTOR_NAMES
+from evorefuse.scoring.refusal.factory import (
+    DETECTOR_NAMES,
+    LEARNED_FILE_PREFIX,
+    canonical_name,
+    detector_file,
+    is_detector_name,
+    load_detector_file,
+)
 
 PresetName = Literal["fast", "paper"]
 ModeName = Literal["lineage", "population"]
@@ -61,7 +68,8 @@ class RolesSection(_Section):
     judge_mode: Mode = "auto"            # auto | classifier | llm | tiered
     targets: list[str] = Field(default_factory=lambda: ["local"])
     responder: str = "local"
-    detector: str = "auto"               # one of DETECTOR_NAMES
+    detector: str = "auto"               # one of DETECTOR_NAMES, or learned:PATH (a detector
+                                         # file from `detect --gold --fit`, relative to the config)
 
 
 class EvolutionSection(_Section):
@@ -223,15 +231,17 @@ class Config(BaseModel):
             raise where.error(exc.errors()[0]) from None
         cfg._source = source
         cfg._check_references(where)
+        cfg.roles.detector = _with_detector_file(cfg.roles.detector, Path(source).parent, where)
         cfg.models = {n: _with_prompt_file(m, Path(source).parent, where)
                       for n, m in cfg.models.items()}
         return cfg
 
     def _check_references(self, where: "_Locator") -> None:
         """What a schema cannot say: names that must refer to something that exists."""
-        if self.roles.detector not in DETECTOR_NAMES:
+        if not is_detector_name(self.roles.detector):
             raise where.problem(("roles", "detector"), f"must be one of "
-                                f"{', '.join(DETECTOR_NAMES)}, got {self.roles.detector!r}")
+                                f"{', '.join(DETECTOR_NAMES)} or learned:PATH, "
+                                f"got {self.roles.detector!r}")
         for role, names in self.role_models().items():
             key = "targets" if role == "target" else role
             for name in names:
@@ -264,6 +274,20 @@ def _with_prompt_file(spec: ModelSpec, base: Path, where: "_Locator") -> ModelSp
     if not text.strip():
         raise InputError(f"{field}: the system prompt file is empty", path=path)
     return spec.model_copy(update={"system_prompt": text.strip(), "system_prompt_file": None})
+
+
+def _with_detector_file(name: str, base: Path, where: "_Locator") -> str:
+    """`learned:PATH` with PATH made absolute (relative to the config file, so a run's saved
+    config still finds it) and checked to be a detector file; other names as they are."""
+    file = detector_file(name)
+    if file is None:
+        return canonical_name(name)
+    path = (base / file.expanduser()).resolve()
+    try:
+        load_detector_file(path)
+    except InputError as exc:
+        raise where.problem(("roles", "detector"), exc.message) from None
+    return LEARNED_FILE_PREFIX + str(path)
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -233,3 +233,41 @@ def test_stale_detector_file_is_rejected(tmp_path):
     stale.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(InputError, match="another version of the detector"):
         get_detector(f"learned:{stale}")
+
+
+# --- roles.detector = "learned:PATH" in the config --------------------------------------------
+
+def test_config_learned_path_is_resolved_against_the_config_and_used(tmp_path):
+    src = _write(tmp_path / "bolt.jsonl", _bolt_rows())
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    fitted = conf_dir / "bolt-detector.json"
+    assert _invoke(str(src), "--gold", "gold", "--fit", str(fitted)).exit_code == 0
+    cfg_file = conf_dir / "evorefuse.toml"
+    cfg_file.write_text('[roles]\ndetector = "learned:bolt-detector.json"\n', encoding="utf-8")
+
+    from evorefuse.config import load_config
+    from evorefuse.session import Session
+
+    cfg = load_config(cfg_file)
+    # relative to the config file, made absolute so a run's saved config still finds it
+    assert cfg.roles.detector == f"learned:{fitted.resolve()}"
+    det = Session.standalone(cfg, models=[], cache_path=None, run_id="t").detector
+    assert det.model.meta["refit_on"] == "bolt.jsonl"
+    res = _invoke(str(src), "-c", str(cfg_file), "--gold", "gold", "--json")
+    assert res.exit_code == 0, res.output
+    assert f"learned:{fitted.resolve()}" in res.stderr
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("learned:missing.json", "detector file not found"),
+    ("learned:evorefuse.toml", "not a detector file"),
+    ("regex", "learned:PATH, got 'regex'"),
+])
+def test_config_bad_detector_names_file_line_and_field(tmp_path, value, expected):
+    cfg_file = tmp_path / "evorefuse.toml"
+    cfg_file.write_text(f'[run]\n\n[roles]\ntargets = ["local"]\ndetector = "{value}"\n',
+                        encoding="utf-8")
+    src = _write(tmp_path / "bolt.jsonl", _bolt_rows())
+    line = _one_line_error(_invoke(str(src), "-c", str(cfg_file)))
+    assert f"{cfg_file}:5: roles.detector: " in line and expected in line, line
