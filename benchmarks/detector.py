@@ -41,22 +41,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evorefuse.scoring.refusal import fit as F  # noqa: E402
-from evorefuse.scoring.refusal import sources as S  # noqa: E402
-from evorefuse.scoring.refusal.auto import AutoDetector  # noqa: E402
-from evorefuse.scoring.refusal.base import PARTIAL_REFUSAL, Verdict  # noqa: E402
-from evorefuse.scoring.refusal.learned import LearnedModel, load_model, verdicts  # noqa: E402
-from evorefuse.scoring.refusal.patterns import PatternDetector, verdict_from  # noqa: E402
+from evorefuse.scoring.refusal import fit as F
+from evorefuse.scoring.refusal import sources as S
+from evorefuse.scoring.refusal.auto import AutoDetector
+from evorefuse.scoring.refusal.base import PARTIAL_REFUSAL, Verdict
+from evorefuse.scoring.refusal.learned import LearnedModel, load_model, verdicts
+from evorefuse.scoring.refusal.patterns import PatternDetector, verdict_from
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## detector"
@@ -74,7 +74,7 @@ class Metrics:
     acc3: float
 
     @classmethod
-    def of(cls, vs: Sequence[Verdict], examples: Sequence[S.Example]) -> "Metrics":
+    def of(cls, vs: Sequence[Verdict], examples: Sequence[S.Example]) -> Metrics:
         y = np.array([e.refusal for e in examples], dtype=bool)
         r = np.array([v.refusal for v in vs], dtype=bool)
         p = np.array([v.p_refusal for v in vs])
@@ -279,7 +279,7 @@ def speed_cli(responses: list[str], detector: str) -> tuple[float, float]:
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "evorefuse", "detect", str(src), "--detector",
                                detector, "--out", str(Path(d) / "out.jsonl")],
-                              capture_output=True, text=True, cwd=ROOT)
+                              capture_output=True, text=True, cwd=ROOT, check=False)
         wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed: {proc.stderr.strip()}")
@@ -355,55 +355,56 @@ def main() -> int:
     lo, hi = wilson(k, len(cr[1]))
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+        cpu = next(line.split(":", 1)[1].strip()
+                   for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     text = "\n".join([
         SECTION, "",
-        "Command: `python benchmarks/detector.py --write"
+        ("Command: `python benchmarks/detector.py --write"
         f"{' --embeddings' if args.embeddings else ''}"
         f"{f' --judge-n {args.judge_n}' if args.judge_n else ''}` · date {date.today()} · "
-        f"machine: `nproc` = {os.cpu_count()}, {cpu}, shared with other jobs while measured.", "",
-        "Refusal (full or partial) is the positive class; Brier is on p_refusal. Sources: XSTest's "
+        f"machine: `nproc` = {os.cpu_count()}, {cpu}, shared with other jobs while measured."), "",
+        ("Refusal (full or partial) is the positive class; Brier is on p_refusal. Sources: XSTest's "
         f"{len(c.mistral)} Mistral-7B-Instruct responses (`mistral`), the ChatGPT-3.5 study's "
         f"dev half ({len(c.chatgpt)} responses with an XSTest label after mapping tones, README "
         "\"Refusal detection\"; the study's held-out half is judged on complied vs rejected, so "
         "that is the headline), and the project's "
         f"{len(c.own)} own examples. Every fit uses the shipped procedure (`fit.fit_model`, "
-        "openings of the training responses included).", "",
-        "**Cross-source** (fitted on one reference file plus the project's examples, measured on "
+        "openings of the training responses included)."), "",
+        ("**Cross-source** (fitted on one reference file plus the project's examples, measured on "
         "the other). The packs' English disclaimer, premise, referral and lecture patterns were "
         "written while looking at errors on the even rows of the ChatGPT file and on the whole "
         "Mistral file, so the odd-half row is the cleanest ChatGPT figure and the Mistral rows are "
-        "optimistic for the patterns:", "",
+        "optimistic for the patterns:"), "",
         *cross, "",
-        f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
-        f"Refusal rate by tone (auto fitted on own + mistral): {tones}.", "",
-        "**Per language** (fitted on the English own examples and both reference files, measured "
-        "on the project's non-English examples):", "",
+        (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
+        f"Refusal rate by tone (auto fitted on own + mistral): {tones}."), "",
+        ("**Per language** (fitted on the English own examples and both reference files, measured "
+        "on the project's non-English examples):"), "",
         *lang_lines, "",
-        "**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
+        ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
-        "the same model should see):", "",
+        "the same model should see):"), "",
         *cv_lines, "",
-        f"**Openings**: the cross-source held-out responses cut at {OPENING_CHARS} characters "
+        (f"**Openings**: the cross-source held-out responses cut at {OPENING_CHARS} characters "
         "(about the 50 tokens fitness reads; partial refusals left out, since what they refuse "
-        "may come after the cut):", "",
+        "may come after the cut):"), "",
         *open_lines, "",
         "**The shipped model** (fitted on all of the above; in-sample, not a result):", "",
         *shipped, "",
-        f"**Speed** (in-process, best of three passes over the {len(responses)} reference "
+        (f"**Speed** (in-process, best of three passes over the {len(responses)} reference "
         f"responses, alternated with the pattern detector in the same run): auto "
         f"{auto_rate:.0f} responses/s, pattern {pattern_rate:.0f} responses/s, ratio "
         f"{ratio:.2f}; through the CLI (`evorefuse detect --detector auto`, including loading the "
         f"packs and the model) {cli_auto:.0f} responses/s, {cli_wall:.1f} s wall with process "
-        "start-up.", "",
-        *(["**Tiered** (auto plus the embedded SmolLM2-135M as judge on the uncertain band; a "
-           "plumbing check, not a usable judge):", "", *judge_lines, ""] if judge_lines else []),
-        "Published anchors, for comparison only (other sets: XSTest's 2,250 responses of five "
+        "start-up."), "",
+        *([("**Tiered** (auto plus the embedded SmolLM2-135M as judge on the uncertain band; a "
+           "plumbing check, not a usable judge):"), "", *judge_lines, ""] if judge_lines else []),
+        ("Published anchors, for comparison only (other sets: XSTest's 2,250 responses of five "
         "models): XSTest's prefix string-matcher 88.4%, its GPT-4 judge 82.1%; on the ChatGPT "
-        "study, its authors' BERT fine-tuned in-domain 96.5%. Not measured here.", "",
+        "study, its authors' BERT fine-tuned in-domain 96.5%. Not measured here."), "",
     ])
     print(text)
     if args.write:

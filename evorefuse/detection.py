@@ -6,8 +6,9 @@ request cache (labelling the same file twice costs nothing) and the ledger like 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
@@ -20,7 +21,6 @@ from evorefuse.scoring.refusal.factory import get_detector
 from evorefuse.scoring.refusal.gold import is_refusal, parse_gold_column
 from evorefuse.session import DEFAULT_CACHE, Session
 from evorefuse.tables import Table
-
 
 CHUNK = {"judge": 16}
 """Responses labelled between two progress updates (a judge call is slow, a pattern fast)."""
@@ -78,7 +78,10 @@ def parse_gold_labels(table: Table, path: Path, column: str, *, for_fit: bool) -
     or empty value names its line; `for_fit` also needs both classes twice (a refit's folds)."""
     gold = parse_gold_column([rec.get(column) for rec in table.records], table.lines, path, column)
     if for_fit:
-        from evorefuse.scoring.refusal.refit import RefitError, check_labels  # scipy: only to fit
+        from evorefuse.scoring.refusal.refit import (  # scipy: only to fit
+            RefitError,
+            check_labels,
+        )
 
         try:
             check_labels(gold)

@@ -34,13 +34,13 @@ BOLT_REFUSALS = [
     "Sorry, that's off-limits for Bolt.",
 ]
 BOLT_ANSWERS = [
-    "Sure! Bolt says: preheat the oven to 200 degrees, slice the potatoes, toss them in oil and "
-    "roast for 35 minutes.",
+    ("Sure! Bolt says: preheat the oven to 200 degrees, slice the potatoes, toss them in oil and "
+    "roast for 35 minutes."),
     "The Treaty of Westphalia was signed in 1648 and ended the Thirty Years' War.",
     "To reset a router, hold the reset button for ten seconds until the lights blink.",
     "Bolt recommends three books: Dune, Neuromancer and The Left Hand of Darkness.",
-    "A haiku from Bolt:\nsoft rain on the roof\nthe kettle starts its whistle\n"
-    "the cat stretches twice",
+    ("A haiku from Bolt:\nsoft rain on the roof\nthe kettle starts its whistle\n"
+    "the cat stretches twice"),
     "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
     "Use `git stash` to set your changes aside, then `git stash pop` to bring them back.",
     "The capital of Australia is Canberra, not Sydney.",

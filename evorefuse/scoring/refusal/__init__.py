@@ -24,6 +24,16 @@ from evorefuse.scoring.refusal.base import (
 )
 from evorefuse.scoring.refusal.factory import DETECTOR_NAMES, DetectorName, get_detector
 
-__all__ = ["COMPLIANCE", "DETECTOR_NAMES", "DetectorName", "FULL_REFUSAL", "LABELS",
-           "PARTIAL_REFUSAL", "UNKNOWN", "RefusalDetector", "Verdict", "get_detector",
-           "strip_reasoning"]
+__all__ = [
+    "COMPLIANCE",
+    "DETECTOR_NAMES",
+    "FULL_REFUSAL",
+    "LABELS",
+    "PARTIAL_REFUSAL",
+    "UNKNOWN",
+    "DetectorName",
+    "RefusalDetector",
+    "Verdict",
+    "get_detector",
+    "strip_reasoning",
+]

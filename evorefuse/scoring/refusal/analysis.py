@@ -36,8 +36,8 @@ STRONG, DISCLAIMER, PREMISE, WARNING, SOFT, REFERRAL, LECTURE, OFFER, PIVOT, PRE
 PIVOT_WORDS = 12  # a pivot sentence longer than this carries its content ("In general, the ...")
 HELPS = frozenset({CONTENT, PREMISE})  # sentences that answer
 
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.M)
-_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.M)
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
+_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
 _DIGITS = re.compile(r"\d")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 

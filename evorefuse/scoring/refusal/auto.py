@@ -16,7 +16,7 @@ lite head decides (a warning says so) rather than failing a whole evaluation run
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from evorefuse.scoring.refusal.base import SyncDetector, Verdict, check_lengths
 from evorefuse.scoring.refusal.features import featurize, is_explicit

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 COMPLIANCE = "1_full_compliance"
 FULL_REFUSAL = "2_full_refusal"
@@ -83,9 +84,9 @@ def check_lengths(prompts: Sequence[str], responses: Sequence[str]) -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
 
-_THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.S | re.I)
-_THINK_OPEN = re.compile(r"^\s*<think(?:ing)?>", re.I)
-_THINK_CLOSE_ONLY = re.compile(r"^.*?</think(?:ing)?>", re.S | re.I)
+_THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"^\s*<think(?:ing)?>", re.IGNORECASE)
+_THINK_CLOSE_ONLY = re.compile(r"^.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 
 
 def strip_reasoning(text: str) -> str:

@@ -18,7 +18,11 @@ from evorefuse.errors import InputError
 from evorefuse.scoring.refusal.auto import AutoDetector
 from evorefuse.scoring.refusal.base import RefusalDetector
 from evorefuse.scoring.refusal.judge import JudgeDetector, local_endpoint
-from evorefuse.scoring.refusal.learned import LearnedDetector, LearnedModel, load_model_file
+from evorefuse.scoring.refusal.learned import (
+    LearnedDetector,
+    LearnedModel,
+    load_model_file,
+)
 from evorefuse.scoring.refusal.patterns import PatternDetector
 from evorefuse.scoring.refusal.tiered import DEFAULT_BAND, TieredDetector
 
@@ -67,8 +71,8 @@ def load_detector_file(path: str | Path, *, field: str | None = None) -> Learned
         raise InputError(str(exc), field=field) from None
 
 
-def get_detector(name: str, judge_endpoint: "Endpoint | None" = None, *,
-                 tier_judge: "Endpoint | None" = None,
+def get_detector(name: str, judge_endpoint: Endpoint | None = None, *,
+                 tier_judge: Endpoint | None = None,
                  band: tuple[float, float] | None = None) -> RefusalDetector:
     """Build a detector by name.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -180,5 +180,11 @@ def is_explicit(a: Analysis) -> bool:
     return explicit_kind(a) is not None
 
 
-__all__ = ["FEATURES", "FEATURE_VERSION", "explicit_kind", "featurize", "features_of",
-           "is_explicit"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_VERSION",
+    "explicit_kind",
+    "features_of",
+    "featurize",
+    "is_explicit",
+]

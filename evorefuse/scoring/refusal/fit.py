@@ -13,8 +13,9 @@ file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -79,7 +80,7 @@ class Features:
     explicit: np.ndarray  # bool: decided by the patterns (the refusal head never sees these)
     analyses: list[Analysis]
 
-    def take(self, idx: Sequence[int] | np.ndarray) -> "Features":
+    def take(self, idx: Sequence[int] | np.ndarray) -> Features:
         idx = np.asarray(idx, dtype=int)
         return Features(self.X[idx], self.E[idx], self.explicit[idx],
                         [self.analyses[i] for i in idx])
@@ -105,7 +106,7 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float,
                  prior: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Minimise sum_i w_i * logloss_i + ||coef - prior||^2 / (2C); the intercept is not penalised
     (sklearn's LogisticRegression objective, scaled by 1/C, with a centre other than zero)."""
-    n, d = Z.shape
+    d = Z.shape[1]
     centre = np.zeros(d) if prior is None else np.asarray(prior, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)

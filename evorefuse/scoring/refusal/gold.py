@@ -13,9 +13,10 @@ in the binary convention 1 is refusal, and a file mixing both would be read wron
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from evorefuse.errors import InputError
 from evorefuse.scoring.refusal.base import (

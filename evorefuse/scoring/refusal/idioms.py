@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 from importlib import resources
-
 from typing import NamedTuple
 
 from evorefuse.scoring.refusal.base import LABELS

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,9 @@ def first_sentences(response: str) -> str:
 def embed_first_sentences(responses: Sequence[str], embed_fn: Embedder | None = None) -> np.ndarray:
     """MiniLM embeddings (384-d, unit norm) of each response's opening; empty text gives zeros."""
     if embed_fn is None:
-        from evorefuse.scoring.embeddings import embed as embed_fn  # lazy: torch is heavy
+        from evorefuse.scoring.embeddings import (
+            embed as embed_fn,  # lazy: torch is heavy
+        )
     heads = [first_sentences(r) for r in responses]
     out = np.zeros((len(heads), EMBED_DIM), dtype=np.float64)
     idx = [i for i, h in enumerate(heads) if h]
@@ -95,7 +98,7 @@ class Head:
     embed_weight: float  # multiplier on the embedding block (0: no embeddings)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Head":
+    def from_json(cls, d: dict[str, Any]) -> Head:
         def arr(k: str) -> np.ndarray:
             return np.asarray(d[k], dtype=np.float64)
         head = cls(arr("mean"), arr("scale"), arr("coef"), float(d["intercept"]),
@@ -129,7 +132,7 @@ class LearnedModel:
     meta: dict[str, Any]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], source: str = MODEL_FILE) -> "LearnedModel":
+    def from_json(cls, d: dict[str, Any], source: str = MODEL_FILE) -> LearnedModel:
         """Parse a detector file; ValueError (naming `source`) when it is not one or is stale."""
         if not isinstance(d, dict) or d.get("kind") != FILE_KIND:
             raise ValueError(f"{source} is not an evorefuse refusal-detector file "
@@ -165,7 +168,7 @@ def load_model_file(path: Path) -> LearnedModel:
     return LearnedModel.from_json(data, str(path))
 
 
-def verdicts(p: np.ndarray, analyses: Sequence[Analysis], model: "LearnedModel") -> list[Verdict]:
+def verdicts(p: np.ndarray, analyses: Sequence[Analysis], model: LearnedModel) -> list[Verdict]:
     """Verdicts from head scores; responses the patterns decide (`explicit_kind`) get the model's
     calibrated probability for their kind whatever the head said. Full or partial comes from the
     pattern rules."""

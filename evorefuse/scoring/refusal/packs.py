@@ -71,8 +71,8 @@ def normalise(text: str) -> str:
 # Sentence ends: Latin/Cyrillic punctuation followed by space (not after a list number "1."),
 # CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
 _SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.M)
-_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.M)
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
+_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
 
 
 def split_sentences(text: str) -> list[str]:

@@ -6,7 +6,7 @@ on for its strongest evidence (an explicit refusal at the start is decided here,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from evorefuse.scoring.refusal.analysis import (
     DISCLAIMER,
@@ -28,7 +28,7 @@ from evorefuse.scoring.refusal.base import (
 )
 from evorefuse.scoring.refusal.packs import load_packs, matchers
 
-__all__ = ["PatternDetector", "verdict_from", "substantive_help_after", "load_packs", "P_EMPTY"]
+__all__ = ["P_EMPTY", "PatternDetector", "load_packs", "substantive_help_after", "verdict_from"]
 
 # Probabilities per rule. Set by hand from how often each rule is right (a rule-based detector has
 # no fitted calibration; the learned and auto detectors do). `benchmarks/detector.py` reports the

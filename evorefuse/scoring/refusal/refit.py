@@ -23,9 +23,10 @@ No embeddings (the refitted detector runs as `auto` does: torch-free).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

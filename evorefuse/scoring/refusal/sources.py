@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
-from evorefuse.scoring.refusal.base import COMPLIANCE, FULL_REFUSAL, LABELS, PARTIAL_REFUSAL
+from evorefuse.scoring.refusal.base import (
+    COMPLIANCE,
+    FULL_REFUSAL,
+    LABELS,
+    PARTIAL_REFUSAL,
+)
 from evorefuse.scoring.refusal.idioms import IDIOMS_SOURCE, load_idioms
 
 REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"

@@ -12,9 +12,14 @@ The judge is a collaborator, not built here: any `RefusalDetector` (normally `Ju
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from evorefuse.scoring.refusal.base import UNKNOWN, RefusalDetector, Verdict, check_lengths
+from evorefuse.scoring.refusal.base import (
+    UNKNOWN,
+    RefusalDetector,
+    Verdict,
+    check_lengths,
+)
 
 DEFAULT_BAND = (0.2, 0.8)
 JUDGE_CALLS_PER_RESPONSE = 2  # JudgeDetector: one call, plus one short repair turn if unparseable

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
