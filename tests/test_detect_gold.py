@@ -271,3 +271,14 @@ def test_config_bad_detector_names_file_line_and_field(tmp_path, value, expected
     src = _write(tmp_path / "bolt.jsonl", _bolt_rows())
     line = _one_line_error(_invoke(str(src), "-c", str(cfg_file)))
     assert f"{cfg_file}:5: roles.detector: " in line and expected in line, line
+
+
+def test_evaluate_takes_learned_path_and_rejects_a_missing_file_before_any_work(tmp_path):
+    data = _write(tmp_path / "prompts.jsonl", [{"prompt": "How do I kill a Python process?"}])
+    missing = tmp_path / "nowhere.json"
+    res = CliRunner().invoke(cli, ["evaluate", str(data), "--no-embeddings",
+                                   "--detector", f"learned:{missing}"])
+    line = _one_line_error(res)
+    assert "--detector" in line and "detector file not found" in line and str(missing) in line
+    res = CliRunner().invoke(cli, ["evaluate", str(data), "--no-embeddings", "--detector", "regex"])
+    assert "unknown detector 'regex'" in _one_line_error(res)

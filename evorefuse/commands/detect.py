@@ -22,7 +22,7 @@ import orjson
 from evorefuse.commands.progress import TerminalProgress
 from evorefuse.errors import InputError
 from evorefuse.fileio import check_output, write_output, write_stdout
-from evorefuse.scoring.refusal.factory import NAMES_HELP, canonical_name
+from evorefuse.scoring.refusal.factory import NAMES_HELP, check_detector
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -63,7 +63,7 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     from evorefuse.detection import detect_responses, labelled_rows, parse_gold_labels
 
     cfg = load_config(config_path)
-    name = canonical_name(detector_name if detector_name is not None else cfg.roles.detector,
+    name = check_detector(detector_name if detector_name is not None else cfg.roles.detector,
                           field="--detector")
     if (fit_path is not None or as_json) and gold_column is None:
         raise InputError(f"{'--fit' if fit_path is not None else '--json'} needs --gold COLUMN",

@@ -62,6 +62,15 @@ def detector_file(name: str) -> Path | None:
     return None
 
 
+def check_detector(name: str, *, field: str = "detector") -> str:
+    """`canonical_name`, and for `learned:PATH` the file checked now, before any work is done."""
+    key = canonical_name(name, field=field)
+    file = detector_file(key)
+    if file is not None:
+        load_detector_file(file, field=field)
+    return key
+
+
 def load_detector_file(path: str | Path, *, field: str | None = None) -> LearnedModel:
     """The model in a detector file; InputError (exit 2, one line) when it is missing or is not a
     detector file."""
