@@ -13,15 +13,20 @@ from pathlib import Path
 import click
 import orjson
 
-from evorefuse.errors import InputError, RunFailed
 from evorefuse import interrupts
 from evorefuse.commands.progress import TerminalProgress
 from evorefuse.config import load_config
+from evorefuse.errors import InputError, RunFailed
 from evorefuse.fileio import check_output, write_output, write_stdout
-from evorefuse.session import DEFAULT_CACHE, Session
-from evorefuse.scoring.harm.audit import gold_score, judge_prompts, labelled_rows, read_prompts
+from evorefuse.scoring.harm.audit import (
+    gold_score,
+    judge_prompts,
+    labelled_rows,
+    read_prompts,
+)
 from evorefuse.scoring.harm.gold import format_score
 from evorefuse.scoring.harm.names import MODES, judge_model_name, llm_judge_names
+from evorefuse.session import DEFAULT_CACHE, Session
 
 
 @click.command("judge")
