@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# 12 seeds, one per category (two of self_harm_support), evolved for 3 generations against the
+# embedded model under a strict safety prompt (`local-guarded`, which over-refuses).
 demo: install
-	$(VENV)/bin/evorefuse evolve --seeds seeds/default.jsonl --limit-seeds 12 --generations 3 \
+	$(VENV)/bin/evorefuse evolve --seeds seeds/demo.jsonl --generations 3 --target local-guarded \
 		--run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: install
