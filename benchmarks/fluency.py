@@ -247,9 +247,33 @@ def fit(write: bool) -> None:
                   "was fixed (same seeds, later rewrites): good kept "
                   f"{f['good kept']}, bad rejected {f['bad rejected']}, good among kept "
                   f"{f['good among kept']} (before the check {f['good before']})."]
+    lines += ["", f"The lexicon ({len(__import__('evorefuse.operators.lexicon').operators.lexicon.senses())} "
+              "harmless senses) can change these shipped seeds:", "", *lexicon_coverage()]
     print("\n".join(lines))
     if write:
         _write_section("fit", "\n".join(lines))
+
+
+def lexicon_coverage() -> list[str]:
+    """Per category, how many shipped English seeds the lexicon can change (it is offered only
+    there): those of the demo apart, since the lexicon was written knowing the shipped seeds."""
+    from evorefuse.operators import lexicon
+    from evorefuse.seeds import load_seeds, shipped_seeds
+
+    demo = {json.loads(line)["id"] for line in DEMO_SEEDS.read_text().splitlines()}
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for s in load_seeds([shipped_seeds("default")]).seeds:
+        c = counts[s.category or ""]
+        c[2 if s.id in demo else 0] += 1
+        c[3 if s.id in demo else 1] += lexicon.applies(s.prompt)
+    lines = ["| category | seeds it changes (not in the demo) | demo seeds it changes |",
+             "| --- | --- | --- |"]
+    for cat in sorted(counts):
+        n, k, dn, dk = counts[cat]
+        lines.append(f"| {cat} | {k}/{n} | {dk}/{dn} |")
+    tot = [sum(c[i] for c in counts.values()) for i in range(4)]
+    lines.append(f"| all | {tot[1]}/{tot[0]} | {tot[3]}/{tot[2]} |")
+    return lines
 
 
 def _write_section(part: str, body: str) -> None:
