@@ -47,14 +47,12 @@ def test_an_unreachable_endpoint_is_bad_input_before_the_run_exists(tmp_path) ->
     seeds = write_seeds(tmp_path / "s.jsonl", SEEDS[:2])
     run = tmp_path / "run"
     e = env(OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_API_KEY="x")  # nothing listens
-    start = time.monotonic()
     r = cli("evolve", "-q", "--seeds", str(seeds), "--run-dir", str(run),
             "--target", "openai:none", env_=e)
     assert r.returncode == 2, r.stderr
     assert "models.openai:none" in r.stderr and "cannot reach" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
     assert not run.exists()
-    assert time.monotonic() - start < 60  # not the run's long retry loop
 
 
 def test_dry_run_gives_calls_cost_and_wall_time(tmp_path) -> None:
