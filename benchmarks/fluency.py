@@ -31,6 +31,7 @@ import os
 import random
 import sys
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 LABELS = ROOT / "benchmarks" / "fluency_labels.jsonl"
 DEMO_SEEDS = ROOT / "seeds" / "demo.jsonl"
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.scoring.stats import wilson_interval  # noqa: E402
+from benchmarks.results import replace_section
+from evorefuse.scoring.stats import wilson_interval
 
 
 def read_labels() -> list[dict[str, Any]]:
@@ -70,9 +71,9 @@ async def _collect(per_category: int, rewrites: int, half: str | None, first: in
     """Rewrites of a fixed random sample of seeds, appended to the labels file as they come
     (`half` A or B: only that half's categories, so two processes can share the work)."""
     from evorefuse.config import load_config
+    from evorefuse.evolution.rng import derive_seed
     from evorefuse.models.ledger import Ledger
     from evorefuse.models.registry import Registry
-    from evorefuse.evolution.rng import derive_seed
     from evorefuse.operators.mutation import mutate
     from evorefuse.operators.strategies import PAPER_STRATEGIES
     from evorefuse.seeds import load_seeds, shipped_seeds
@@ -183,7 +184,7 @@ def best_threshold(values: list[float], good: list[bool]) -> float:
         cut_bad = sum(v < t for v, g in zip(values, good) if not g) / max(1, len(good) - sum(good))
         return (kept_good + cut_bad) / 2
     cuts = sorted(set(values))
-    mids = [(a + b) / 2 for a, b in zip(cuts, cuts[1:])] or cuts
+    mids = [(a + b) / 2 for a, b in pairwise(cuts)] or cuts
     return max(mids, key=lambda t: (balanced(t), -t))
 
 
@@ -205,16 +206,17 @@ def check_figures(rows: list[dict[str, Any]], similarity: list[float],
 
 
 def fit(write: bool) -> None:
+    from evorefuse.operators import lexicon
     from evorefuse.operators.intent import MIN_INTENT_SIMILARITY, IntentCheck
 
     rows = [r for r in read_labels() if r["set"] == "fit" and r["fluent"] is not None]
     feats = features(rows)
-    lines = [f"Fit set: {len(rows)} rewrites by the embedded mutator of {len({r['seed_id'] for r in rows})} "
+    lines = [(f"Fit set: {len(rows)} rewrites by the embedded mutator of {len({r['seed_id'] for r in rows})} "
              "shipped seeds that `seeds/demo.jsonl` does not use, labelled by the procedure in "
              "the module docstring (labels in `benchmarks/fluency_labels.jsonl`): "
              f"{sum(bool(r['fluent']) for r in rows)} fluent, "
              f"{sum(bool(r['on_intent']) for r in rows)} on intent, "
-             f"{sum(bool(r['fluent'] and r['on_intent']) for r in rows)} both.", "",
+             f"{sum(bool(r['fluent'] and r['on_intent']) for r in rows)} both."), "",
              "How well each measurement ranks the labels (AUC, 0.5 = chance):", "",
              "| measurement | fluent | on intent | both |", "| --- | --- | --- | --- |"]
     for name in FEATURES:
@@ -227,10 +229,10 @@ def fit(write: bool) -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     good = [bool(r["fluent"] and r["on_intent"]) for r in rows]
     sims = [f["seed_similarity"] for f in feats]
-    lines += ["", "The intent check's threshold (seed similarity, keep >= it), fitted for `both` on one "
-              "half of the categories and measured on the other:", "",
-              "| fitted on | similarity >= | measured on | good kept | bad rejected | "
-              "good among kept | good before |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", ("The intent check's threshold (seed similarity, keep >= it), fitted for `both` on one "
+                   "half of the categories and measured on the other:"), "",
+              ("| fitted on | similarity >= | measured on | good kept | bad rejected | "
+               "good among kept | good before |"), "| --- | --- | --- | --- | --- | --- | --- |"]
     for fit_half in (True, False):
         idx_fit = [i for i, r in enumerate(rows) if (r["category"] in HALF_A) == fit_half]
         idx_test = [i for i in range(len(rows)) if i not in idx_fit]
@@ -241,18 +243,18 @@ def fit(write: bool) -> None:
                      f"{f['bad rejected']} | {f['good among kept']} | {f['good before']} |")
     t = best_threshold(sims, good)
     f = check_figures(rows, sims, MIN_INTENT_SIMILARITY)
-    lines += ["", f"Fitted on all of them: {t:.3f}; shipped: {MIN_INTENT_SIMILARITY} (on all of "
-              f"them it keeps {f['good kept']} good and rejects {f['bad rejected']} bad)."]
+    lines += ["", (f"Fitted on all of them: {t:.3f}; shipped: {MIN_INTENT_SIMILARITY} (on all of "
+                   f"them it keeps {f['good kept']} good and rejects {f['bad rejected']} bad).")]
     held = [r for r in read_labels() if r["set"] == "held-out" and r["fluent"] is not None]
     if held:
         hs = [IntentCheck.similarity(r["text"], r["seed"]) for r in held]
         f = check_figures(held, hs, MIN_INTENT_SIMILARITY)
-        lines += ["", f"Held out: {len(held)} rewrites collected and labelled after the threshold "
-                  "was fixed (same seeds, later rewrites): good kept "
-                  f"{f['good kept']}, bad rejected {f['bad rejected']}, good among kept "
-                  f"{f['good among kept']} (before the check {f['good before']})."]
-    lines += ["", f"The lexicon ({len(__import__('evorefuse.operators.lexicon').operators.lexicon.senses())} "
-              "harmless senses) can change these shipped seeds:", "", *lexicon_coverage()]
+        lines += ["", (f"Held out: {len(held)} rewrites collected and labelled after the threshold "
+                       "was fixed (same seeds, later rewrites): good kept "
+                       f"{f['good kept']}, bad rejected {f['bad rejected']}, good among kept "
+                       f"{f['good among kept']} (before the check {f['good before']}).")]
+    lines += ["", (f"The lexicon ({len(lexicon.senses())} "
+                   "harmless senses) can change these shipped seeds:"), "", *lexicon_coverage()]
     print("\n".join(lines))
     if write:
         _write_section("fit", "\n".join(lines))
@@ -336,8 +338,8 @@ def run_table(runs: list[Path]) -> list[str]:
     from evorefuse.runstats import lineage_results, status_key
     from evorefuse.runstore import RunStore
 
-    lines = ["| run | mean refusal before -> after (best) | lineages improved | offspring | "
-             "benign | rejections (top 4) |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [("| run | mean refusal before -> after (best) | lineages improved | offspring | "
+              "benign | rejections (top 4) |"), "| --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         store = RunStore.open(run)
         res = lineage_results(store)

@@ -13,7 +13,12 @@ import pytest
 from evorefuse.evolution.bandit import Bandit
 from evorefuse.evolution.candidate import Candidate, Incumbent, Status
 from evorefuse.evolution.lineage import Lineage
-from evorefuse.evolution.offspring import FRAMING_ARM, LEXICON_ARM, Breeder, zero_cost_arms
+from evorefuse.evolution.offspring import (
+    FRAMING_ARM,
+    LEXICON_ARM,
+    Breeder,
+    zero_cost_arms,
+)
 from evorefuse.models.cache import RequestCache
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Ledger

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,8 +24,14 @@ from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.rng import derive_seed
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.operators import lexicon
-from evorefuse.operators.intent import IntentCheck
-from evorefuse.operators.mutation import Offspring, frame, least_used_framing, mutate, recombine
+from evorefuse.operators.intent import DEFAULT_INTENT_CHECK, IntentCheck
+from evorefuse.operators.mutation import (
+    Offspring,
+    frame,
+    least_used_framing,
+    mutate,
+    recombine,
+)
 from evorefuse.operators.strategies import Strategy
 
 FRAMING_ARM = "framing:"
@@ -41,7 +47,7 @@ class Breeder:
     def __init__(self, mutator: Endpoint, strategies: Sequence[Strategy],
                  semaphore: asyncio.Semaphore, *, run_seed: int, mutations: int,
                  temperature: float, max_tokens: int,
-                 intent: IntentCheck | None = IntentCheck()) -> None:
+                 intent: IntentCheck | None = DEFAULT_INTENT_CHECK) -> None:
         self.mutator = mutator
         self.strategies = {s.name: s for s in strategies}
         self.sem = semaphore

@@ -18,12 +18,7 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
 # Closed-class words the lemma dictionary does not list (it knows nouns, verbs, adjectives and
 # adverbs): these open sentences and are never names.
 _FUNCTION_WORDS = frozenset(
-    "a an the for from to of in on at by with without about against between into through during "
-    "before after above below under over and or but nor so yet if because although though while "
-    "whereas unless since until as than that this these those there here it its we you they he "
-    "she me us them his her their our your my mine what which who whom whose when where why how "
-    "whether any each every either neither both all some no not do does did is are was were be "
-    "been am has have had can could should would will shall may might must let".split())
+    ["a", "an", "the", "for", "from", "to", "of", "in", "on", "at", "by", "with", "without", "about", "against", "between", "into", "through", "during", "before", "after", "above", "below", "under", "over", "and", "or", "but", "nor", "so", "yet", "if", "because", "although", "though", "while", "whereas", "unless", "since", "until", "as", "than", "that", "this", "these", "those", "there", "here", "it", "its", "we", "you", "they", "he", "she", "me", "us", "them", "his", "her", "their", "our", "your", "my", "mine", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "whether", "any", "each", "every", "either", "neither", "both", "all", "some", "no", "not", "do", "does", "did", "is", "are", "was", "were", "be", "been", "am", "has", "have", "had", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "let"])
 
 
 @functools.lru_cache(maxsize=4096)

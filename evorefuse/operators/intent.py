@@ -54,3 +54,7 @@ class IntentCheck:
         if self.min_similarity is None or primary(language) != "en":
             return None
         return self.reason(await asyncio.to_thread(self.similarity, text, seed))
+
+
+DEFAULT_INTENT_CHECK = IntentCheck()
+"""The check the engine applies unless told otherwise (frozen, so one instance serves all)."""

@@ -20,9 +20,9 @@ import functools
 import json
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from evorefuse.languages import DEFAULT_LANGUAGE, primary
 from evorefuse.operators.casing import match_case
@@ -39,10 +39,9 @@ MAX_SWAPS = 2
 _VERB_TAGS = ("VB", "VBZ", "VBG", "VBD", "VBN")
 _NOUN_TAGS = ("NN", "NNS")
 _WORD = re.compile(r"[A-Za-z][\w'’-]*")
-_DETERMINERS = frozenset("the a an my your his her its our their this that these those".split())
-_SUBJECTS = frozenset("to i you we they he she it can could should would will do does did "
-                      "don't doesn't".split())
-_PERFECT = frozenset("have has had having been be is are was were get got gets".split())
+_DETERMINERS = frozenset(["the", "a", "an", "my", "your", "his", "her", "its", "our", "their", "this", "that", "these", "those"])
+_SUBJECTS = frozenset(["to", "i", "you", "we", "they", "he", "she", "it", "can", "could", "should", "would", "will", "do", "does", "did", "don't", "doesn't"])
+_PERFECT = frozenset(["have", "has", "had", "having", "been", "be", "is", "are", "was", "were", "get", "got", "gets"])
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def inflect(phrase: str, pos: str, tag: str) -> str:
     return f"{word} {rest}" if rest else word
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _surface_forms(sense: Sense) -> dict[str, list[tuple[str, str]]]:
     """Every written form of the sense's phrases -> [(base phrase, tag)], tags in preference order."""
     forms: dict[str, list[tuple[str, str]]] = {}
@@ -104,21 +103,21 @@ def _surface_forms(sense: Sense) -> dict[str, list[tuple[str, str]]]:
     return forms
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pattern(sense: Sense) -> re.Pattern[str]:
     alternatives = sorted(_surface_forms(sense), key=len, reverse=True)
     return re.compile(r"(?<![\w'’-])(" + "|".join(map(re.escape, alternatives)) + r")(?![\w'’-])",
-                      re.I)
+                      re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _context_pattern(sense: Sense) -> re.Pattern[str] | None:
     if not sense.context:
         return None
     words = {w for c in sense.context for w in (c, inflect(c, "noun", "NNS"))}
     return re.compile(r"(?<![\w'’-])(" + "|".join(map(re.escape, sorted(words, key=len,
                                                                           reverse=True)))
-                      + r")(?![\w'’-])", re.I)
+                      + r")(?![\w'’-])", re.IGNORECASE)
 
 
 def _words_before(text: str, start: int, n: int) -> list[str]:
@@ -179,7 +178,7 @@ def swaps(text: str, protected: Iterable[tuple[int, int]] = ()) -> list[Swap]:
 
 def _fix_article(text: str, start: int, replacement: str) -> tuple[int, str]:
     """"an excellent idea" -> "a killer idea": the article before a replaced word agrees."""
-    m = re.search(r"\b(an?)\s+$", text[:start], re.I)
+    m = re.search(r"\b(an?)\s+$", text[:start], re.IGNORECASE)
     if m is None:
         return start, replacement
     article = "an" if replacement[:1].lower() in "aeiou" else "a"
