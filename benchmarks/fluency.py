@@ -302,13 +302,27 @@ def _write_section(part: str, body: str) -> None:
 
 INTRO = """Whether the mutator's rewrites are fluent and ask for the seed's thing, judged by hand by
 the procedure in `benchmarks/fluency.py` (two labels per text; labels stored in
-`benchmarks/fluency_labels.jsonl`). The machine was shared with other jobs throughout."""
+`benchmarks/fluency_labels.jsonl`). Similarities come from the default embedder (MiniLM in int8
+ONNX). The machine was shared with other jobs throughout.
+
+Commands: `.venv/bin/python benchmarks/fluency.py fit --write` (the fit part);
+`.venv/bin/python benchmarks/fluency.py effect before after --write --runs BEFORE_RUN AFTER_RUN`
+(the effect part; the runs are `make demo` runs, the `after` labels from
+`fluency.py sample AFTER_RUN after -n 1000` then set by hand)."""
 
 
 # --- effect: shares of fluent, on-intent offspring in two evolved sets ---------------------------------
+EFFECT_NOTE = """Every benign offspring (generation >= 1) of two `make demo` runs (the 12 seeds of
+`seeds/demo.jsonl`, 3 generations, `local` in every role, target `local-guarded`, run seed 0),
+labelled by the procedure above: `before` ran the code this branch started from (framings
+lower-casing the request, no lexicon, no intent check, and the judge main had then), `after` the
+branch merged with main (so the judge differs too, not only this branch's changes)."""
+
+
 def effect(before: str, after: str, write: bool, runs: list[Path]) -> None:
     rows = read_labels()
-    lines = ["| set | offspring labelled | fluent | on intent | both |", "| --- | --- | --- | --- | --- |"]
+    lines = [EFFECT_NOTE, "",
+             "| set | offspring labelled | fluent | on intent | both |", "| --- | --- | --- | --- | --- |"]
     for name in (before, after):
         rs = [r for r in rows if r["set"] == name and r["fluent"] is not None]
         lines.append(f"| {name} | {len(rs)} | {_rate(sum(bool(r['fluent']) for r in rs), len(rs))} | "
