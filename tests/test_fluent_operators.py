@@ -219,3 +219,15 @@ def test_breeder_keeps_a_fluent_rewrite_and_skips_the_lexicon_where_it_cannot_ap
         cands = _breed(srv, tmp_path, _lineage(seed), ["despair", LEXICON_ARM], mutations=4)
     assert [c.strategy for c in cands] == ["despair"] * 4
     assert all(c.status is Status.PENDING and c.prompt == fluent for c in cands)
+
+
+# --- the demo's seeds ------------------------------------------------------------------------------
+def test_demo_seeds_are_shipped_seeds_spread_over_every_category() -> None:
+    """`make demo` evolves seeds/demo.jsonl: twelve of the shipped English seeds, not the first
+    twelve of the file but at least one of every category."""
+    demo = load_seeds([ROOT / "seeds" / "demo.jsonl"]).seeds
+    shipped = {s.id: s for s in load_seeds([shipped_seeds("default")]).seeds}
+    assert len(demo) == 12
+    assert all(s.id in shipped and shipped[s.id].prompt == s.prompt for s in demo)
+    assert {s.category for s in demo} == {s.category for s in shipped.values()}
+    assert [s.id for s in demo] != list(shipped)[:12]
