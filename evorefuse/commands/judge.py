@@ -15,6 +15,7 @@ import orjson
 
 from evorefuse.errors import InputError, RunFailed
 from evorefuse import interrupts
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.config import load_config
 from evorefuse.fileio import check_output, write_output, write_stdout
 from evorefuse.session import DEFAULT_CACHE, Session
@@ -67,10 +68,13 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
     session = Session.standalone(cfg, models=models, cache_path=DEFAULT_CACHE, run_id="judge")
     judge = session.prompt_judge_named(names, mode)  # type: ignore[arg-type]
 
+    bar = TerminalProgress(quiet=False).bar(len(prompts.texts), "judge", unit="prompt")
+
     async def go() -> list:
         try:
-            return await judge_prompts(judge, prompts.texts, seed=seed)
+            return await judge_prompts(judge, prompts.texts, seed=seed, judged=bar.update)
         finally:
+            bar.close()
             await session.aclose()
 
     t0 = time.perf_counter()
