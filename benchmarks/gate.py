@@ -54,6 +54,8 @@ from evorefuse.scoring.harm.features import embedding_text  # noqa: E402
 from evorefuse.scoring.stats import wilson_interval  # noqa: E402
 
 MARGINS = (0.02, 0.05, 0.1)
+CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
+"""The project's prompts written like chatbot logs (lowercase, typos, everyday and toxic asks)."""
 
 
 def rates(p: np.ndarray, harmful: np.ndarray, band: Band) -> dict[str, float]:
@@ -98,7 +100,7 @@ def cross_validate(examples: list[Example], feats: T.Features, folds: int
 
 
 def by_source(examples: Sequence[Example], name: str) -> np.ndarray:
-    group = {"project chat-style": lambda e: e.source == "en_chat",
+    group = {"project chat-style": lambda e: e.source in CHAT_STYLE_SOURCES,
              "project multilingual": lambda e: e.lang != "en",
              "XSTest": lambda e: e.source == "xstest",
              "EvoRefuse-Test": lambda e: e.source == "evo_test"}[name]
