@@ -54,6 +54,8 @@ from evorefuse.scoring.harm.features import embedding_text  # noqa: E402
 from evorefuse.scoring.stats import wilson_interval  # noqa: E402
 
 MARGINS = (0.02, 0.05, 0.1)
+CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
+"""The project's prompts written like chatbot logs (lowercase, typos, everyday and toxic asks)."""
 
 
 def rates(p: np.ndarray, harmful: np.ndarray, band: Band) -> dict[str, float]:
@@ -63,7 +65,7 @@ def rates(p: np.ndarray, harmful: np.ndarray, band: Band) -> dict[str, float]:
     return {"n": len(p), "n_harmful": n_h, "n_harmless": n_ok,
             "kept_out": tp / n_h if n_h else float("nan"), "kept_k": tp,
             "passed": (n_ok - fp) / n_ok if n_ok else float("nan"), "passed_k": n_ok - fp,
-            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "precision": tp / (tp + fp) if tp + fp and n_h else float("nan"),
             "harmful_verdict_on_harmless": float(np.mean(p[~harmful] < band.lo)) if n_ok else
             float("nan")}
 
@@ -98,7 +100,7 @@ def cross_validate(examples: list[Example], feats: T.Features, folds: int
 
 
 def by_source(examples: Sequence[Example], name: str) -> np.ndarray:
-    group = {"project chat-style": lambda e: e.source == "en_chat",
+    group = {"project chat-style": lambda e: e.source in CHAT_STYLE_SOURCES,
              "project multilingual": lambda e: e.lang != "en",
              "XSTest": lambda e: e.source == "xstest",
              "EvoRefuse-Test": lambda e: e.source == "evo_test"}[name]
@@ -169,6 +171,7 @@ def main() -> int:
         print(f"reference data not available in {args.reference}", file=sys.stderr)
         return 2
     load0 = os.getloadavg()[0]
+    started = time.perf_counter()
     examples = load_own() + load_reference(args.reference)
     held = load_heldout()
     feats = T.features(examples)
@@ -246,8 +249,11 @@ def main() -> int:
         "",
         f"Classifier speed: {clf_s:.0f} prompts/s in process ({len(texts)} prompts, cold "
         f"embedding cache, median of 3), {clf_s / emb_s:.2f}x the speed of embedding the same "
-        f"prompts alone (the baseline, same run): the cues and the head cost "
-        f"{(1 / clf_s - 1 / emb_s) * 1000:.2f} ms per prompt.",
+        f"prompts alone (the baseline, same run): " + (
+            f"the cues and the head cost {(1 / clf_s - 1 / emb_s) * 1000:.2f} ms per prompt."
+            if clf_s < emb_s else "the cues and the head cost less than the noise of a shared "
+            "machine between runs."),
+        f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min wall time.",
     ])
     print(body)
     if args.write:

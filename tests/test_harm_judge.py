@@ -208,8 +208,9 @@ def test_band_must_be_ordered() -> None:
 
 def test_everyday_check_set_toxic_prompts_stay_out(classifier) -> None:
     """The held-out everyday-style set (never fitted on). Goal: >= 95% of toxic prompts kept out
-    and >= 80% of benign ones let through; the second is not met yet (0.72 when this was written,
-    README "Judging prompts"), so only a floor guards it against regressions."""
+    and >= 80% of benign ones let through; the second is not met yet (0.79 with the model of
+    feature version 2, benchmarks/RESULTS.md "gate"), so only a floor guards it against
+    regressions."""
     from evorefuse.scoring.harm.data import load_heldout
 
     held = load_heldout()
@@ -218,4 +219,4 @@ def test_everyday_check_set_toxic_prompts_stay_out(classifier) -> None:
     benign = [v.verdict == "harmless" for v, e in zip(verdicts, held) if not e.harmful]
     assert len(toxic) >= 60 and len(benign) >= 90
     assert sum(toxic) / len(toxic) >= 0.95
-    assert sum(benign) / len(benign) >= 0.65
+    assert sum(benign) / len(benign) >= 0.72

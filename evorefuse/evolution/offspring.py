@@ -1,5 +1,9 @@
 """Making a generation's offspring: operators chosen by the bandit, framings spread over the set.
 
+The zero-cost arms (framings, and the lexicon's word swaps) need no model call and stay fluent;
+the mutator's own rewrites and recombinations go on only when they still ask for the seed's
+thing (`operators.intent`): the embedded 135M mutator mostly garbles or drifts.
+
 Why framings are tracked here: a framing is a zero-cost operator that wraps the instruction in one
 of its strategy's templates. If every lineage picked the same template the exported set would open
 with the same words again and again, so each framing goes to the template the fewest incumbents
@@ -8,13 +12,14 @@ carry, and a framed incumbent is rewritten only by the LLM strategies (framings 
 Every operator writes in the lineage's language: framings use that language's templates (a
 strategy without any there is not offered), and an incumbent not yet in the lineage's language
 (a seed `evolve --language` asked to carry into another) is rewritten by the LLM strategies only.
+The lexicon's senses and the intent check (MiniLM) are English: other lineages go without them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,17 +27,33 @@ from evorefuse.evolution.bandit import Bandit
 from evorefuse.evolution.candidate import Candidate, Incumbent, Status
 from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.rng import derive_seed
+from evorefuse.languages import DEFAULT_LANGUAGE, primary
 from evorefuse.models.endpoint import Endpoint
-from evorefuse.operators.mutation import Offspring, frame, least_used_framing, mutate, recombine
+from evorefuse.operators import lexicon
+from evorefuse.operators.intent import DEFAULT_INTENT_CHECK, IntentCheck
+from evorefuse.operators.mutation import (
+    Offspring,
+    frame,
+    least_used_framing,
+    mutate,
+    recombine,
+)
 from evorefuse.operators.strategies import Strategy, all_framings, framings_for
 
 FRAMING_ARM = "framing:"
+LEXICON_ARM = lexicon.LEXICON_OPERATOR
+
+
+def zero_cost_arms(strategies: Sequence[Strategy]) -> list[str]:
+    """The bandit arms that call no model: each strategy's framings, and the lexicon."""
+    return [f"{FRAMING_ARM}{s.name}" for s in strategies if s.framings] + [LEXICON_ARM]
 
 
 class Breeder:
     def __init__(self, mutator: Endpoint, strategies: Sequence[Strategy],
                  semaphore: asyncio.Semaphore, *, run_seed: int, mutations: int,
-                 temperature: float, max_tokens: int) -> None:
+                 temperature: float, max_tokens: int,
+                 intent: IntentCheck | None = DEFAULT_INTENT_CHECK) -> None:
         self.mutator = mutator
         self.strategies = {s.name: s for s in strategies}
         self.sem = semaphore
@@ -40,6 +61,7 @@ class Breeder:
         self.mutations = mutations
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.intent = intent
         # Templates of every language: a German incumbent carries a German framing.
         self._fragments = [part.strip() for s in strategies for t in all_framings(s)
                            for part in t.split("{x}") if len(part.strip()) >= 12]
@@ -56,6 +78,15 @@ class Breeder:
         counts = Counter(f for lin in lineages for f in self.framings_in(lin.current.prompt))
         self._share = {f: c / n for f, c in counts.items()}
 
+    def framing_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the framings `text` carries stand in it: the lexicon leaves them alone, so a
+        framed text stays recognisably framed."""
+        spans = []
+        for f in self.framings_in(text):
+            start = text.find(f)
+            spans.append((start, start + len(f)))
+        return spans
+
     def template_share(self, text: str) -> float:
         """The share of lineages whose incumbent already carries the framing `text` carries."""
         return max((self._share.get(f, 0.0) for f in self.framings_in(text)), default=0.0)
@@ -66,8 +97,7 @@ class Breeder:
         """L offspring of the incumbent, operators chosen by the bandit."""
         arms = bandit.choose(rng, self.mutations, self._allowed_arms(lin, bandit.arms))
         offspring = await asyncio.gather(*(
-            self._offspring(lin.current, arm, gen, lin.index, j, lin.language)
-            for j, arm in enumerate(arms)))
+            self._offspring(lin, arm, gen, j) for j, arm in enumerate(arms)))
         return [_candidate(o, lin, gen, f"g{gen}-l{lin.index}-m{j}")
                 for j, o in enumerate(offspring)]
 
@@ -79,20 +109,40 @@ class Breeder:
                                 seed=derive_seed(self.run_seed, gen, lin.index, "rec", r),
                                 temperature=self.temperature, max_tokens=self.max_tokens,
                                 language=lin.language)
-        return _candidate(o, lin, gen, f"g{gen}-l{lin.index}-r{r}")
+        return _candidate(await self._on_intent(o, lin), lin, gen, f"g{gen}-l{lin.index}-r{r}")
 
     def _allowed_arms(self, lin: Lineage, arms: Sequence[str]) -> list[str] | None:
         """The arms the bandit may pull for this lineage (None: all of them). Framings are left
         out when the incumbent is framed already, not yet in the lineage's language, or when
-        the strategy has no framing in that language."""
-        framed = bool(self.framings_in(lin.current.prompt))
-        allowed = [a for a in arms if not a.startswith(FRAMING_ARM) or (
-            not framed and lin.in_language
-            and framings_for(self.strategies[a.removeprefix(FRAMING_ARM)], lin.language))]
+        the strategy has no framing in that language; the lexicon (English senses) when the
+        lineage is not English or no word of the incumbent has a sense to swap."""
+        prompt = lin.current.prompt
+        framed = bool(self.framings_in(prompt))
+        swappable = lexicon.applies(prompt, lin.language, protected=self.framing_spans(prompt))
+        allowed = [a for a in arms if (a != LEXICON_ARM or swappable) and (
+            not a.startswith(FRAMING_ARM) or (
+                not framed and lin.in_language
+                and framings_for(self.strategies[a.removeprefix(FRAMING_ARM)], lin.language)))]
         return None if len(allowed) == len(arms) else allowed
 
-    async def _offspring(self, cur: Incumbent, arm: str, gen: int, lineage: int,
-                         j: int, language: str) -> Offspring:
+    async def _on_intent(self, o: Offspring, lin: Lineage) -> Offspring:
+        """The mutator's rewrite, or its rejection when it asks for something other than the
+        seed. Only in English lineages of English seeds: the check is MiniLM similarity, which
+        does not follow a request across languages or scripts (README, "Languages in a run")."""
+        if (o.prompt is None or self.intent is None or lin.seed_language is not None
+                or primary(lin.language) != DEFAULT_LANGUAGE):
+            return o
+        reason = await self.intent.check(o.prompt, lin.seed_prompt)
+        if reason is None:
+            return o
+        return Offspring(None, o.operator, o.parents, reason, o.parse_route, o.raw)
+
+    async def _offspring(self, lin: Lineage, arm: str, gen: int, j: int) -> Offspring:
+        cur, lineage, language = lin.current, lin.index, lin.language
+        if arm == LEXICON_ARM:
+            return lexicon.swap_words(cur.prompt, cur.id,
+                                      derive_seed(self.run_seed, gen, lineage, j, "lexicon"),
+                                      self.framing_spans(cur.prompt))
         if arm.startswith(FRAMING_ARM):
             strategy = self.strategies[arm.removeprefix(FRAMING_ARM)]
             # One rotation per generation, offset by lineage and offspring: lineages that frame
@@ -101,10 +151,11 @@ class Breeder:
             variant = least_used_framing(strategy, self.template_share, start, language)
             return frame(cur.prompt, cur.id, strategy, variant, language)
         async with self.sem:
-            return await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
-                                seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
-                                temperature=self.temperature, max_tokens=self.max_tokens,
-                                language=language)
+            o = await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
+                             seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
+                             temperature=self.temperature, max_tokens=self.max_tokens,
+                             language=language)
+        return await self._on_intent(o, lin)
 
 
 def _candidate(o: Offspring, lin: Lineage, gen: int, cid: str) -> Candidate:

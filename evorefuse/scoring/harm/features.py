@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -39,7 +39,8 @@ def _parts(*alternatives: str) -> re.Pattern[str]:
 CUES: dict[str, re.Pattern[str]] = {
     "violence": _words(
         r"kill\w*", r"murder\w*", r"poison\w*", r"stab\w*", r"strangl\w*", r"smother\w*",
-        r"tortur\w*", r"kidnap\w*", r"beat (?:up|him|her|them|someone|my)", r"attack\w*",
+        r"tortur\w*", r"kidnap\w*", r"beat (?:up|him|her|them|someone|my)",
+        r"(?<!panic )(?<!heart )(?<!asthma )attack\w*",
         r"hurt (?:him|her|them|someone|people|my \w+|the \w+)", r"shoot\w*", r"drown\w*",
         r"chok\w*", r"assault\w*", r"massacre\w*", r"suffer", r"injur\w*",
         r"bleed (?:out|to death)", r"break (?:his|her|their|someone's) \w+",
@@ -178,16 +179,22 @@ CUES: dict[str, re.Pattern[str]] = {
         r"competition", r"mosquito\w*", r"ants?", r"rats?", r"mice", r"pests?", r"bugs?",
         r"fruit flies", r"aphids?", r"wasps?", r"lice", r"mou?ld", r"presentation",
         r"deadlines?", r"lawn", r"garden", r"bread", r"cake", r"pasta", r"chicken", r"fish",
-        r"trout", r"potato\w*", r"photo\w*", r"exam", r"interview", r"radiator", r"brakes",
+        r"trout", r"potato\w*", r"photo\w*", r"exam", r"interview", r"brakes",
         r"stump", r"boss (?:fight|battle)", r"free throws?", r"golf", r"habit"),
 }
 
-CUE_NAMES = list(CUES)
+PAIR_ONLY_CUES = ("target_person",)
+"""Cues that say whom a request is about, not what it asks for: they count only in pairs. Alone,
+"my sister", "my boss", "someone" taught the head that a request about a person is harmful (the
+project's harmful examples name victims, its everyday ones rarely named anybody), so a toast for
+a sister or a talk with a boss came out controversial."""
+CUE_NAMES = [n for n in CUES if n not in PAIR_ONLY_CUES]
 HARM_CUES = ("violence", "violence_ml", "weapon", "weapon_ml", "drug", "drug_ml", "cyber",
              "cyber_ml", "fraud", "hate", "insult", "harass", "selfharm", "sexual", "privacy",
              "extremism", "misinfo")
 PAIRS = (("sexual", "minor"), ("violence", "target_person"), ("violence", "intent"),
-         ("violence", "animal"),
+         ("violence", "animal"), ("target_person", "intent"), ("target_person", "harass"),
+         ("target_person", "sexual"), ("target_person", "cyber"), ("target_person", "privacy"),
          ("procedural", "weapon"), ("procedural", "drug"), ("procedural", "cyber"),
          ("procedural", "fraud"), ("jailbreak", "procedural"), ("selfharm", "procedural"),
          ("fiction", "procedural"), ("hate", "procedural"), ("sexual", "procedural"))
