@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
+import orjson
+
 from evorefuse.models.base import ChatModel, ChatResult, Choice, Message, SamplingParams, Usage
 from evorefuse.models.cache import RequestCache, request_fingerprint, sample_key
 from evorefuse.models.ledger import Ledger
@@ -37,6 +39,9 @@ class Endpoint:
         self.run_id = run_id
         # The cache identity is where the model lives, not what the user named it in the config.
         self.endpoint_id = spec.base_url or spec.kind
+        if spec.extra_body:  # server-specific sampling fields change the answers
+            extra = orjson.dumps(spec.extra_body, option=orjson.OPT_SORT_KEYS).decode()
+            self.endpoint_id = f"{self.endpoint_id} {extra}"
 
     @property
     def name(self) -> str:

@@ -7,12 +7,16 @@ directory exists, instead of surfacing as a traceback or a 20-second retry loop 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ModelKind = Literal["openai", "local"]
+
+CORE_REQUEST_FIELDS = frozenset({"model", "messages", "temperature", "top_p", "max_tokens", "n",
+                                 "seed", "logprobs", "top_logprobs", "stream"})
+"""Request fields evorefuse sets itself; `extra_body` may not override them."""
 
 
 class ModelSpec(BaseModel):
@@ -40,6 +44,10 @@ class ModelSpec(BaseModel):
     supports_logprobs: bool = True
     system_prompt: str | None = None     # sent as the system message on every target call
     system_prompt_file: str | None = None  # the same, read from a file when the config is loaded
+    # Server-specific request fields sent with every call, as the openai SDK's `extra_body`: e.g.
+    # llama.cpp's server applies repeat_penalty 1.1 unless told otherwise (README, "Serving a
+    # local model"). Part of the cache key; never put secrets here (it is saved with the run).
+    extra_body: dict[str, Any] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -49,6 +57,15 @@ class ModelSpec(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
+
+    @field_validator("extra_body")
+    @classmethod
+    def _no_core_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        clash = sorted(set(value or ()) & CORE_REQUEST_FIELDS)
+        if clash:
+            raise ValueError(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set by "
+                             "evorefuse on every request (use the config's own settings)")
         return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
