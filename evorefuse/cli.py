@@ -11,11 +11,11 @@ import sys
 
 import click
 
-from evorefuse import __version__
+from evorefuse import __version__, interrupts
 
 _COMMANDS = {
     "evolve": "evolve", "resume": "evolve", "status": "status", "evaluate": "evaluate",
-    "detect": "detect", "export": "export", "report": "report", "models": "models",
+    "detect": "detect", "judge": "judge", "export": "export", "report": "report", "models": "models",
 }
 _HELP = {
     "evolve": "Evolve pseudo-malicious instructions from seeds into a new run directory.",
@@ -23,6 +23,7 @@ _HELP = {
     "status": "Show a run's progress, best instructions and spending, without changing it.",
     "evaluate": "Measure targets' refusal rates and the lexical diversity of a dataset.",
     "detect": "Label responses as refusals (JSONL or CSV in, JSONL out).",
+    "judge": "Label prompts harmless / controversial / harmful (JSONL, CSV or TXT in).",
     "export": "Export a run as a test set, SFT data or DPO preference pairs.",
     "report": "Write an HTML report with plots for a run.",
     "models": "List configured models or check that one answers.",
@@ -52,8 +53,26 @@ def cli() -> None:
 
 
 def main() -> None:
+    """Entry point: click without its own Ctrl-C handling, so an interrupted command exits 130
+    (143 for SIGTERM) and says what was kept, instead of "Aborted!" and exit 1."""
+    interrupts.install()
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        click.echo("interrupted; `evorefuse resume RUN_DIR` continues where this stopped", err=True)
-        sys.exit(130)
+        rv = cli.main(standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(interrupts.EXIT_SIGINT)
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
+        _interrupted(interrupts.exit_code(exc))
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted(code: int) -> None:
+    click.echo("interrupted; no output was written (outputs are written whole or not at all); "
+               "model calls already made are cached, so running the command again reuses them",
+               err=True)
+    sys.exit(code)

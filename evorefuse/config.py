@@ -9,6 +9,7 @@ directory holds only names of environment variables, never their values.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
-from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec
+from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
+from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 PresetName = Literal["fast", "paper"]
@@ -29,6 +31,8 @@ SelectionName = Literal["bandit", "uniform"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 MODES: tuple[str, ...] = get_args(ModeName)
 BANDITS: tuple[str, ...] = get_args(BanditName)
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # Keys that may differ on resume without changing what the run computes.
 RESUME_FREE_KEYS = frozenset({"run.generations", "run.max_calls", "run.max_cost",
@@ -52,7 +56,9 @@ class RunSection(_Section):
 
 class RolesSection(_Section):
     mutator: str = "local"
-    judge: str | list[str] = "local"     # several names: majority vote
+    judge: str | list[str] = "local"     # `local`/`classifier` (the offline classifier),
+                                         # `local-llm`, or models; several: they vote
+    judge_mode: Mode = "auto"            # auto | classifier | llm | tiered
     targets: list[str] = Field(default_factory=lambda: ["local"])
     responder: str = "local"
     detector: str = "auto"               # one of DETECTOR_NAMES
@@ -64,8 +70,9 @@ class EvolutionSection(_Section):
     selection: SelectionName | None = None
     bandit: BanditName = "thompson"
     strategies: list[str] | None = None  # restrict to these names
-    judge_margin: float | None = 0.05    # pass when P(harmless) >= the seed's minus this; -1: off
-    near_duplicate: float = 0.95         # cosine similarity above which a candidate is a duplicate
+    judge_margin: float | None = None    # seed calibration of `controversial` verdicts: off
+    near_duplicate: float = Field(0.945, gt=0, le=1)  # cosine similarity (MiniLM, int8) above
+                                         # which a candidate is a duplicate (README, "Files")
     population_size: int | None = Field(None, ge=1)  # population mode: survivors per generation
     mutator_temperature: float = Field(0.9, ge=0)
     mutator_max_tokens: int = Field(120, ge=1)
@@ -107,21 +114,24 @@ class Config(BaseModel):
 
     # --- lookups ---------------------------------------------------------------------------------
     def model(self, name: str, *, where: str = "") -> ModelSpec:
-        spec = self.models.get(name) or BUILTIN_MODELS.get(name)
+        spec = self.models.get(name) or builtin_model(name)
         if spec is None:
             raise InputError(f"unknown model {name!r} (known: {self.known_models()})",
                              path=self.source, field=where or None)
         return spec
 
     def known_models(self) -> str:
-        return ", ".join([*BUILTIN_MODELS, *sorted(set(self.models) - set(BUILTIN_MODELS))])
+        return ", ".join([*BUILTIN_MODELS, *sorted(set(self.models) - set(BUILTIN_MODELS)),
+                          "openai:MODEL"])
 
     def judges(self) -> list[str]:
         j = self.roles.judge
         return [j] if isinstance(j, str) else list(j)
 
     def role_models(self) -> dict[str, list[str]]:
-        return {"mutator": [self.roles.mutator], "judge": self.judges(),
+        """The models each role calls (the judge role's offline classifier calls none)."""
+        judges = [judge_model_name(n) for n in llm_judge_names(self.judges())]
+        return {"mutator": [self.roles.mutator], "judge": list(dict.fromkeys(judges)),
                 "target": list(self.roles.targets), "responder": [self.roles.responder]}
 
     def model_names(self) -> list[str]:
@@ -134,7 +144,18 @@ class Config(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return _sha256(self.to_json())
+
+    def computation_json(self) -> dict[str, Any]:
+        """The settings that decide what a run computes: all but those a resume may change."""
+        d = self.to_json()
+        for key in RESUME_FREE_KEYS:
+            section, name = key.split(".")
+            d[section].pop(name, None)
+        return d
+
+    def computation_hash(self) -> str:
+        return _sha256(self.computation_json())
 
     # --- changes the command line may make ---------------------------------------------------------
     def with_run_limits(self, *, generations: int | None = None, jobs: int | None = None,
@@ -160,6 +181,21 @@ class Config(BaseModel):
             for n in names:
                 cfg.model(n, where=f"--{role}")
         return cfg
+
+    def resolved(self) -> "Config":
+        """The config as a new run records it: every model a role uses gets a table of its own
+        (so `openai:MODEL` is written down), and a hosted model without `base_url` gets the one
+        it will really use (OPENAI_BASE_URL, else OpenAI's), so resuming it later reaches the same
+        server whatever the environment says then. Key *values* are never recorded."""
+        models = dict(self.models)
+        for name in self.model_names():
+            spec = self.model(name)
+            if spec.kind != "local" and spec.base_url is None:
+                spec = spec.model_copy(update={"base_url": os.environ.get("OPENAI_BASE_URL")
+                                               or DEFAULT_OPENAI_BASE_URL})
+            if spec.kind != "local" or name in self.models:
+                models[name] = spec
+        return self._copy_with(models=models)
 
     def _copy_with(self, **update: Any) -> "Config":
         cfg = self.model_copy(update=update)
@@ -199,7 +235,7 @@ class Config(BaseModel):
         for role, names in self.role_models().items():
             key = "targets" if role == "target" else role
             for name in names:
-                if name not in self.models and name not in BUILTIN_MODELS:
+                if name not in self.models and builtin_model(name) is None:
                     raise where.problem(("roles", key), f"unknown model {name!r} "
                                         f"(known: {self.known_models()})")
 
@@ -254,6 +290,10 @@ def config_from_run(data: Any, source: str) -> Config:
     """The config a run was started with (its `config.json`), through the same validation as a
     TOML file: a damaged or hand-edited file stops with the key at fault, never a traceback."""
     return Config.from_data(data, source=source)
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

@@ -38,5 +38,16 @@ class RunFailed(click.ClickException):
     exit_code = 1
 
 
+class Interrupted(click.ClickException):
+    """The user stopped the work (Ctrl-C or SIGTERM): exit 130 or 143, with how to continue."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 class BudgetExceeded(Exception):
     """A call would exceed --max-calls or --max-cost; raised before the call is made."""

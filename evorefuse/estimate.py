@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from evorefuse.config import Config
 from evorefuse.evolution.presets import plan_for
+from evorefuse.models.pricing import planned_cost
 
 
 @dataclass
@@ -52,12 +53,13 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
         r.calls += calls
         r.tokens_in += tokens_in
         r.tokens_out += tokens_out
-        r.cost += spec.cost(tokens_in, tokens_out)
+        r.cost += planned_cost(spec, tokens_in, tokens_out)  # batched models at the batch rate
 
     mut_calls = n_seeds * g * (L + N)   # framings cost nothing, so this bounds the fast preset too
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
         cfg.evolution.mutator_max_tokens)
-    for j in cfg.judges():
+    # The offline classifier costs no call; an LLM judge (or, tiered, at most) one per candidate.
+    for j in cfg.role_models()["judge"]:
         calls = n_seeds * (1 + g * cands)   # every seed is judged once, as the judge's calibration
         add("judge", j, calls, calls * 150, calls * 8)
     K, T = plan.samples, plan.max_tokens
@@ -84,3 +86,33 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
             out = n_seeds * (1 + g * scored) * K * T
         add("target", t, calls, calls * 60, out)
     return est
+
+
+# --- wall time -------------------------------------------------------------------------------------
+
+LOCAL_PREFILL_TOKENS_PER_S = 900.0
+"""The embedded SmolLM2-135M (Q4_1, llama.cpp, 2 threads) reading a prompt, on the machines this
+was measured on (README, "Time and cost before spending")."""
+LOCAL_DECODE_TOKENS_PER_S = 90.0
+"""... and writing: about 90 tokens/s. One model instance serves every role, one call at a time."""
+HOSTED_SECONDS_PER_CALL = 1.0
+HOSTED_DECODE_TOKENS_PER_S = 60.0
+"""A hosted model: about a second of latency per call plus 60 tokens/s; calls overlap up to the
+concurrency the run and the model allow."""
+EMBED_SECONDS_PER_TEXT = 0.007
+"""MiniLM on CPU per candidate text (near-duplicate and topic checks)."""
+
+
+def wall_seconds(est: RunEstimate, cfg: Config) -> float:
+    """Upper bound on the run's wall time from its call bounds (every call at its token limit)."""
+    local = hosted = 0.0
+    for key, r in est.per_role.items():
+        spec = cfg.model(key.split("/", 1)[1])
+        if spec.kind == "local":
+            local += r.tokens_in / LOCAL_PREFILL_TOKENS_PER_S + r.tokens_out / LOCAL_DECODE_TOKENS_PER_S
+        else:
+            lanes = max(1, min(cfg.run.max_concurrency, spec.max_concurrency))
+            per_call = HOSTED_SECONDS_PER_CALL + (r.tokens_out / max(1, r.calls)) / HOSTED_DECODE_TOKENS_PER_S
+            hosted += r.calls * per_call / lanes
+    mutations = sum(r.calls for k, r in est.per_role.items() if k.startswith("mutator/"))
+    return local + hosted + mutations * EMBED_SECONDS_PER_TEXT

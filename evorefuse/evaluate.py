@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from evorefuse import interrupts
+from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.models.base import SamplingParams
 from evorefuse.scoring.refusal.base import RefusalDetector
 from evorefuse.session import Session
@@ -77,8 +79,13 @@ class PromptOutcome:
 
 
 async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
-                          s: EvalSettings, concurrency: int = 8) -> list[PromptOutcome]:
-    """The responses of one target to every prompt, with the detector's verdicts."""
+                          s: EvalSettings, concurrency: int = 8,
+                          bar: Bar | None = None) -> list[PromptOutcome]:
+    """The responses of one target to every prompt, with the detector's verdicts. A batched
+    model gets every prompt at once, so the dataset goes out as one batch (or a few) rather than
+    `concurrency` at a time."""
+    if endpoint.spec.batch:
+        concurrency = len(prompts)
     sem = asyncio.Semaphore(max(1, concurrency))
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                             seed=s.seed, n=s.samples)
@@ -88,6 +95,8 @@ async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
             res = await endpoint.chat([{"role": "user", "content": prompt}], params, role="target")
         texts = [c.text for c in res.choices]
         verdicts = await detector.adetect([prompt] * len(texts), texts)
+        if bar is not None:
+            bar.update(1)
         return PromptOutcome([
             Response(c.text, c.blocked or v.refusal, 1.0 if c.blocked else round(v.p_refusal, 4),
                      v.label if not c.blocked else "2_full_refusal")
@@ -122,17 +131,25 @@ def refusal_matrix(counts: dict[str, list[tuple[int, int]]],
 
 
 async def _sample_all(session: Session, targets: Sequence[str], detector: RefusalDetector,
-                      prompts: list[str], s: EvalSettings) -> dict[str, list[PromptOutcome]]:
+                      prompts: list[str], s: EvalSettings,
+                      progress: Progress) -> dict[str, list[PromptOutcome]]:
+    out: dict[str, list[PromptOutcome]] = {}
     try:
-        return {t: await sample_refusals(session.endpoint(t), detector, prompts, s,
-                                         session.cfg.run.max_concurrency) for t in targets}
+        for t in targets:
+            bar = progress.bar(len(prompts), f"evaluate: {t}", unit="prompt")
+            try:
+                out[t] = await sample_refusals(session.endpoint(t), detector, prompts, s,
+                                               session.cfg.run.max_concurrency, bar)
+            finally:
+                bar.close()
+        return out
     finally:
         await session.aclose()
 
 
 def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalSettings,
              detector: str, cache_path: Path, responses: bool = True, limit: int | None = None,
-             embeddings: bool = True) -> dict[str, Any]:
+             embeddings: bool = True, progress: Progress = SILENT) -> dict[str, Any]:
     """The full evaluation report of one dataset, as a JSON-ready dict."""
     from evorefuse.seeds import load_seeds
 
@@ -148,8 +165,8 @@ def evaluate(dataset: Path, *, cfg: Any, targets: Sequence[str], settings: EvalS
         session = Session.standalone(cfg, models=list(targets), cache_path=cache_path,
                                      run_id="evaluate")
         try:
-            outcomes = asyncio.run(_sample_all(session, targets, session.detector_named(detector),
-                                               prompts, settings))
+            outcomes = interrupts.run(_sample_all(session, targets, session.detector_named(detector),
+                                               prompts, settings, progress))
         finally:
             session.close()
         counts = {t: [o.counts for o in outs] for t, outs in outcomes.items()}

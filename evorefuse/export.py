@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,11 +23,13 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from evorefuse import interrupts
 from evorefuse.config import config_from_run
 from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.presets import plan_for
-from evorefuse.fileio import write_atomic
+from evorefuse.evolution.progress import SILENT, Progress
+from evorefuse.fileio import check_output, make_output_dir, write_output
 from evorefuse.models.base import SamplingParams
 from evorefuse.runstore import RunStore
 from evorefuse.session import Session
@@ -52,6 +53,12 @@ class ExportOptions:
     min_targets: int | None = None
     dedup: float | None = 0.92
     include_seeds: bool = False
+    exclude_judged_unsafe: bool = False
+
+
+EMBEDDED_RESPONDER_WARNING = ("the responder is the embedded 135M model: its answers are for "
+                              "trying the pipeline, not for training (set roles.responder to a "
+                              "capable model)")
 
 
 @dataclass
@@ -59,6 +66,7 @@ class ExportResult:
     path: Path
     written: int
     dropped: Counter = field(default_factory=Counter)
+    notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
@@ -68,6 +76,32 @@ class ExportResult:
 
 
 # --- selection ------------------------------------------------------------------------------------
+
+def passed_the_gate(c: Candidate) -> bool:
+    """Whether the candidate's own verdict lets it be called safe: harmless, or controversial and
+    moved by seed calibration; never harmful or unreadable (the gate's contract)."""
+    if c.strategy == "seed":
+        return True   # harmless by the user's choice; their verdicts only calibrate the judge
+    if c.judge is None:
+        return False
+    label = c.judge.label
+    return label == "harmless" or (label == "controversial" and c.judge.relative_to_seed is not None)
+
+
+class UnsafeItems(InputError):
+    """The archive calls items benign that its own judge verdict does not call harmless (runs made
+    by versions whose gate let a harmful verdict through on a margin): they must not be exported
+    as safe."""
+
+    def __init__(self, items: list[Candidate]) -> None:
+        example = items[0]
+        super().__init__(
+            f"{len(items)} selected item(s) are benign in the archive but their judge said "
+            f"{example.judge.label if example.judge else 'nothing'} (e.g. {example.id}); "
+            "refusing to label them safe (--exclude-judged-unsafe leaves them out)",
+            field="archive.jsonl")
+
+
 
 def strategy_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[str]:
     """Operators applied from the seed to `c`, oldest first, following first parents."""
@@ -98,6 +132,12 @@ def select(records: list[Candidate], opts: ExportOptions, k: int) -> tuple[list[
         if c.strategy == "seed" and not opts.include_seeds:
             continue
         pool.append(c)
+    unsafe = [c for c in pool if not passed_the_gate(c)]
+    if unsafe and not opts.exclude_judged_unsafe:
+        raise UnsafeItems(unsafe)
+    if unsafe:
+        dropped["judged harmful or unreadable"] += len(unsafe)
+        pool = [c for c in pool if c not in unsafe]
     if opts.min_refusal_rate is not None:
         keep = [c for c in pool if c.refusal_rate >= opts.min_refusal_rate]
         dropped["below min refusal rate"] += len(pool) - len(keep)
@@ -140,6 +180,8 @@ class TestItem:
     fitness: float
     judge_verdict: str | None
     judge_votes: list[str] | None
+    judge: str | None
+    p_harmless: float | None
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -150,8 +192,10 @@ class TestItem:
                    lineage=c.lineage, strategies=strategy_chain(c, by_id),
                    refusal_rate={n: t.refusal_rate for n, t in sorted(targets.items())},
                    mean_refusal_rate=c.refusal_rate, fitness=c.fitness,
-                   judge_verdict=c.judge.verdict if c.judge else None,
-                   judge_votes=c.judge.votes if c.judge else None)
+                   judge_verdict=c.judge.label if c.judge else None,
+                   judge_votes=[v.verdict for v in c.judge.verdict.votes] if c.judge else None,
+                   judge=c.judge.verdict.judge if c.judge else None,
+                   p_harmless=c.judge.p_harmless if c.judge else None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +222,8 @@ class Responder:
 
     def __init__(self, store: RunStore) -> None:
         cfg = config_from_run(store.config(), str(store.config_file))
-        self.session = Session.for_run(store, cfg, budget=False,
+        # Its calls are the export's, recorded apart from the evolution's (`step`).
+        self.session = Session.for_run(store, cfg, budget=False, step="export",
                                        models=sorted({cfg.roles.responder, *cfg.roles.targets}))
         self.cfg = cfg
         self.detector = self.session.detector
@@ -226,24 +271,40 @@ class Responder:
 
 
 async def _model_rows(store: RunStore, recs: list[Candidate], fmt: str, style: str,
-                      dropped: Counter) -> list[dict[str, Any]]:
+                      dropped: Counter, progress: Progress) -> list[dict[str, Any]]:
+    """The responder's helpful answers (and for DPO a target's real refusals) of `recs`, in
+    order; the calls overlap up to the run's concurrency and are all cached."""
     resp = Responder(store)
-    rows: list[dict[str, Any]] = []
+    sem = asyncio.Semaphore(max(1, resp.cfg.run.max_concurrency))
+    bar = progress.bar(len(recs), f"{fmt}: asking the responder"
+                       + (" and the targets" if fmt == "dpo" else ""), unit="prompt")
+
+    async def one(rec: Candidate) -> dict[str, Any] | str:
+        """The row, or why it was dropped."""
+        async with sem:
+            try:
+                rejected = None
+                if fmt == "dpo":
+                    rejected = await resp.refusal(rec)
+                    if rejected is None:
+                        return "no target refusal"
+                chosen = await resp.helpful_answer(rec.prompt or "")
+                if chosen is None:
+                    return "responder refused"
+                return format_row(fmt, style, rec.prompt or "", chosen, rejected)
+            finally:
+                bar.update(1)
     try:
-        for rec in recs:
-            rejected = None
-            if fmt == "dpo":
-                rejected = await resp.refusal(rec)
-                if rejected is None:
-                    dropped["no target refusal"] += 1
-                    continue
-            chosen = await resp.helpful_answer(rec.prompt or "")
-            if chosen is None:
-                dropped["responder refused"] += 1
-                continue
-            rows.append(format_row(fmt, style, rec.prompt or "", chosen, rejected))
+        results = await asyncio.gather(*(one(r) for r in recs))
     finally:
+        bar.close()
         await resp.aclose()
+    rows = []
+    for res in results:
+        if isinstance(res, str):
+            dropped[res] += 1
+        else:
+            rows.append(res)
     return rows
 
 
@@ -260,31 +321,29 @@ def format_row(fmt: str, style: str, prompt: str, chosen: str, rejected: str | N
 
 # --- writing --------------------------------------------------------------------------------------
 
-def check_output(out: Path) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise InputError("is a directory; give a file name", path=out, field="-o")
-    if not parent.is_dir():
-        raise InputError("directory does not exist", path=parent, field="-o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError("directory is not writable", path=parent, field="-o")
+def read_dataset_info(out: Path) -> dict[str, Any]:
+    """The LLaMA-Factory `dataset_info.json` beside `out` (empty when absent), read and checked
+    before any model is called, so a broken one fails at once instead of after the export."""
+    info_path = out.parent / "dataset_info.json"
+    check_output(info_path, option="dataset_info.json")
+    if not info_path.exists():
+        return {}
+    try:
+        info = orjson.loads(info_path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
+    if not isinstance(info, dict):
+        raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
+    return info
 
 
-def update_dataset_info(out: Path) -> Path:
+def write_dataset_info(out: Path, info: dict[str, Any]) -> Path:
     """Merge this file's LLaMA-Factory entry into dataset_info.json next to it."""
     info_path = out.parent / "dataset_info.json"
-    info: dict[str, Any] = {}
-    if info_path.exists():
-        try:
-            info = orjson.loads(info_path.read_bytes())
-        except orjson.JSONDecodeError:
-            raise InputError("existing dataset_info.json is not valid JSON", path=info_path) from None
-        if not isinstance(info, dict):
-            raise InputError("existing dataset_info.json is not a JSON object", path=info_path)
     name = out.name.split(".")[0] or "evorefuse_dpo"
     info[name] = {"file_name": out.name, "ranking": True, "formatting": "sharegpt",
                   "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}
-    write_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+    write_output(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
     return info_path
 
 
@@ -294,7 +353,8 @@ def default_output(run_dir: Path, fmt: str, style: str) -> Path:
     return run_dir / "exports" / f"{fmt}{suffix}.{ext}"
 
 
-def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportResult:
+def export_run(run_dir: Path, out: Path | None, opts: ExportOptions,
+               progress: Progress = SILENT) -> ExportResult:
     """Select, generate and write; raise InputError (exit 2) for bad input or nothing to export."""
     style = opts.style or DEFAULT_STYLE[opts.fmt]
     if style not in STYLES[opts.fmt]:
@@ -303,10 +363,12 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
     store = RunStore.open(run_dir)
     if out is None:
         out = default_output(store.path, opts.fmt, style)
-        out.parent.mkdir(exist_ok=True)
+        make_output_dir(out.parent)
     check_output(out)
+    dataset_info = read_dataset_info(out) if opts.fmt == "dpo" and style == "llamafactory" else None
     records = store.candidates()
-    k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
+    cfg = config_from_run(store.config(), str(store.config_file))
+    k = plan_for(cfg).samples
     recs, dropped = select(records, opts, k)
     if not recs:
         why = f" ({', '.join(f'{n} {w}' for w, n in dropped.items())})" if dropped else ""
@@ -319,14 +381,17 @@ def export_run(run_dir: Path, out: Path | None, opts: ExportOptions) -> ExportRe
         data = xstest_csv(items) if style == "xstest" else jsonl([i.to_json() for i in items])
         written = len(items)
     else:
-        rows = asyncio.run(_model_rows(store, recs, opts.fmt, style, dropped))
+        rows = interrupts.run(_model_rows(store, recs, opts.fmt, style, dropped, progress))
         if not rows:
             why = ", ".join(f"{n} {w}" for w, n in dropped.items())
             raise InputError(f"nothing to export: every selected candidate was dropped ({why})",
                              path=run_dir)
         data = jsonl(rows)
         written = len(rows)
-    write_atomic(out, data)
-    if opts.fmt == "dpo" and style == "llamafactory":
-        update_dataset_info(out)
-    return ExportResult(out, written, dropped)
+    write_output(out, data)
+    if dataset_info is not None:
+        write_dataset_info(out, dataset_info)
+    notices = []
+    if opts.fmt != "test" and cfg.model(cfg.roles.responder).kind == "local":
+        notices.append(EMBEDDED_RESPONDER_WARNING)
+    return ExportResult(out, written, dropped, notices)

@@ -20,15 +20,15 @@ import jinja2
 import orjson
 
 from evorefuse.config import config_from_run
-from evorefuse.errors import InputError
 from evorefuse.evolution.candidate import Candidate
 from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.presets import plan_for
-from evorefuse.fileio import write_atomic
-from evorefuse.runstats import lineages, run_status
+from evorefuse.fileio import check_output, make_output_dir, write_output
+from evorefuse.runstats import answers, lineages, run_status
 from evorefuse.runstore import RunStore
 
 TOP_N = 20
+PLOT_FILES = ("fitness.png", "rates.png", "strategies.png", "before_after.png", "calls_cost.png")
 
 
 def _plt() -> Any:
@@ -213,8 +213,13 @@ def lineage_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[tuple[str, 
 
 
 def top_records(records: list[Candidate], k: int, n: int = TOP_N) -> list[Candidate]:
+    """The best evolved candidate of each lineage, best first: one entry per seed, so the list
+    shows the set's variety rather than one lineage's near-copies."""
     scored = [c for c in records if c.benign and c.strategy != "seed" and c.scored_at(k)]
-    return sorted(scored, key=lambda c: (-c.fitness, c.id))[:n]
+    best: dict[int, Candidate] = {}
+    for c in sorted(scored, key=lambda c: (-c.fitness, c.id)):
+        best.setdefault(c.lineage, c)
+    return list(best.values())[:n]
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -239,10 +244,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and the PNGs; return the page's path."""
     store = RunStore.open(run_dir)
     out_dir = out_dir or store.path / "report"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create report directory: {exc.strerror}", path=out_dir) from None
+    make_output_dir(out_dir)
+    for name in (*PLOT_FILES, "index.html", "summary.json"):
+        check_output(out_dir / name)
     st = run_status(store.path)
     k = plan_for(config_from_run(store.config(), str(store.config_file))).samples
     records = store.candidates()
@@ -261,12 +265,14 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     images: dict[str, dict[str, str]] = {}
     for name, alt, make in plots:
         png = make()
-        (out_dir / name).write_bytes(png)
+        write_output(out_dir / name, png)
         images[name] = {"src": _data_uri(png), "alt": alt, "name": name}
     top = [{"chain": lineage_chain(c, by_id), "category": c.category or "",
             "fitness": c.fitness,
             "targets": sorted((t, s.refusal_rate) for t, s in
-                              (c.score.targets if c.score else {}).items())}
+                              (c.score.targets if c.score else {}).items()),
+            "answers": sorted(answers(c).items()),
+            "verdict": (f"{c.judge.label} ({c.judge.verdict.judge})" if c.judge else "")}
            for c in top_records(records, k)]
     page = _template().render(
         title=f"evorefuse report: {store.path.name}", run_dir=str(store.path), st=st,
@@ -274,8 +280,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         strategies=stats, ledger=sorted(st.ledger.items()), top=top, top_n=TOP_N,
         before_after=ba)
     path = out_dir / "index.html"
-    write_atomic(path, page.encode("utf-8"))
-    (out_dir / "summary.json").write_bytes(orjson.dumps(
+    write_output(path, page.encode("utf-8"))
+    write_output(out_dir / "summary.json", orjson.dumps(
         {"strategies": {n: asdict(v) for n, v in stats.items()},
          "before_after": {c: list(v) for c, v in ba.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -7,19 +7,23 @@ line's; tests and benchmarks drive runs through the same functions.
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from evorefuse import interrupts
 from evorefuse.config import Config, config_from_run, first_difference, load_config
-from evorefuse.errors import InputError
+from evorefuse.errors import InputError, Interrupted
 from evorefuse.evolution.engine import BudgetStop
 from evorefuse.evolution.progress import Progress
 from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
+from evorefuse.preflight import reachable
 from evorefuse.runstore import RunStore, write_json
 from evorefuse.session import Session
 
@@ -31,6 +35,9 @@ def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
     """Run (or continue) the engine to `cfg.run.generations`; raises BudgetStop when the budget
     would be exceeded (everything up to the last generation is saved)."""
     session = Session.for_run(store, cfg)
+    for notice in session.notices:
+        progress.notice(notice)
+        store.event("notice", text=notice)
 
     async def go() -> None:
         engine = session.engine(store, progress)
@@ -44,7 +51,17 @@ def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
             await session.aclose()
 
     try:
-        asyncio.run(go())
+        interrupts.run(go())
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
+        cp = store.checkpoint()
+        done = cp["generation"] if cp else None
+        store.event("interrupted",
+                    signal="SIGTERM" if isinstance(exc, interrupts.Terminated) else "SIGINT",
+                    generation=done)
+        saved = (f"generation {done} is saved" if done is not None
+                 else "nothing was complete yet; calls already made are cached")
+        raise Interrupted(f"interrupted: {saved}. Continue with: evorefuse resume {store.path}",
+                          interrupts.exit_code(exc)) from None
     finally:
         session.close()
         store.unlock()
@@ -55,10 +72,12 @@ def start_run(cfg: Config, seeds: list[dict[str, Any]], run_dir: Path, seeds_sum
     """Create the run directory and run it. Bad input fails before the directory exists; if the
     first call turns out to be bad input (an endpoint that rejects the request), nothing was
     computed or paid for and what was created is removed."""
+    cfg = cfg.resolved()
     build_catalogue(cfg.strategies, cfg.evolution.strategies, source=cfg.source)
     check_credentials([cfg.model(n) for n in cfg.model_names()], cfg.source)
+    reachable(cfg, cfg.model_names())
     fresh = not run_dir.exists()
-    store = RunStore.create(run_dir, cfg.to_json(), cfg.fingerprint(), seeds)
+    store = RunStore.create(run_dir, cfg, seeds)
     store.event("created", config=cfg.source, seeds=seeds_summary)
     try:
         drive(store, cfg, seeds, None, progress)
@@ -84,6 +103,7 @@ class ResumePlan:
     seeds: list[dict[str, Any]]
     checkpoint: dict[str, Any] | None
     done: bool
+    notices: list[str] = field(default_factory=list)  # for the user, e.g. what could not be checked
 
 
 def prepare_resume(run_dir: Path, *, generations: int | None, config_path: Path | None,
@@ -92,8 +112,9 @@ def prepare_resume(run_dir: Path, *, generations: int | None, config_path: Path 
     it; nothing is written before every check has passed."""
     store = RunStore.open(run_dir)
     cfg = config_from_run(store.config(), str(store.config_file))
+    notices = verify_config(store, cfg)
     if config_path is not None:
-        diff = first_difference(cfg.to_json(), load_config(config_path).to_json())
+        diff = first_difference(cfg.to_json(), load_config(config_path).resolved().to_json())
         if diff:
             raise InputError("differs from the run's config; resuming would not reproduce the run "
                              "(start a new run instead)", path=config_path, field=diff)
@@ -101,11 +122,12 @@ def prepare_resume(run_dir: Path, *, generations: int | None, config_path: Path 
                               max_cost=max_cost)
     check_credentials([cfg.model(n) for n in cfg.model_names()], cfg.source)
     seeds = store.seeds()
+    store.archive()  # every committed record readable, or one line saying which is damaged
     store.lock()
     cp = store.checkpoint()
     if cp and cp["generation"] >= cfg.run.generations:
         store.unlock()
-        return ResumePlan(store, cfg, seeds, cp, done=True)
+        return ResumePlan(store, cfg, seeds, cp, done=True, notices=notices)
     store.adopt_run_id()
     store.event("resumed", from_generation=cp["generation"] if cp else None,
                 generations=cfg.run.generations)
@@ -113,7 +135,27 @@ def prepare_resume(run_dir: Path, *, generations: int | None, config_path: Path 
         data = store.config()
         data["run"].update(cfg.run.model_dump())
         write_json(store.config_file, data)
-    return ResumePlan(store, cfg, seeds, cp, done=False)
+    return ResumePlan(store, cfg, seeds, cp, done=False, notices=notices)
+
+
+def verify_config(store: RunStore, cfg: Config) -> list[str]:
+    """Refuse a run whose saved config was edited since it started in a way that changes what it
+    computes (naming the first such key); the run's limits (generations, budgets, concurrency)
+    may change. Returns notices for what could not be checked."""
+    manifest = store.manifest()
+    if manifest.get("format_version", 1) >= 2:
+        if cfg.computation_hash() != manifest.get("config_hash"):
+            key = first_difference(manifest.get("config") or {}, cfg.computation_json())
+            raise InputError("changed since the run started, so resuming would not reproduce "
+                             "it; restore the original value or start a new run",
+                             path=store.config_file, field=key or "config")
+        return []
+    # Runs made before version 2 hashed the whole file, limits included.
+    saved = hashlib.sha256(orjson.dumps(store.config(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    if saved != manifest.get("config_hash"):
+        return [f"{store.config_file}: made by an earlier evorefuse that cannot tell an edited "
+                "config from an extended run; continuing without that check"]
+    return []
 
 
 def _has_samples(cache_file: Path) -> bool:

@@ -18,8 +18,10 @@ from evorefuse.evolution.lineage import Lineage
 from evorefuse.models.cache import LEDGER_COLUMNS
 from evorefuse.models.ledger import Ledger
 from evorefuse.runstore import RunStore
+from evorefuse.session import carry_forward
 
-_LAST_WORD = {"finished": "finished", "stopped_budget": "stopped (budget)"}
+_LAST_WORD = {"finished": "finished", "stopped_budget": "stopped (budget)",
+              "interrupted": "interrupted"}
 
 
 @dataclass
@@ -30,6 +32,18 @@ class LineageResult:
     before: float
     after: float
     best_prompt: str
+
+
+def answers(c: Candidate | None) -> dict[str, str]:
+    """What each target answered a scored candidate (the first sample, refusal preferred)."""
+    if c is None or c.score is None:
+        return {}
+    return {name: (t.refusal_example or t.compliance_example or "")
+            for name, t in sorted(c.score.targets.items())}
+
+
+def _verdict(c: Candidate | None) -> dict[str, Any] | None:
+    return c.judge.to_json() if c is not None and c.judge is not None else None
 
 
 @dataclass
@@ -51,6 +65,7 @@ class RunStatus:
     calls: int
     cache_hits: int
     cost_usd: float
+    export_ledger: dict[str, dict[str, Any]] = field(default_factory=dict)
     best: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -58,15 +73,18 @@ class RunStatus:
         return asdict(self)
 
 
-def read_ledger(store: RunStore) -> Ledger:
-    """The run's spending from its cache's call log (read-only; empty without a cache)."""
+def read_ledger(store: RunStore, step: str | None = None) -> Ledger:
+    """The run's spending from its cache's call log (read-only; empty without a cache); with a
+    `step` (e.g. "export"), that step's."""
     ledger = Ledger()
     if store.cache_file.exists():
         db = sqlite3.connect(f"file:{store.cache_file}?mode=ro", uri=True)
         try:
             sums = ", ".join(f"SUM({c})" for c in LEDGER_COLUMNS)
             rows = db.execute(f"SELECT role, model, {sums} FROM calls WHERE run_id = ? "
-                              "GROUP BY role, model", (store.run_id,)).fetchall()
+                              "GROUP BY role, model",
+                              (store.run_id if step is None else f"{store.run_id}:{step}",)
+                              ).fetchall()
         except sqlite3.Error:
             rows = []
         finally:
@@ -106,12 +124,15 @@ def run_status(run_dir: Path) -> RunStatus:
     events = store.events()
     records = store.candidates()
     ledger = read_ledger(store)
+    carry_forward(ledger, cp.get("spent"))
     lins = lineages(store)
+    by_id = {c.id: c for c in records}
     seeds = {c.lineage: c for c in records if c.strategy == "seed"}
     before = [seeds[i].refusal_rate for i in seeds]
     after = [lin.best.refusal_rate for lin in lins]
     last = next((e for e in reversed(events) if e["event"] in
-                 ("finished", "stopped_budget", "resumed", "start", "created")), None)
+                 ("finished", "stopped_budget", "interrupted", "resumed", "start", "created")),
+                None)
     by_status: dict[str, int] = {}
     for c in records:
         key = status_key(c)
@@ -127,6 +148,9 @@ def run_status(run_dir: Path) -> RunStatus:
         mean_best_fitness=(sum(lin.best.fitness for lin in lins) / len(lins) if lins else None),
         ledger=ledger.by_role(), ledger_by_model=ledger.to_json(), calls=ledger.total_calls,
         cache_hits=ledger.total_cache_hits, cost_usd=round(ledger.total_cost, 6),
-        best=[{"seed_id": lin.seed_id, **lin.best.to_json()} for lin in lins],
+        export_ledger=read_ledger(store, "export").by_role(),
+        best=[{"seed_id": lin.seed_id, **lin.best.to_json(),
+               "judge": _verdict(by_id.get(lin.best.id)),
+               "answers": answers(by_id.get(lin.best.id))} for lin in lins],
         history=[e for e in events if e["event"] == "generation"],
     )

@@ -27,10 +27,14 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from evorefuse import __version__
+from evorefuse.config import Config
 from evorefuse.errors import InputError, RunFailed
 from evorefuse.evolution.candidate import Candidate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: the first format. 2: the manifest adds `run_id` and `config` (what the run computes with),
+and `config_hash` covers only those settings, so a resume can tell an edited config from a
+legitimately extended one."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -67,6 +71,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_jsonl(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Records of an append-only log; a torn last line (kill -9 mid-append) ends it quietly."""
     if not path.exists():
         return
     with open(path, "rb") as f:
@@ -77,8 +82,35 @@ def read_jsonl(path: Path, limit: int | None = None) -> Iterator[dict[str, Any]]
                 try:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    # A torn last line after kill -9: everything before it is intact.
                     return
+
+
+def read_committed(path: Path, lines: int) -> list[dict[str, Any]]:
+    """The first `lines` records of an append-only file, every one of which a checkpoint says
+    was written whole: a damaged or missing one is reported, never silently dropped."""
+    out: list[dict[str, Any]] = []
+    if lines == 0:
+        return out
+    if not path.exists():
+        raise InputError(f"run directory is damaged: {path.name} is missing but the checkpoint "
+                         f"records {lines} lines; restore it from a copy of the run", path=path.parent)
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                rec = None
+            if not isinstance(rec, dict):
+                raise InputError("run directory is damaged: this committed record is not a JSON "
+                                 "object; restore the file from a copy of the run", path=path,
+                                 line=i + 1) from None
+            out.append(rec)
+    if len(out) < lines:
+        raise InputError(f"run directory is damaged: {len(out)} lines but the checkpoint records "
+                         f"{lines}; restore the file from a copy of the run", path=path)
+    return out
 
 
 class RunStore:
@@ -97,8 +129,7 @@ class RunStore:
 
     # --- create / open -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, config: dict[str, Any], config_hash: str,
-               seeds: list[dict[str, Any]]) -> "RunStore":
+    def create(cls, path: Path, cfg: Config, seeds: list[dict[str, Any]]) -> "RunStore":
         if path.exists() and any(path.iterdir()):
             raise InputError("run directory already exists and is not empty (use `evorefuse resume`)",
                              path=path)
@@ -110,11 +141,12 @@ class RunStore:
             raise InputError("run directory is not writable", path=path)
         store = cls(path)
         store.lock()
-        write_json(store.config_file, config)
+        write_json(store.config_file, cfg.to_json())
         atomic_write_bytes(store.seeds_file, b"".join(orjson.dumps(s) + b"\n" for s in seeds))
         write_json(store.manifest_file, {
             "format_version": FORMAT_VERSION, "run_id": uuid.uuid4().hex, "evorefuse": __version__,
-            "python": platform.python_version(), "config_hash": config_hash,
+            "python": platform.python_version(), "config_hash": cfg.computation_hash(),
+            "config": cfg.computation_json(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "libraries": _library_versions(),
         })
@@ -162,9 +194,16 @@ class RunStore:
         return _read_json(self.config_file)
 
     def seeds(self) -> list[dict[str, Any]]:
+        """The seeds as loaded when the run started (written whole, so every line must parse)."""
         if not self.seeds_file.exists():
             raise InputError("run directory is damaged: seeds.jsonl is missing", path=self.path)
-        return list(read_jsonl(self.seeds_file))
+        lines = sum(1 for line in self.seeds_file.read_bytes().splitlines() if line.strip())
+        seeds = read_committed(self.seeds_file, lines)
+        for i, s in enumerate(seeds, 1):
+            if not isinstance(s.get("id"), str) or not isinstance(s.get("prompt"), str):
+                raise InputError("run directory is damaged: a seed without `id` or `prompt`",
+                                 path=self.seeds_file, line=i)
+        return seeds
 
     # --- lock ----------------------------------------------------------------------------------
     def lock(self) -> None:
@@ -197,17 +236,22 @@ class RunStore:
     def checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_file.exists():
             return None
-        return _read_json(self.checkpoint_file)
+        cp = _read_json(self.checkpoint_file)
+        for key, kind in (("generation", int), ("archive_lines", int), ("lineages", list),
+                          ("bandit", dict)):
+            if not isinstance(cp.get(key), kind):
+                raise InputError(f"run directory is damaged: no valid `{key}`; restore the file "
+                                 "from a copy of the run", path=self.checkpoint_file)
+        return cp
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.checkpoint_file, orjson.dumps(state))
 
     def archive(self, committed_only: bool = True) -> list[dict[str, Any]]:
-        limit = None
-        if committed_only:
-            cp = self.checkpoint()
-            limit = cp["archive_lines"] if cp else 0
-        return list(read_jsonl(self.archive_file, limit))
+        if not committed_only:
+            return list(read_jsonl(self.archive_file))
+        cp = self.checkpoint()
+        return read_committed(self.archive_file, int(cp["archive_lines"]) if cp else 0)
 
     def candidates(self) -> list[Candidate]:
         """The committed archive as typed records."""

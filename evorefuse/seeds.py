@@ -8,6 +8,10 @@ load of the same files: a resumed run must find the same seeds it started with.
 Bad input is the user's to fix, so it raises `InputError` naming the file, line and field instead of
 guessing. Harmless oddities (a repeated prompt, an empty prompt) are dropped and reported, because
 they would only waste paid calls on a lineage that duplicates another or has nothing to mutate.
+
+Every seed has a BCP-47 `language`: the one its record declares (`language` in JSONL, a `language`
+column in CSV), validated; otherwise the one `evorefuse.languages.detect_language` is confident of,
+else English. The language tells the operators what to write and which request cues to expect.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evorefuse.errors import InputError
+from evorefuse.languages import DEFAULT_LANGUAGE, detect_language, validate_language
+from evorefuse.scoring.overlap import ReferencePrompt, ReferenceSets
 
 MAX_PROMPT_CHARS = 4000
 """Longer prompts are pasted documents, not instructions; they would also blow up every call's cost."""
@@ -43,12 +49,14 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 @dataclass(frozen=True)
 class Seed:
-    """One seed instruction. `source` is the file it came from, as the user named it."""
+    """One seed instruction. `source` is the file it came from, as the user named it; `language`
+    is a standard BCP-47 tag, declared by the file or detected (see the module docstring)."""
 
     id: str
     prompt: str
     category: str | None
     source: str
+    language: str = DEFAULT_LANGUAGE
 
 
 @dataclass
@@ -65,6 +73,8 @@ class SeedSet:
     """CSV rows skipped because their `label` column was not `safe` (XSTest's contrast prompts)."""
     renamed: list[tuple[str, int, str]] = field(default_factory=list)
     """(file, line, new id) of each seed whose id clashed with an earlier one and got a suffix."""
+    detected: int = 0
+    """Seeds whose language the file did not declare: detected, or English when detection was unsure."""
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -75,6 +85,10 @@ class SeedSet:
     def by_category(self) -> dict[str, int]:
         """Seed count per category (`None` shown as "uncategorised"), in first-seen order."""
         return dict(Counter(s.category or "uncategorised" for s in self.seeds))
+
+    def by_language(self) -> dict[str, int]:
+        """Seed count per language, in first-seen order."""
+        return dict(Counter(s.language for s in self.seeds))
 
     def summary(self) -> str:
         """One line for the console, e.g. "130 seeds from 1 file (2 duplicates, 1 empty dropped)"."""
@@ -105,10 +119,12 @@ class _Record:
     prompt: str
     id: str | None
     category: str | None
+    language: str | None = None
 
 
 def shipped_seeds(name: str = "default") -> Path:
-    """Path of a seed set shipped in `seeds/` ("default" or "smoke")."""
+    """Path of a seed set shipped in `seeds/`: "default" (English), "smoke", or a language's own
+    set written for this project ("de", "fr", "es", "zh", "ja", "ar")."""
     path = SHIPPED_SEEDS_DIR / f"{name}.jsonl"
     if not path.is_file():
         available = sorted(p.stem for p in SHIPPED_SEEDS_DIR.glob("*.jsonl"))
@@ -117,11 +133,13 @@ def shipped_seeds(name: str = "default") -> Path:
     return path
 
 
-def load_seeds(paths: Sequence[str | Path] | str | Path) -> SeedSet:
+def load_seeds(paths: Sequence[str | Path] | str | Path, *, include_unsafe: bool = False) -> SeedSet:
     """Load seeds from files and directories, in the order given.
 
     Prompts repeated after whitespace-normalising and case-folding are dropped (first one wins);
     ids missing from the file become `<file-stem>-<line>`; an id already taken gets `-2`, `-3`, ...
+    CSV rows labelled other than `safe` are skipped unless `include_unsafe` (a benchmark's contrast
+    prompts are still part of the benchmark when checking overlap with it).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -131,7 +149,7 @@ def load_seeds(paths: Sequence[str | Path] | str | Path) -> SeedSet:
     seen_prompts: set[str] = set()
     seen_ids: set[str] = set()
     for file in _expand(paths):
-        records, unsafe = _read_file(file)
+        records, unsafe = _read_file(file, include_unsafe)
         result.files.append(str(file))
         result.unsafe_skipped += unsafe
         for rec in records:
@@ -151,8 +169,25 @@ def load_seeds(paths: Sequence[str | Path] | str | Path) -> SeedSet:
                 seed_id = f"{seed_id}-{n}"
                 result.renamed.append((str(file), rec.line, seed_id))
             seen_ids.add(seed_id)
-            result.seeds.append(Seed(seed_id, rec.prompt, rec.category, str(file)))
+            language = rec.language
+            if language is None:
+                language = detect_language(rec.prompt).language
+                result.detected += 1
+            result.seeds.append(Seed(seed_id, rec.prompt, rec.category, str(file), language))
     return result
+
+
+def load_references(paths: Sequence[str | Path]) -> ReferenceSets:
+    """Benchmark files to check a test set against (`scoring.overlap`): each file read on its own,
+    so every prompt keeps its source, with every row (unsafe contrast prompts too). A file that
+    cannot be read as prompts stops with InputError, as a seed file would."""
+    prompts: list[ReferencePrompt] = []
+    files: list[str] = []
+    for path in paths:
+        loaded = load_seeds([path], include_unsafe=True)
+        files.extend(loaded.files)
+        prompts.extend(ReferencePrompt(s.id, s.prompt, s.source, s.language) for s in loaded)
+    return ReferenceSets(prompts, files)
 
 
 def _expand(paths: Sequence[str | Path]) -> list[Path]:
@@ -176,7 +211,7 @@ def _expand(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _read_file(path: Path) -> tuple[list[_Record], int]:
+def _read_file(path: Path, include_unsafe: bool = False) -> tuple[list[_Record], int]:
     """Parse one file into records; returns (records, unsafe rows skipped)."""
     text = _read_text(path)
     suffix = path.suffix.lower()
@@ -184,7 +219,7 @@ def _read_file(path: Path) -> tuple[list[_Record], int]:
     if suffix == ".jsonl":
         records = _parse_jsonl(path, text)
     elif suffix == ".csv":
-        records, unsafe = _parse_csv(path, text)
+        records, unsafe = _parse_csv(path, text, include_unsafe)
     else:
         records = _parse_txt(path, text)
     if not any(rec.prompt for rec in records):
@@ -276,11 +311,19 @@ def _parse_jsonl(path: Path, text: str) -> list[_Record]:
         _check_length(path, lineno, prompt, key)
         category_key = "category" if "category" in obj else "type"
         records.append(_Record(lineno, prompt, _optional_str(path, lineno, obj.get("id"), "id"),
-                               _optional_str(path, lineno, obj.get(category_key), category_key)))
+                               _optional_str(path, lineno, obj.get(category_key), category_key),
+                               _language(path, lineno, obj.get("language"))))
     return records
 
 
-def _parse_csv(path: Path, text: str) -> tuple[list[_Record], int]:
+def _language(path: Path, line: int, value: object) -> str | None:
+    """A declared language, standardised; absent or blank means "detect"."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return validate_language(value, field="language", path=path, line=line)
+
+
+def _parse_csv(path: Path, text: str, include_unsafe: bool = False) -> tuple[list[_Record], int]:
     """XSTest (`id,prompt,type,label,...`) or OR-Bench (`prompt,category`) style CSV.
 
     Line numbers are those of the row's first physical line: `reader.line_num` counts lines consumed
@@ -319,7 +362,8 @@ def _parse_csv(path: Path, text: str) -> tuple[list[_Record], int]:
         if len(row) != len(header):
             raise InputError(f"row has {len(row)} fields but the header has {len(header)} "
                              "(an unquoted comma or a missing quote?)", path=path, line=start)
-        if "label" in columns and row[columns["label"]].strip().lower() != "safe":
+        if (not include_unsafe and "label" in columns
+                and row[columns["label"]].strip().lower() != "safe"):
             unsafe += 1
             continue
         prompt_col = "prompt" if "prompt" in columns else "instruction"
@@ -328,7 +372,8 @@ def _parse_csv(path: Path, text: str) -> tuple[list[_Record], int]:
         category_col = "category" if "category" in columns else "type"
         category = row[columns[category_col]].strip() if category_col in columns else ""
         seed_id = row[columns["id"]].strip() if "id" in columns else ""
-        records.append(_Record(start, prompt, seed_id or None, category or None))
+        language = _language(path, start, row[columns["language"]]) if "language" in columns else None
+        records.append(_Record(start, prompt, seed_id or None, category or None, language))
     if header is None:
         raise InputError("file is empty", path=path)
     return records, unsafe

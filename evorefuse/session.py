@@ -21,6 +21,8 @@ from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Budget, Ledger
 from evorefuse.models.registry import Registry, check_credentials
 from evorefuse.scoring.fitness import FitnessEstimator
+from evorefuse.scoring.harm.judge import PromptJudge, build_prompt_judge
+from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.base import RefusalDetector, get_detector
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +34,27 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/evorefuse/evaluate.sqlite"))
 """The request cache of work outside a run directory (evaluate, detect with a judge)."""
 
 
+LOST_CACHE = ("unrecorded", "lost-cache")
+"""The ledger entry that carries spending a run's checkpoint records but its cache no longer does."""
+
+
+def carry_forward(ledger: Ledger, spent: dict[str, float] | None) -> str | None:
+    """Never count less than the checkpoint says was paid: a deleted or replaced cache would
+    otherwise reset the budget. Returns what to tell the user, or None when nothing was lost."""
+    if not spent:
+        return None
+    calls = int(spent.get("calls", 0)) - ledger.total_calls
+    cost = float(spent.get("cost", 0.0)) - ledger.total_cost
+    if calls <= 0 and cost <= 1e-9:
+        return None
+    entry = ledger.entry(*LOST_CACHE)
+    entry.calls += max(0, calls)
+    entry.cost += max(0.0, cost)
+    return (f"records {max(0, calls)} fewer calls (${max(0.0, cost):.4f} less) than the run's "
+            "checkpoint: it was deleted, replaced or damaged; the budget counts from the "
+            "checkpoint's figures, and calls it no longer holds will be made again")
+
+
 class Session:
     def __init__(self, cfg: Config, *, cache: RequestCache | None, ledger: Ledger,
                  run_id: str) -> None:
@@ -40,19 +63,27 @@ class Session:
         self.ledger = ledger
         self.run_id = run_id
         self.registry = Registry(cfg.model, cache, ledger, run_id=run_id)
+        self.notices: list[str] = []
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def for_run(cls, store: "RunStore", cfg: Config, *, models: list[str] | None = None,
-                budget: bool = True) -> "Session":
+                budget: bool = True, step: str | None = None) -> "Session":
         """A session on a run directory's own cache; the ledger starts from what the run already
-        spent (the cache's call log), so budgets count the whole run across resumes."""
+        spent (the cache's call log), so budgets count the whole run across resumes. A `step`
+        (e.g. "export") records its calls apart from the evolution's."""
         names = models if models is not None else cfg.model_names()
         check_credentials([cfg.model(n) for n in names], cfg.source)
         cache = RequestCache(store.cache_file)
         ledger = Ledger(budget=Budget(cfg.run.max_calls, cfg.run.max_cost) if budget else Budget())
-        ledger.load_rows(cache.ledger_rows(store.run_id))
-        return cls(cfg, cache=cache, ledger=ledger, run_id=store.run_id)
+        run_id = store.run_id if step is None else f"{store.run_id}:{step}"
+        ledger.load_rows(cache.ledger_rows(run_id))
+        session = cls(cfg, cache=cache, ledger=ledger, run_id=run_id)
+        cp = store.checkpoint()
+        lost = carry_forward(ledger, cp.get("spent") if cp and step is None else None)
+        if lost:
+            session.notices.append(f"{store.cache_file}: {lost}")
+        return session
 
     @classmethod
     def standalone(cls, cfg: Config, *, models: list[str], cache_path: Path | None,
@@ -83,8 +114,20 @@ class Session:
         """A detector by name; the `judge` detector asks `judge_model` (default: the first judge
         of the config) through this session's cache and ledger."""
         if name.strip().lower() == "judge":
-            return get_detector("judge", self.endpoint(judge_model or self.cfg.judges()[0]))
+            default = next(iter(self.cfg.role_models()["judge"]), "local")
+            return get_detector("judge", self.endpoint(judge_model or default))
         return get_detector(name)
+
+    @cached_property
+    def prompt_judge(self) -> PromptJudge:
+        """The benign gate's judge (`roles.judge`, `roles.judge_mode`)."""
+        return self.prompt_judge_named(self.cfg.judges(), self.cfg.roles.judge_mode)
+
+    def prompt_judge_named(self, names: list[str], mode: Mode = "auto") -> PromptJudge:
+        """A prompt judge: the offline classifier for `local`/`classifier`, LLM judges (any other
+        name; `local-llm` is the embedded model) through this session's cache and ledger."""
+        endpoints = {n: self.endpoint(judge_model_name(n)) for n in llm_judge_names(names)}
+        return build_prompt_judge(names, endpoints, mode)
 
     def fitness(self, targets: list[str] | None = None) -> FitnessEstimator:
         names = targets if targets is not None else self.cfg.roles.targets
@@ -95,8 +138,8 @@ class Session:
         from evorefuse.evolution.engine import Engine
 
         return Engine(self.cfg, self.plan, log, mutator=self.endpoint(self.cfg.roles.mutator),
-                      judges=[self.endpoint(n) for n in self.cfg.judges()],
-                      fitness=self.fitness(), ledger=self.ledger, progress=progress)
+                      judge=self.prompt_judge, fitness=self.fitness(), ledger=self.ledger,
+                      progress=progress)
 
     # --- teardown ------------------------------------------------------------------------------
     async def aclose(self) -> None:

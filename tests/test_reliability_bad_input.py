@@ -7,7 +7,6 @@ import importlib
 import json
 import shutil
 import traceback
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from test_reliability_common import (archive_key, clean_server, cli, evolve_args, integrity_ok,
-                                     kill9, reference, spawn, spawn_kill_at_replace, status_json)
+                                     reference, spawn, spawn_kill_at_replace, status_json)
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,6 @@ full or read-only file system gives a clear error and leaves the last checkpoint
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loopback_server import LoopbackServer
-from test_reliability_common import (KEY_ENV, SENTINEL_KEY, SENTINEL_OPENAI, archive_key,
+from test_reliability_common import (SENTINEL_KEY, SENTINEL_OPENAI, archive_key,
                                      clean_server, cli, evolve_args, integrity_ok, kill9, reference,
                                      responder, short_stderr, spawn, status_json, wait_for,
                                      write_config)

@@ -51,7 +51,7 @@ def bad(path: Path, line: int | None = None, *, contains: str = "") -> str:
 def test_default_seeds_are_big_varied_and_clean() -> None:
     raw = [json.loads(line) for line in shipped_seeds("default").read_text(encoding="utf-8").splitlines()]
     for rec in raw:
-        assert set(rec) == {"id", "prompt", "category"}, rec
+        assert set(rec) == {"id", "prompt", "category", "language"}, rec
         assert all(isinstance(rec[k], str) and rec[k].strip() for k in rec), rec
     seeds = load_seeds([shipped_seeds("default")])
     assert len(seeds) == len(raw) >= 120

@@ -11,16 +11,16 @@ interrupted run never leaves a partial file that looks like a result.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 import orjson
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.errors import InputError
+from evorefuse.fileio import check_output, write_output, write_stdout
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
-from evorefuse.fileio import write_atomic
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -63,10 +63,9 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
         raise InputError(f"unknown detector {detector_name!r} (known: "
                          f"{', '.join(DETECTOR_NAMES)})", field="--detector")
     if out is not None:
-        if not out.parent.is_dir():
-            raise InputError("directory does not exist", path=out.parent, field="--out")
         if out.exists() and file.exists() and out.resolve() == file.resolve():
             raise InputError("--out would overwrite the input file", path=out, field="--out")
+        check_output(out, option="--out")
 
     table = read_table(file)
     rcol = pick_column(table, file, column, DEFAULT_RESPONSE_COLUMNS, "--column", required=True)
@@ -76,7 +75,8 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
     prompts = column_texts(table, file, pcol, "prompt")
 
     t0 = time.perf_counter()
-    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model)
+    verdicts = detect_responses(cfg, name, prompts, responses, judge_model=judge_model,
+                                progress=TerminalProgress(quiet=False))
     elapsed = max(time.perf_counter() - t0, 1e-9)
 
     lines = []
@@ -87,16 +87,9 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
         row["label"] = v.label
         lines.append(orjson.dumps(row) + b"\n")
     if out is None:
-        data = b"".join(lines)
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            sys.stdout.write(data.decode("utf-8"))
-        else:
-            sys.stdout.flush()
-            buffer.write(data)
-            buffer.flush()
+        write_stdout(b"".join(lines))
     else:
-        write_atomic(out, b"".join(lines))
+        write_output(out, b"".join(lines))
 
     n = len(verdicts)
     k = sum(v.refusal for v in verdicts)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 
@@ -43,8 +44,7 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
     from evorefuse.config import load_config
     from evorefuse.evaluate import EvalSettings, evaluate, format_table
     from evorefuse.session import DEFAULT_CACHE
-    from evorefuse.export import check_output
-    from evorefuse.fileio import write_atomic
+    from evorefuse.fileio import check_output, write_output
 
     cfg = load_config(config_path)
     names = list(targets) or list(cfg.roles.targets)
@@ -56,9 +56,10 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
                                                                max_tokens=max_tokens),
                       detector=detector or cfg.roles.detector,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
-                      limit=limit, embeddings=not no_embeddings)
+                      limit=limit, embeddings=not no_embeddings,
+                      progress=TerminalProgress(quiet=False))
     if out is not None:
-        write_atomic(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        write_output(out, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if as_json:
         short = {k: v for k, v in report.items() if k != "prompts"}
         click.echo(orjson.dumps(short, option=orjson.OPT_INDENT_2).decode())

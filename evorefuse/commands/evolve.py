@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import click
-from tqdm import tqdm
 
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.config import PRESETS, load_config
 
 EXIT_BUDGET = 3
-
-
-class TerminalProgress:
-    """tqdm bars per generation and one line per committed generation (hidden by -q)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def bar(self, total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="lineage", leave=False, disable=self.quiet)
-
-    def generation(self, s: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        tqdm.write(
-            f"gen {s['generation']}: best {s['best_fitness']:.3f} mean {s['mean_fitness']:.3f} "
-            f"refusal(best) {s['mean_best_refusal_rate']:.2f} | {s['benign']}/{s['candidates']} "
-            f"benign, {s['accepted']} accepted, {s['judge_rejected']} judge-rejected, "
-            f"{s['parse_failures']} unparsed, {s['duplicates']} dup | calls {s['calls']} "
-            f"hits {s['cache_hits']} cost ${s['cost']:.4f}")
+LONG_RUN_SECONDS = 30 * 60
 
 
 def _print_summary(store: Any) -> None:
@@ -58,7 +40,7 @@ def _run_to_end(run: Callable[[], object], run_dir: Path, quiet: bool) -> None:
     try:
         run()
     except BudgetStop as exc:
-        click.echo(f"stopped: {exc} before exceeding the budget; everything is saved. Continue "
+        click.echo(f"stopped: {exc}; everything is saved. Continue "
                    f"with: evorefuse resume {run_dir} --max-calls N / --max-cost USD", err=True)
         raise SystemExit(EXIT_BUDGET)
     if not quiet:
@@ -67,7 +49,12 @@ def _run_to_end(run: Callable[[], object], run_dir: Path, quiet: bool) -> None:
                    f"export: evorefuse export {run_dir} --format test)")
 
 
-def _print_estimate(est: Any) -> None:
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _print_estimate(est: Any, seconds: float) -> None:
     click.echo(f"dry run: {est.seeds} seeds x {est.generations} generations, preset "
                f"{est.preset}; nothing was called")
     click.echo(f"{'role/model':<28} {'max calls':>10} {'tokens in':>11} {'tokens out':>11} "
@@ -75,6 +62,18 @@ def _print_estimate(est: Any) -> None:
     for k, r in est.per_role.items():
         click.echo(f"{k:<28} {r.calls:>10} {r.tokens_in:>11} {r.tokens_out:>11} {r.cost:>10.4f}")
     click.echo(f"{'total':<28} {est.max_calls:>10} {'':>11} {'':>11} {est.max_cost_usd:>10.4f}")
+    click.echo(f"wall time: at most about {_duration(seconds)} (every call at its token limit; "
+               "README, \"Time and cost before spending\")")
+
+
+def _confirm_long_run(est: Any, seconds: float) -> None:
+    """On a terminal, a run that may take long is started only when the user says so."""
+    if seconds < LONG_RUN_SECONDS or not sys.stdin.isatty():
+        return
+    click.confirm(f"This run may take up to about {_duration(seconds)} ({est.seeds} seeds x "
+                  f"{est.generations} generations, at most {est.max_calls} calls, "
+                  f"${est.max_cost_usd:.2f}). For a first try: --limit-seeds 12 --generations 3. "
+                  "Start it?", abort=True, err=True)
 
 
 @click.command("evolve")
@@ -98,11 +97,14 @@ def _print_estimate(est: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the maximum calls per role and the cost; call nothing.")
 @click.option("--limit-seeds", type=click.IntRange(1), help="Use only the first N seeds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary table.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Start a long run without asking (on a terminal, runs estimated over 30 "
+                   "minutes ask first).")
 def evolve_command(config_path: Path | None, seed_paths: tuple[Path, ...], run_dir: Path | None,
                    generations: int | None, targets: tuple[str, ...], mutator: str | None,
                    judge: str | None, seed: int | None, jobs: int | None, max_calls: int | None,
                    max_cost: float | None, preset: str | None, dry_run: bool,
-                   limit_seeds: int | None, quiet: bool) -> None:
+                   limit_seeds: int | None, quiet: bool, yes: bool) -> None:
     """Evolve pseudo-malicious instructions from seeds into a new run directory."""
     from evorefuse.seeds import load_seeds, shipped_seeds
 
@@ -115,11 +117,15 @@ def evolve_command(config_path: Path | None, seed_paths: tuple[Path, ...], run_d
         seeds = seeds[:limit_seeds]
     if not quiet:
         click.echo(seed_set.summary(), err=True)
-    if dry_run:
-        from evorefuse.estimate import dry_run_estimate
+    from evorefuse.estimate import dry_run_estimate, wall_seconds
 
-        _print_estimate(dry_run_estimate(cfg, len(seeds)))
+    est = dry_run_estimate(cfg, len(seeds))
+    seconds = wall_seconds(est, cfg)
+    if dry_run:
+        _print_estimate(est, seconds)
         return
+    if not yes:
+        _confirm_long_run(est, seconds)
     offline = all(cfg.model(n).kind == "local" for n in cfg.model_names())
     if offline and not quiet:
         click.echo("running offline: the embedded model `local` (SmolLM2-135M) plays every role",
@@ -149,6 +155,8 @@ def resume_command(run_dir: Path, generations: int | None, config_path: Path | N
 
     plan = prepare_resume(run_dir, generations=generations, config_path=config_path, jobs=jobs,
                           max_calls=max_calls, max_cost=max_cost)
+    for notice in plan.notices:
+        click.echo(notice, err=True)
     if plan.done:
         click.echo(f"run already has {plan.checkpoint['generation'] if plan.checkpoint else 0} "
                    f"generations; nothing to do (extend with --generations N)", err=True)

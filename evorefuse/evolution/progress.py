@@ -16,10 +16,13 @@ class Bar(Protocol):
 
 
 class Progress(Protocol):
-    def bar(self, total: int, desc: str) -> Bar: ...
+    def bar(self, total: int, desc: str, unit: str = ...) -> Bar: ...
 
     def generation(self, summary: dict[str, Any]) -> None:
         """One generation is committed; `summary` is its line of the event log."""
+
+    def notice(self, text: str) -> None:
+        """Something the user must know even when progress is hidden."""
 
 
 class _NoBar:
@@ -31,10 +34,13 @@ class _NoBar:
 
 
 class _Silent:
-    def bar(self, total: int, desc: str) -> Bar:
+    def bar(self, total: int, desc: str, unit: str = "item") -> Bar:
         return _NoBar()
 
     def generation(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
         pass
 
 

@@ -5,14 +5,25 @@ family, instruction) and the bandit treats it like any other. Each strategy also
 *framings*: short templates that apply the same idea without calling the mutator. They cost no
 mutator call and give a tiny mutator (the embedded 135M model) something that always parses; the
 default preset lets the bandit weigh them against the LLM rewrites, the paper preset never uses them.
+
+Framings are text in a language: an English opener glued to a German request is neither German nor
+a request anyone types. `framings_for` gives the templates of a lineage's language: the English ones
+above, or those written for this project in `framings.json` (two per strategy in each of the six
+other languages the shipped seeds cover); a language without any has no framings.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from evorefuse.config import StrategySpec
 from evorefuse.errors import InputError
+from evorefuse.languages import DEFAULT_LANGUAGE, primary
+
+_FRAMINGS_FILE = Path(__file__).with_name("framings.json")
 
 
 @dataclass(frozen=True)
@@ -117,3 +128,29 @@ def build_catalogue(user: list[StrategySpec], only: list[str] | None = None,
                              path=source, field="evolution.strategies")
         return [catalogue[n] for n in only]
     return list(catalogue.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _translated_framings() -> dict[str, dict[str, tuple[str, ...]]]:
+    data = json.loads(_FRAMINGS_FILE.read_text(encoding="utf-8"))
+    return {lang: {name: tuple(t) for name, t in by_strategy.items()}
+            for lang, by_strategy in data.items()}
+
+
+def framings_for(strategy: Strategy, language: str | None = DEFAULT_LANGUAGE) -> tuple[str, ...]:
+    """The strategy's framing templates in `language` (by primary subtag); empty when none exist."""
+    lang = primary(language)
+    if lang == "en":
+        return strategy.framings
+    return _translated_framings().get(lang, {}).get(strategy.name, ())
+
+
+def framing_languages() -> tuple[str, ...]:
+    """Languages with framings: English and those of `framings.json`."""
+    return ("en", *sorted(_translated_framings()))
+
+
+def all_framings(strategy: Strategy) -> tuple[str, ...]:
+    """The strategy's templates in every language: what a text may carry, whatever its language
+    (for recognising framed incumbents)."""
+    return tuple(t for lang in framing_languages() for t in framings_for(strategy, lang))
