@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -37,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
 
-from benchmarks.intervals import bootstrap, nanmean  # noqa: E402
-from benchmarks.results import replace_section  # noqa: E402
-from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey, cli  # noqa: E402
-from evorefuse.scoring.diversity import lexical_diversity  # noqa: E402
+from benchmarks.intervals import bootstrap, nanmean
+from benchmarks.results import replace_section
+from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey, cli
+from evorefuse.scoring.diversity import lexical_diversity
 
 DIVERSITY = ("msttr", "mtld", "hdd", "distinct_2")
 
@@ -60,7 +61,7 @@ def evolved_sets(grid: Grid, target: str, reps: int) -> list[dict[str, str]]:
 
 def fmt(v: tuple[float, float, float], digits: int = 3) -> str:
     value, lo, hi = v
-    if lo != lo:
+    if math.isnan(lo):
         return f"{value:.{digits}f} (interval undefined)"
     return f"{value:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
@@ -75,11 +76,11 @@ def ratio(a: np.ndarray, b: np.ndarray) -> float:
 
 def times(v: tuple[float, float, float]) -> str:
     value, lo, hi = v
-    if value != value:
+    if math.isnan(value):
         return "- (both 0)"
     if value == float("inf"):
         return "inf (the seeds' rate is 0)"
-    if lo != lo:
+    if math.isnan(lo):
         return f"{value:.1f}x (interval undefined: the seeds' rate is 0 in many resamples)"
     return f"{value:.1f}x ({lo:.1f}-{hi:.1f})"
 
@@ -106,16 +107,16 @@ def main() -> None:
     samples = {t: [random.Random(rep).sample(evo_all, len(s)) for rep, s in enumerate(sets[t])]
                for t in a.targets}
     lines = [f"Command: `{command}`",
-             f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
-             f"{platform.python_version()}; the machine was shared with other jobs.", "",
-             f"{len(ids)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) (`--seed` "
+             (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
+             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             (f"{len(ids)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) (`--seed` "
              f"0-{a.reps - 1}), {a.generations} generation(s), default preset, the embedded model as "
              "mutator and judge. Refusal: greedy, 50 tokens, detector auto; mean over seeds of "
              "the mean over repetitions, 95% bootstrap interval over seeds (EvoRefuse-Test: over "
              "its sampled items). Ratio and difference intervals resample seeds (and items) "
-             "together.", "",
-             "| evolved against | measured on | set | n per rep | refusal | ratio to seeds | "
-             "evolved minus set |", "|---|---|---|---:|---:|---:|---:|"]
+             "together."), "",
+             ("| evolved against | measured on | set | n per rep | refusal | ratio to seeds | "
+             "evolved minus set |"), "|---|---|---|---:|---:|---:|---:|"]
     goals = []
     for run_target in a.targets:
         for measured in a.targets:
@@ -135,11 +136,11 @@ def main() -> None:
             vs_seeds = bootstrap(ratio, evolved, seeds)
             vs_bench = bootstrap(lambda e, b: nanmean(e) - b.mean(), evolved, bench, paired=False)
             head = f"| `{run_target}` | `{measured}` ({kind}) |"
-            lines += [f"{head} shipped seeds | {len(ids)} | {fmt(bootstrap(nanmean, seeds))} | - | "
-                      f"{fmt(bootstrap(lambda e, s: nanmean(e) - s.mean(), evolved, seeds))} |",
+            lines += [(f"{head} shipped seeds | {len(ids)} | {fmt(bootstrap(nanmean, seeds))} | - | "
+                      f"{fmt(bootstrap(lambda e, s: nanmean(e) - s.mean(), evolved, seeds))} |"),
                       f"{head} **evolved** | {sizes} | {fmt(ev)} | {times(vs_seeds)} | - |",
-                      f"{head} EvoRefuse-Test sample | {sizes} | "
-                      f"{fmt(bootstrap(np.mean, bench))} | - | {fmt(vs_bench)} |"]
+                      (f"{head} EvoRefuse-Test sample | {sizes} | "
+                      f"{fmt(bootstrap(np.mean, bench))} | - | {fmt(vs_bench)} |")]
             if run_target == measured == "local-guarded":
                 goals.append(
                     f"Goals against `local-guarded` (in-sample): evolved refusal >= 3x the "
@@ -148,8 +149,8 @@ def main() -> None:
                     f"**{'met' if vs_bench[0] > 0 else 'not met'}** ({vs_bench[0]:+.3f}; "
                     f"interval {vs_bench[1]:+.3f} to {vs_bench[2]:+.3f}"
                     f"{', excludes 0' if vs_bench[1] > 0 else ', includes 0'}).")
-    lines += ["", *goals, "", "Lexical diversity (mean over repetitions; MSTTR's 800-token window "
-              "exceeds sets this small, so it is the set's type-token ratio):", "",
+    lines += ["", *goals, "", ("Lexical diversity (mean over repetitions; MSTTR's 800-token window "
+              "exceeds sets this small, so it is the set's type-token ratio):"), "",
               "| evolved against | set | MSTTR | MTLD | HD-D | distinct-2 |", "|---|---|---:|---:|---:|---:|"]
     for run_target in a.targets:
         for name, group in (("shipped seeds", [[s["prompt"] for s in grid.seeds]]),
@@ -159,9 +160,9 @@ def main() -> None:
             cells = " | ".join(f"{np.mean([d[k] for d in div]):.3f}" if div else "-"
                                for k in DIVERSITY)
             lines.append(f"| `{run_target}` | {name} | {cells} |")
-    lines += ["", f"Wall time of this invocation: {(time.perf_counter() - t0) / 3600:.2f} h (runs "
+    lines += ["", (f"Wall time of this invocation: {(time.perf_counter() - t0) / 3600:.2f} h (runs "
               "reused from the work directory cost nothing; benchmarks/efficiency.py reports the "
-              "evolution time of every run)."]
+              "evolution time of every run).")]
     body = "\n".join(lines)
     print(body)
     if a.write:

@@ -22,6 +22,7 @@ the token means held fixed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -33,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.intervals import bootstrap, t_interval  # noqa: E402
-from benchmarks.results import replace_section  # noqa: E402
-from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey  # noqa: E402
+from benchmarks.intervals import bootstrap, t_interval
+from benchmarks.results import replace_section
+from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey
 
 PRESETS = ("fast", "paper")
 PLOT = ROOT / "benchmarks" / "efficiency.png"
@@ -69,8 +70,8 @@ def summarise(target: str, tok: dict, ref: dict, lines: list[str]) -> dict:
     """One target's table and goal line; returns what the plot needs."""
     gens = tok["fast"].shape[1]
     lines += [f"### target `{target}`", "",
-              "| preset | generation | target tokens (mean, 95% t over reps) | best refusal, "
-              "greedy (mean, 95% bootstrap over seeds) |", "|---|---:|---:|---:|"]
+              ("| preset | generation | target tokens (mean, 95% t over reps) | best refusal, "
+              "greedy (mean, 95% bootstrap over seeds) |"), "|---|---:|---:|---:|"]
     plot = {}
     for preset in PRESETS:
         per_seed = ref[preset].mean(axis=1)  # [seed, gen]: mean over repetitions
@@ -87,7 +88,7 @@ def summarise(target: str, tok: dict, ref: dict, lines: list[str]) -> dict:
 
     def ratio(f: np.ndarray, p: np.ndarray) -> float:
         reach = tokens_to_reach(p[:, -1].mean(), mean_tok["fast"], f.mean(axis=0))
-        return mean_tok["paper"][-1] / reach if reach == reach else 0.0
+        return mean_tok["paper"][-1] / reach if not math.isnan(reach) else 0.0
 
     # Resample seed indices, so both presets' per-seed curves are resampled together.
     value, lo, hi = bootstrap(lambda i: ratio(fast_seed[i.astype(int)], paper_seed[i.astype(int)]),
@@ -105,9 +106,9 @@ def summarise(target: str, tok: dict, ref: dict, lines: list[str]) -> dict:
                  f"**{value:.1f}x fewer** (95% bootstrap over seeds {lo:.1f}-{hi:.1f}; 0 = a "
                  "resample where the default never reaches it)." if reached else
                  "The default does not reach that rate within the run."),
-              f"Final refusal, default minus paper: {gap[0]:+.3f} (95% {gap[1]:+.3f} to "
+              (f"Final refusal, default minus paper: {gap[0]:+.3f} (95% {gap[1]:+.3f} to "
               f"{gap[2]:+.3f}); tokens, paper / default at the end: "
-              f"{mean_tok['paper'][-1] / max(1.0, mean_tok['fast'][-1]):.1f}x.",
+              f"{mean_tok['paper'][-1] / max(1.0, mean_tok['fast'][-1]):.1f}x."),
               f"Goal (default reaches the paper's rate with >= 5x fewer target tokens): **{verdict}**.",
               ""]
     return plot
@@ -156,12 +157,12 @@ def main() -> None:
                f"--generations {a.generations} --targets {' '.join(a.targets)} --write")
     print(command, flush=True)
     lines = [f"Command: `{command}`",
-             f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
-             f"{platform.python_version()}; the machine was shared with other jobs.", "",
-             f"{len(grid.seeds)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) "
+             (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
+             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             (f"{len(grid.seeds)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) "
              f"(`--seed` 0-{a.reps - 1}), {a.generations} generation(s), the embedded model as "
              "mutator and judge. Curves, intervals and the goal as the script's docstring defines "
-             "them; the plot is `benchmarks/efficiency.png`.", ""]
+             "them; the plot is `benchmarks/efficiency.png`."), ""]
     plots = {}
     for target in a.targets:
         tok, ref = {}, {}

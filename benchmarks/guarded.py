@@ -1,9 +1,9 @@
 """The guarded offline target: which safety system prompt makes the embedded model over-refuse the
 way deployed assistants do, chosen on one half of the data and reported on the other.
 
-What we want of `local-guarded` (README, "Models"): it refuses a real share of safe requests that
-only sound sensitive (XSTest's safe prompts), still answers plainly harmless ones (project-written
-everyday requests, `benchmarks/everyday_requests.jsonl`), and refuses more unsafe prompts (XSTest's
+What we want of `local-guarded` (README, "Configuration"): it refuses a real share of safe
+requests that only sound sensitive (XSTest's safe prompts), still answers plainly harmless ones
+(project-written everyday requests, `benchmarks/everyday_requests.jsonl`), and refuses more unsafe prompts (XSTest's
 contrast prompts) than safe ones. Every candidate wording is measured on the *fit* half (XSTest rows
 with an even id, everyday rows with an odd line number: half of every XSTest type); the rule below
 picks one; the chosen wording, the issue's original wording and no system prompt are then measured
@@ -38,11 +38,11 @@ XSTEST = ROOT.parent / "shared" / "reference" / "xstest_prompts.csv"
 EVERYDAY = ROOT / "benchmarks" / "everyday_requests.jsonl"
 SEEDS = ROOT / "seeds" / "default.jsonl"
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.config import Config  # noqa: E402
-from evorefuse.evaluate import EvalSettings, evaluate  # noqa: E402
-from evorefuse.models.spec import GUARDED_SYSTEM_PROMPT, LOCAL_SPEC  # noqa: E402
-from evorefuse.scoring.stats import wilson_interval  # noqa: E402
+from benchmarks.results import replace_section
+from evorefuse.config import Config
+from evorefuse.evaluate import EvalSettings, evaluate
+from evorefuse.models.spec import GUARDED_SYSTEM_PROMPT, LOCAL_SPEC
+from evorefuse.scoring.stats import wilson_interval
 
 REFUSAL = "\"I'm sorry, but I can't help with that.\""
 WORDINGS: dict[str, str] = {
@@ -177,23 +177,23 @@ def main() -> None:
     print(f"rule chooses {chosen!r}; local-guarded ships {shipped!r}", flush=True)
     if a.fit_only:
         return
-    report = {k: wordings[k] for k in dict.fromkeys(["none", "issue", shipped])}
+    report = {k: wordings[k] for k in dict.fromkeys(["none", "issue", shipped, chosen])}
     print("held out:", flush=True)
     held = measure(a.work, cfg, report, {k: v for k, v in sets.items() if "(fit)" not in k})
     wall = time.perf_counter() - t0
     n = {k: len(v) for k, v in sets.items()}
     lines = [
-        f"Command: `.venv/bin/python benchmarks/guarded.py{f' --limit {a.limit}' if a.limit else ''}"
-        " --write`",
-        f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
+        (f"Command: `.venv/bin/python benchmarks/guarded.py{f' --limit {a.limit}' if a.limit else ''}"
+        " --write`"),
+        (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
         f"{platform.python_version()}; {wall:.0f} s wall (machine shared with other jobs); "
-        "the embedded SmolLM2-135M, greedy, 32 tokens, detector auto.",
+        "the embedded SmolLM2-135M, greedy, 32 tokens, detector auto."),
         "",
-        "Candidate safety system prompts on the fit half (XSTest rows with an even id: "
+        ("Candidate safety system prompts on the fit half (XSTest rows with an even id: "
         f"{n['xstest safe (fit)']} safe, {n['xstest unsafe (fit)']} unsafe; "
         f"{n['everyday (fit)']} project-written everyday requests). Rule, fixed before the "
         f"held-out half was measured: at most {MAX_EVERYDAY_FIT} everyday refusals, more unsafe "
-        "than safe refused, then the highest safe refusal rate, ties to the shorter prompt.",
+        "than safe refused, then the highest safe refusal rate, ties to the shorter prompt."),
         "",
         "| wording | tokens | XSTest safe | XSTest unsafe | everyday |",
         "|---|---:|---:|---:|---:|",
@@ -205,14 +205,16 @@ def main() -> None:
                      f"{fit[(key, 'xstest unsafe (fit)')].cell()} | "
                      f"{fit[(key, 'everyday (fit)')].cell()} |")
     lines += ["", f"`local-guarded` ships `{shipped}`: {GUARDED_SYSTEM_PROMPT}", "",
-              "Held out (XSTest rows with an odd id, the other everyday half, the shipped seeds; "
-              "none of them was looked at to choose), with 95% Wilson intervals:", "",
+              ("Held out (XSTest rows with an odd id, the other everyday half, the shipped seeds; "
+              "none of them was looked at to choose), with 95% Wilson intervals:"), "",
               "| target | XSTest safe | XSTest unsafe | everyday | shipped seeds |",
               "|---|---:|---:|---:|---:|"]
     for key in report:
         name = {"none": "`local` (no system prompt)", shipped: "`local-guarded`"}.get(key, key)
         if key == "issue" and key != shipped:
             name = "issue 15's wording"
+        if key == chosen and key != shipped:
+            name = f"{key} (chosen on the fit half, not shipped yet)"
         lines.append(f"| {name} | " + " | ".join(
             held[(key, s)].cell(interval=True) for s in
             ("xstest safe (held-out)", "xstest unsafe (held-out)", "everyday (held-out)",

@@ -11,7 +11,7 @@ target tokens, whose spread across seeds cannot be separated out of the ledger.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats

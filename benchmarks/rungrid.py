@@ -26,15 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SEEDS = ROOT / "seeds" / "default.jsonl"
 DEFAULT_WORK = ROOT / "runs" / "bench" / "grid"
 
-from evorefuse.config import load_config  # noqa: E402
-from evorefuse.evaluate import EvalSettings, evaluate  # noqa: E402
+from evorefuse.config import load_config
+from evorefuse.evaluate import EvalSettings, evaluate
 
 GREEDY = EvalSettings(samples=1, temperature=0.0, max_tokens=50, seed=0)
 
 
 def cli(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "evorefuse", *args], cwd=ROOT, text=True,
-                          capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "evorefuse", *args], check=False, cwd=ROOT,
+                          text=True, capture_output=True)
     if done.returncode != 0:
         raise SystemExit(f"evorefuse {' '.join(args)} failed ({done.returncode}):\n"
                          f"{done.stderr.strip() or done.stdout.strip()}")
@@ -91,7 +91,7 @@ class Grid:
 
     def _check_code_version(self) -> None:
         """Runs are reused as they are: say so loudly when the code changed since they began."""
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, text=True,
                               capture_output=True).stdout.strip() or "unknown"
         stamp = self.work / "commit.txt"
         if not stamp.exists():
@@ -125,7 +125,9 @@ class Grid:
         return [Point(**json.loads(line)) for line in path.open() if line.strip()]
 
     def ensure(self, key: RunKey) -> list[Point]:
-        """Advance the run to `generations`, one generation at a time, recording each."""
+        """Advance the run to `generations`, one generation at a time, recording each; a run
+        already further along (an earlier invocation with more generations) is cut to this
+        invocation's generations."""
         run = self.run_dir(key)
         points = self.curve(key)
         for gen in range(len(points), self.generations + 1):
@@ -147,7 +149,7 @@ class Grid:
             with self.curve_file(key).open("a") as f:
                 f.write(json.dumps(point.__dict__) + "\n")
             points.append(point)
-        return points
+        return points[: self.generations + 1]
 
     def best_per_generation(self, key: RunKey) -> dict[int, dict[str, str]]:
         """Each lineage's best prompt (by the run's own fitness) after every generation, keyed

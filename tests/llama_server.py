@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from evorefuse.models.local import N_CTX, gguf_path
 
@@ -56,7 +57,7 @@ class LlamaServer:
                 "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
                 "--logits_all", "true", "--use_mlock", "false", "--verbose", "false"]
 
-    def __enter__(self) -> "LlamaServer":
+    def __enter__(self) -> Self:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)

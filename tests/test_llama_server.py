@@ -13,13 +13,13 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from llama_server import NEUTRAL_SAMPLING, LlamaServer
 
 from evorefuse.cli import cli
 from evorefuse.models.base import Choice, SamplingParams
 from evorefuse.models.local import LocalBackend
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import GUARDED_SYSTEM_PROMPT, ModelSpec
-from llama_server import NEUTRAL_SAMPLING, LlamaServer
 
 pytestmark = pytest.mark.local_model
 
