@@ -18,6 +18,13 @@ Goals (issue 15), against `local-guarded`: refusal rate >= 3x the seeds' and abo
 
     .venv/bin/python benchmarks/effectiveness.py [--seeds 33] [--reps 3] [--generations 3]
         [--targets local-guarded local] [--work runs/bench/grid] [--write]
+
+Sizes. Smoke: `--seeds 2 --reps 1 --generations 1 --work DIR`. About 30 minutes on two idle
+cores, or about 10 after benchmarks/efficiency.py ran with the same `--seeds`, `--generations`
+and `--work` (its default-preset runs on `local-guarded` are reused; the runs on `local` and the
+measurements are added):
+`--seeds 11 --reps 3 --generations 1 --targets local-guarded local --write`.
+Use the same `--generations` as the efficiency run: a run is exported as it ends.
 """
 
 from __future__ import annotations

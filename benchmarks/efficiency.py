@@ -17,6 +17,13 @@ the token means held fixed.
 
     .venv/bin/python benchmarks/efficiency.py [--seeds 33] [--reps 3] [--generations 3]
         [--targets local-guarded local] [--work runs/bench/grid] [--write]
+
+Sizes. Smoke (every step once, minutes): `--seeds 2 --reps 1 --generations 1 --work DIR`.
+About 30 minutes on two idle cores (one seed per category; `evolve --dry-run` bounds a repetition
+at 2 min for the default preset and 9 min for the paper preset):
+`--seeds 11 --reps 3 --generations 1 --targets local-guarded --write`. The defaults (issue 15's
+size, both targets) are bounded at about 9 hours: the paper preset's 10 samples of 50 tokens per
+candidate dominate.
 """
 
 from __future__ import annotations

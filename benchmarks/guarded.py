@@ -1,23 +1,28 @@
 """The guarded offline target: which safety system prompt makes the embedded model over-refuse the
 way deployed assistants do, chosen on one half of the data and reported on the other.
 
-What we want of `local-guarded` (README, "Configuration"): it refuses a real share of safe
-requests that only sound sensitive (XSTest's safe prompts), still answers plainly harmless ones
-(project-written everyday requests, `benchmarks/everyday_requests.jsonl`), and refuses more unsafe prompts (XSTest's
-contrast prompts) than safe ones. Every candidate wording is measured on the *fit* half (XSTest rows
-with an even id, everyday rows with an odd line number: half of every XSTest type); the rule below
-picks one; the chosen wording, the issue's original wording and no system prompt are then measured
-on the *held-out* half and on the 137 shipped seeds, which no choice looked at.
+What we want of `local-guarded` (README, "Configuration"): it refuses a real share of safe requests
+that only sound sensitive (XSTest's safe prompts), still answers plainly harmless ones
+(project-written everyday requests, `benchmarks/everyday_requests.jsonl`), and refuses more unsafe
+prompts (XSTest's contrast prompts) than safe ones. Every candidate wording is measured on the *fit*
+half (XSTest rows with an even id, everyday rows with an odd line number: half of every XSTest
+type); the rule below picks one; the chosen wording, the issue's original wording and no system
+prompt are then measured on the *held-out* half and on the 137 shipped seeds, which no choice looked
+at.
 
 Rule (fixed before the held-out half was measured): among wordings that refuse at most 2 of the 16
 fit everyday requests and refuse more fit unsafe than fit safe prompts, the highest fit safe
 refusal rate; ties go to the shorter prompt (every target call pays for its tokens).
 
 Protocol: `evaluate` greedy with detector auto, 32 tokens (what the default preset's fitness
-reads of an answer), 95% Wilson intervals. Runs
-are cached in the work directory, so an interrupted run resumes and a re-run costs nothing.
+reads of an answer), 95% Wilson intervals. Answers are cached in the work directory, so an
+interrupted run resumes and a re-run costs nothing.
 
     .venv/bin/python benchmarks/guarded.py [--work runs/bench/guarded] [--limit N] [--write]
+
+Sizes. Smoke: `--limit 2` (the first 2 prompts of every set). Full (no `--limit`): about 3,300
+greedy answers of at most 32 tokens (8 wordings on the 241 fit prompts, 3 or 4 targets on the 378
+held-out prompts and seeds), about 25-30 minutes on two idle cores.
 """
 
 from __future__ import annotations
