@@ -15,6 +15,7 @@ is answered once per target however many runs or generations share it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -174,9 +175,15 @@ class Grid:
         unique = list(dict.fromkeys(prompts))
         if not unique:
             return {}
-        path = self.work / "measure.jsonl"
+        # One file per process: the two benchmarks may measure in one work directory at once
+        # (the answers' cache is SQLite in WAL mode, shared safely).
+        path = self.work / f"measure-{target}-{os.getpid()}.jsonl"
         path.write_text("".join(json.dumps({"id": f"m{i}", "prompt": p}) + "\n"
                                 for i, p in enumerate(unique)))
-        rep = evaluate(path, cfg=load_config(None), targets=[target], settings=GREEDY,
-                       detector="auto", cache_path=self.work / "measure.sqlite", embeddings=False)
+        try:
+            rep = evaluate(path, cfg=load_config(None), targets=[target], settings=GREEDY,
+                           detector="auto", cache_path=self.work / "measure.sqlite",
+                           embeddings=False)
+        finally:
+            path.unlink()
         return {self.norm(p["prompt"]): p["refusal_rate"][target] >= 0.5 for p in rep["prompts"]}
