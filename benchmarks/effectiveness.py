@@ -23,7 +23,7 @@ Sizes. Smoke: `--seeds 2 --reps 1 --generations 1 --work DIR`. About 30 minutes 
 cores, or about 10 after benchmarks/efficiency.py ran with the same `--seeds`, `--generations`
 and `--work` (its default-preset runs on `local-guarded` are reused; the runs on `local` and the
 measurements are added):
-`--seeds 11 --reps 3 --generations 1 --targets local-guarded local --write`.
+`--seeds 11 --reps 3 --generations 2 --targets local-guarded local --write`.
 Use the same `--generations` as the efficiency run: a run is exported as it ends.
 """
 

@@ -19,11 +19,13 @@ the token means held fixed.
         [--targets local-guarded local] [--work runs/bench/grid] [--write]
 
 Sizes. Smoke (every step once, minutes): `--seeds 2 --reps 1 --generations 1 --work DIR`.
-About 30 minutes on two idle cores (one seed per category; `evolve --dry-run` bounds a repetition
-at 2 min for the default preset and 9 min for the paper preset):
-`--seeds 11 --reps 3 --generations 1 --targets local-guarded --write`. The defaults (issue 15's
-size, both targets) are bounded at about 9 hours: the paper preset's 10 samples of 50 tokens per
-candidate dominate.
+About 30 minutes on two idle cores (one seed per category):
+`--seeds 11 --reps 3 --generations 2 --targets local-guarded --write`. `evolve --dry-run` bounds a
+repetition at 4 min for the default preset and 17 min for the paper preset (63 min in all); this
+script's previous version took about a third of the bound (6 seeds, 3 generations: 314 s against
+16 min), and every generation here starts a process (about 10-15 s each). If it must be shorter,
+`--generations 1` halves it. The defaults (issue 15's size, both targets) are bounded at about 9
+hours: the paper preset's 10 samples of 50 tokens per candidate dominate.
 """
 
 from __future__ import annotations
