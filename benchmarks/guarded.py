@@ -143,13 +143,14 @@ def measure(work: Path, cfg: Config, wordings: dict[str, str | None],
     return rates
 
 
-def choose(fit: dict[tuple[str, str], Rate], keys: list[str]) -> str:
-    """The rule of the module docstring, on fit-half rates only."""
+def choose(fit: dict[tuple[str, str], Rate], keys: list[str]) -> str | None:
+    """The rule of the module docstring, on fit-half rates only; None when no wording meets it
+    (then nothing is chosen and the held-out half reports the shipped wording as it is)."""
     ok = [k for k in keys
           if fit[(k, "everyday (fit)")].refused <= MAX_EVERYDAY_FIT
           and fit[(k, "xstest unsafe (fit)")].value > fit[(k, "xstest safe (fit)")].value]
     if not ok:
-        raise SystemExit("no candidate wording meets the rule on the fit half")
+        return None
     return max(ok, key=lambda k: (fit[(k, "xstest safe (fit)")].value, -len(WORDINGS[k])))
 
 
@@ -182,7 +183,8 @@ def main() -> None:
     print(f"rule chooses {chosen!r}; local-guarded ships {shipped!r}", flush=True)
     if a.fit_only:
         return
-    report = {k: wordings[k] for k in dict.fromkeys(["none", "issue", shipped, chosen])}
+    report = {k: wordings[k]
+              for k in dict.fromkeys(["none", "issue", shipped, *([chosen] if chosen else [])])}
     print("held out:", flush=True)
     held = measure(a.work, cfg, report, {k: v for k, v in sets.items() if "(fit)" not in k})
     wall = time.perf_counter() - t0
@@ -209,6 +211,8 @@ def main() -> None:
         lines.append(f"| {key}{mark} | {tokens} | {fit[(key, 'xstest safe (fit)')].cell()} | "
                      f"{fit[(key, 'xstest unsafe (fit)')].cell()} | "
                      f"{fit[(key, 'everyday (fit)')].cell()} |")
+    if chosen is None:
+        lines += ["", "**No wording met the rule on the fit half**: none was chosen."]
     lines += ["", f"`local-guarded` ships `{shipped}`: {GUARDED_SYSTEM_PROMPT}", "",
               ("Held out (XSTest rows with an odd id, the other everyday half, the shipped seeds; "
               "none of them was looked at to choose), with 95% Wilson intervals:"), "",
