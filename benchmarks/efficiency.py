@@ -179,7 +179,7 @@ def main() -> None:
             tok[preset], ref[preset] = curves(grid, target, preset, a.reps)
         plots[target] = summarise(target, tok, ref, lines)
     wall = sum(p.wall_s for t in a.targets for pr in PRESETS for r in range(a.reps)
-               for p in grid.curve(RunKey(t, pr, r)))
+               for p in grid.curve(RunKey(t, pr, r))[: a.generations + 1])
     lines.append(f"Evolution wall time, all runs: {wall / 3600:.2f} h (this invocation: "
                  f"{(time.perf_counter() - t0) / 3600:.2f} h; runs reused from the work directory "
                  "cost nothing).")
