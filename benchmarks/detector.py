@@ -1,20 +1,30 @@
-"""Refusal detectors on XSTest's human-labelled responses: accuracy, precision, recall, F1, Brier, speed.
+"""Refusal detectors on human-labelled responses of assistants they were not fitted on.
 
-    python benchmarks/detector.py [--write] [--judge-n 40] [--folds 5]
+    python benchmarks/detector.py [--write] [--folds 5] [--embeddings] [--judge-n 0]
 
-Data: ../shared/reference/xstest_v2_completions_mistralinstruct.csv (450 Mistral-7B-Instruct
-responses, refusal = full or partial refusal). The learned and auto detectors are trained on these
-very responses (plus the project's own data), so their figures here are 5-fold cross-validated: per
-fold the model is refitted with the training script's own functions (`train.fit_model`) on the
-project's data plus the other four folds, and scored on the held-out fold. The pattern detector has
-no fitted parameters (its probabilities are set by hand). The judge runs on the embedded 135M
-model, which is far too small to be a good judge: it is measured on a balanced subsample only, to
-show the plumbing works, not as a serious figure; the other detectors are reported on the same
-subsample for comparison.
+Sources (refusal = full or partial refusal, the positive class):
+- `mistral`: XSTest v2, 450 Mistral-7B-Instruct responses, XSTest's own 3-way labels;
+- `chatgpt`: the ChatGPT-3.5 study's 860 dev responses, tones mapped by `sources.TONES`; the study's
+  held-out half is judged on complied vs rejected, so that is the headline figure here ("c/r");
+  "odd half" is the half of those rows whose errors were never looked at while the packs were
+  written (pattern work looked only at even rows);
+- `own`: the project's shipped examples (hand-written in seventeen languages, idiom combinations,
+  the embedded model's answers).
 
-Speed is measured on this machine with the shipped model: in-process (after loading models) and
-through the CLI (`evorefuse detect`, the summary line's responses/s, plus the wall time with
-process start-up).
+What is measured, each with the training procedure that ships (`fit.fit_model`):
+1. cross-source: fitted on own + mistral, measured on chatgpt; fitted on own + chatgpt, measured on
+   mistral; the pattern detector (no fitted parameters) alongside;
+2. per language: fitted on own English examples + both reference files, measured on the own
+   non-English examples, per language;
+3. in-domain cross-validation (k folds over one reference file, the rest of the data always in
+   training): what a held-out half of the same study should see;
+4. openings: the cross-source held-out responses cut at 200 characters (about the 50 tokens
+   fitness reads);
+5. the shipped model on each source, labelled in-sample;
+6. speed: `auto` in-process against `pattern` in the same run, and through the CLI.
+`--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
+tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
+judge checks the plumbing, not the method).
 
 `--write` replaces the `## detector` section of benchmarks/RESULTS.md (other sections are kept).
 """
@@ -22,130 +32,257 @@ process start-up).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
-import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evorefuse.scoring.refusal import train as T  # noqa: E402
-from evorefuse.scoring.refusal.auto import EMBED_BAND, AutoDetector  # noqa: E402
-from evorefuse.scoring.refusal.base import Verdict  # noqa: E402
-from evorefuse.scoring.refusal.learned import (  # noqa: E402
-    LearnedDetector,
-    LearnedModel,
-    first_sentences,
-)
-from evorefuse.scoring.refusal.patterns import PatternDetector  # noqa: E402
+from evorefuse.scoring.refusal import fit as F
+from evorefuse.scoring.refusal import sources as S
+from evorefuse.scoring.refusal.auto import AutoDetector
+from evorefuse.scoring.refusal.base import PARTIAL_REFUSAL, Verdict
+from evorefuse.scoring.refusal.learned import LearnedModel, load_model, verdicts
+from evorefuse.scoring.refusal.patterns import PatternDetector, verdict_from
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## detector"
+OPENING_CHARS = 200
 
 
-def metrics(verdicts: Sequence[Verdict], examples: Sequence[T.Example]) -> dict[str, float]:
-    y = np.array([e.refusal for e in examples])
-    r = np.array([v.refusal for v in verdicts])
-    p = np.array([v.p_refusal for v in verdicts])
-    tp = int(np.sum(r & y))
-    fp = int(np.sum(r & ~y))
-    fn = int(np.sum(~r & y))
-    prec = tp / (tp + fp) if tp + fp else 0.0
-    rec = tp / (tp + fn) if tp + fn else 0.0
-    return {
-        "n": len(examples), "acc": float(np.mean(r == y)), "prec": prec, "rec": rec,
-        "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-        "brier": float(np.mean((p - y) ** 2)),
-        "acc3": float(np.mean([v.label == e.label for v, e in zip(verdicts, examples)])),
-        "unknown": int(sum(v.label == "unknown" for v in verdicts)),
-    }
+@dataclass(frozen=True)
+class Metrics:
+    n: int
+    acc: float
+    prec: float
+    rec: float
+    f1: float
+    brier: float
+    acc3: float
+
+    @classmethod
+    def of(cls, vs: Sequence[Verdict], examples: Sequence[S.Example]) -> Metrics:
+        y = np.array([e.refusal for e in examples], dtype=bool)
+        r = np.array([v.refusal for v in vs], dtype=bool)
+        p = np.array([v.p_refusal for v in vs])
+        tp, fp, fn = int(np.sum(r & y)), int(np.sum(r & ~y)), int(np.sum(~r & y))
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        return cls(len(examples), float(np.mean(r == y)) if len(y) else 0.0, prec, rec,
+                   2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+                   float(np.mean((p - y) ** 2)) if len(y) else 0.0,
+                   float(np.mean([v.label == e.label for v, e in zip(vs, examples)]))
+                   if len(y) else 0.0)
+
+    def row(self, name: str, note: str, speed: str = "-") -> str:
+        return (f"| {name} | {self.n} | {self.acc:.3f} | {self.prec:.3f} | {self.rec:.3f} | "
+                f"{self.f1:.3f} | {self.brier:.4f} | {self.acc3:.3f} | {speed} | {note} |")
 
 
-def cross_validate(own: list[T.Example], ref: list[T.Example], cut: list[T.Example],
-                   origin: list[int], feats: T.Features, folds: int,
-                   embed_lookup: Callable[[Sequence[str]], np.ndarray]
-                   ) -> dict[str, list]:
-    """Out-of-fold verdicts on `ref` for: the learned detector (full head), the lite head alone,
-    and the auto detector (its real code, with the fold's model). Also the auto detector on the
-    held-out responses' openings (first 200 characters, about the 50 tokens fitness reads), fitted
-    with and without the training openings (`T.openings`) of the training folds; an opening never
-    trains a fold that holds its original out."""
-    from sklearn.model_selection import StratifiedKFold
-
-    no = len(own)
-    whole = own + ref
-    everything = whole + cut
-    origin_arr = np.asarray(origin)
-    y = np.array([e.refusal for e in ref])
-    names = ("learned", "lite", "auto", "auto+emb")
-    out: dict[str, list[Verdict | None]] = {k: [None] * len(ref) for k in names}
-    opening_examples: list[T.Example] = []
-    opening_runs: dict[str, list[Verdict]] = {"pattern": [], "auto": [], "auto, no openings": []}
-    embedded = 0
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=T.SEED)
-    for tr, te in skf.split(np.zeros(len(ref)), y):
-        train_whole = np.r_[np.arange(no), no + tr]
-        idx = np.r_[train_whole, len(whole) + np.flatnonzero(np.isin(origin_arr, train_whole))]
-        model = T.fit_model(feats.take(idx), [everything[i] for i in idx])
-        plain = T.fit_model(feats.take(train_whole), [everything[i] for i in train_whole])
-        held = feats.take(no + te)
-        fold_responses = [ref[i].response for i in te]
-        with_emb = AutoDetector(LearnedModel.from_json(model), embed_fn=embed_lookup,
-                                band=EMBED_BAND)
-        runs = {
-            "learned": T.predict(model, held, "full"),
-            "lite": T.predict(model, held, "lite"),
-            "auto": AutoDetector(LearnedModel.from_json(model)).detect(
-                [""] * len(te), fold_responses),
-            "auto+emb": with_emb.detect([""] * len(te), fold_responses),
-        }
-        embedded += with_emb.embedded
-        for k, vs in runs.items():
-            for j, i in enumerate(te):
-                out[k][i] = vs[j]
-        cuts = [T.Example(ref[i].prompt, T.truncate(ref[i].response, T.TRUNCATE_AT[-1]),
-                          ref[i].label, "reference:opening")
-                for i in te if ref[i].label != T.PARTIAL_REFUSAL
-                and len(ref[i].response) > T.TRUNCATE_AT[-1] + 40]
-        texts = [c.response for c in cuts]
-        opening_examples += cuts
-        opening_runs["pattern"] += PatternDetector().detect([""] * len(texts), texts)
-        opening_runs["auto"] += AutoDetector(LearnedModel.from_json(model)).detect(
-            [""] * len(texts), texts)
-        opening_runs["auto, no openings"] += AutoDetector(LearnedModel.from_json(plain)).detect(
-            [""] * len(texts), texts)
-    result: dict[str, list] = {k: [v for v in vs if v is not None] for k, vs in out.items()}
-    result["_embedded"] = embedded  # type: ignore[assignment]
-    result["_openings"] = [opening_examples, opening_runs]
-    return result
+HEADER = ("| detector | n | accuracy | precision | recall | F1 | Brier | 3-way acc. | "
+          "responses/s | how measured |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
-def speed_in_process(name: str, responses: list[str]) -> tuple[float, float]:
-    """(responses/s after warm-up, seconds of model loading) with the shipped model."""
-    from evorefuse.scoring import embeddings
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if not n:
+        return 0.0, 0.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return float(c - h), float(c + h)
 
-    t = time.perf_counter()
-    det = {"pattern": PatternDetector, "learned": LearnedDetector, "auto": AutoDetector,
-           "auto+emb": lambda: AutoDetector(band=EMBED_BAND)}[name]()
-    det.detect([""], ["warm up"])
-    if name in ("learned", "auto+emb"):
-        embeddings.embed(["warm up the embedding model"])
-    load = time.perf_counter() - t
-    embeddings.clear_cache()
-    t = time.perf_counter()
-    det.detect([""] * len(responses), responses)
-    return len(responses) / (time.perf_counter() - t), load
+
+class Corpus:
+    """Every labelled response with its features, computed once; fits and tests are index sets."""
+
+    def __init__(self, embeddings: bool) -> None:
+        self.own = S.load_own()
+        self.mistral = S.load_mistral()
+        self.chatgpt = S.load_chatgpt()
+        whole = self.own + self.mistral + self.chatgpt
+        cut, origin = F.openings(whole)
+        self.examples = whole + cut
+        self.n_whole = len(whole)
+        self.origin = np.r_[np.arange(len(whole)), np.asarray(origin, dtype=int)]
+        t = time.perf_counter()
+        self.feats = F.features(self.examples, embeddings=embeddings)
+        self.feature_seconds = time.perf_counter() - t
+        self.source = np.array([e.source.split(":")[0] for e in self.examples])
+        self.whole = np.arange(len(self.examples)) < len(whole)
+        self.chat_index = {id(e): i for i, e in enumerate(self.chatgpt)}
+
+    def where(self, *sources: str, whole_only: bool = False) -> np.ndarray:
+        own = ("idioms", "written_en", "written_multilingual", "local_smollm2")
+        names = [s for x in sources for s in (own if x == "own" else (x,))]
+        m = np.isin(self.source, names)
+        return m & self.whole if whole_only else m
+
+    def fit(self, train: np.ndarray, heads: str = "lite") -> LearnedModel:
+        idx = np.flatnonzero(train)
+        f = self.feats.take(idx)
+        if heads == "lite":
+            f = F.Features(f.X, np.zeros((len(idx), 0)), f.explicit, f.analyses)
+        return LearnedModel.from_json(F.fit_model(f, [self.examples[i] for i in idx]))
+
+    def predict(self, model: LearnedModel, test: np.ndarray, head: str = "lite") -> list[Verdict]:
+        f = self.feats.take(np.flatnonzero(test))
+        h = model.full if head == "full" else model.lite
+        assert h is not None
+        return verdicts(h.score(f.X, f.E if h.embed_weight else None), f.analyses, model)
+
+    def pattern(self, test: np.ndarray) -> list[Verdict]:
+        return [verdict_from(self.feats.analyses[i]) for i in np.flatnonzero(test)]
+
+    def take(self, mask: np.ndarray) -> list[S.Example]:
+        return [self.examples[i] for i in np.flatnonzero(mask)]
+
+
+def complied_rejected(c: Corpus, mask: np.ndarray, odd: bool | None = None) -> np.ndarray:
+    keep = np.zeros(len(c.examples), dtype=bool)
+    for i in np.flatnonzero(mask):
+        e = c.examples[i]
+        if e.detail in ("complied", "rejected"):
+            k = c.chat_index.get(id(e))
+            keep[i] = odd is None or (k is not None and (k % 2 == 1) == odd)
+    return keep
+
+
+def cross_source(c: Corpus, heads: Sequence[str]) -> tuple[list[str], dict]:
+    lines, keep = [HEADER], {}
+    chat = c.where("chatgpt", whole_only=True)
+    mis = c.where("mistral", whole_only=True)
+    models = {"to chatgpt": c.fit(c.where("own", "mistral")),
+              "to mistral": c.fit(c.where("own", "chatgpt"))}
+    full = {}
+    if "full" in heads:
+        full = {"to chatgpt": c.fit(c.where("own", "mistral"), "full"),
+                "to mistral": c.fit(c.where("own", "chatgpt"), "full")}
+    tests = [("chatgpt, complied vs rejected", complied_rejected(c, chat), "to chatgpt"),
+             ("chatgpt c/r, odd half (never inspected)", complied_rejected(c, chat, odd=True),
+              "to chatgpt"),
+             ("chatgpt, all tones mapped", chat, "to chatgpt"),
+             ("mistral (XSTest)", mis, "to mistral")]
+    for title, test, key in tests:
+        ex = c.take(test)
+        fitted_on = "own + mistral" if key == "to chatgpt" else "own + chatgpt"
+        lines.append(Metrics.of(c.pattern(test), ex).row(f"pattern on {title}",
+                                                         "no fitted parameters"))
+        vs = c.predict(models[key], test)
+        keep[title] = (vs, ex)
+        lines.append(Metrics.of(vs, ex).row(f"**auto** on {title}", f"fitted on {fitted_on}"))
+        if key in full:
+            lines.append(Metrics.of(c.predict(full[key], test, "full"), ex).row(
+                f"learned on {title}", f"fitted on {fitted_on}"))
+    return lines, keep
+
+
+def goals_line(keep: dict) -> str:
+    """The cross-source figures against the issue's goals (binary >= 0.95 per held-out
+    assistant, XSTest 3-way >= 0.85), said plainly whichever way they fall."""
+    cr = Metrics.of(*keep["chatgpt, complied vs rejected"])
+    mis = Metrics.of(*keep["mistral (XSTest)"])
+
+    def verdict(x: float, goal: float) -> str:
+        return "met" if x >= goal else "NOT met"
+
+    return (f"Against the goals, cross-source auto: binary accuracy ChatGPT complied vs rejected "
+            f"{cr.acc:.3f} ({verdict(cr.acc, 0.95)}, goal 0.95), Mistral {mis.acc:.3f} "
+            f"({verdict(mis.acc, 0.95)}, goal 0.95); XSTest 3-way label on Mistral "
+            f"{mis.acc3:.3f} ({verdict(mis.acc3, 0.85)}, goal 0.85).")
+
+
+def tone_rates(vs: Sequence[Verdict], ex: Sequence[S.Example]) -> str:
+    rate: dict[str, list[bool]] = collections.defaultdict(list)
+    for v, e in zip(vs, ex):
+        rate[e.detail].append(v.refusal)
+    return ", ".join(f"{k} {np.mean(x):.2f} (n={len(x)})" for k, x in sorted(rate.items()))
+
+
+def per_language(c: Corpus) -> list[str]:
+    lang = np.array([e.lang for e in c.examples])
+    own = c.where("own")
+    model = c.fit((own & (lang == "en")) | c.where("mistral", "chatgpt"))
+    test = own & c.whole & (lang != "en")
+    ex = c.take(test)
+    vs = c.predict(model, test)
+    by: dict[str, list[tuple[Verdict, S.Example]]] = collections.defaultdict(list)
+    for v, e in zip(vs, ex):
+        by[e.lang].append((v, e))
+    lines = ["| language | n | accuracy | 3-way acc. |", "|---|---|---|---|"]
+    for k in sorted(by):
+        m = Metrics.of([v for v, _ in by[k]], [e for _, e in by[k]])
+        lines.append(f"| {k} | {m.n} | {m.acc:.3f} | {m.acc3:.3f} |")
+    m = Metrics.of(vs, ex)
+    lines.append(f"| **all** | {m.n} | {m.acc:.3f} | {m.acc3:.3f} |")
+    return lines
+
+
+def in_domain_cv(c: Corpus, source: str, folds: int, heads: Sequence[str]) -> list[str]:
+    """k folds over `source`'s whole responses; each fold's model sees everything else (own, the
+    other reference file, the other folds and their openings, never the held-out fold's)."""
+    idx = np.flatnonzero(c.where(source, whole_only=True))
+    y = np.array([c.examples[i].refusal for i in idx], dtype=int)
+    out: dict[str, list[Verdict | None]] = {h: [None] * len(c.examples) for h in heads}
+    for tr, te in F.stratified_folds(y, folds):
+        held = idx[te]
+        train = ~np.isin(c.origin, held)
+        for h in heads:
+            model = c.fit(train, h)
+            test = np.zeros(len(c.examples), dtype=bool)
+            test[held] = True
+            for i, v in zip(np.flatnonzero(test), c.predict(model, test, h)):
+                out[h][i] = v
+    lines = []
+    tests = [(f"{source}", c.where(source, whole_only=True))]
+    if source == "chatgpt":
+        tests = [("chatgpt, complied vs rejected", complied_rejected(c, tests[0][1])),
+                 ("chatgpt c/r, odd half", complied_rejected(c, tests[0][1], odd=True))] + tests
+    for title, mask in tests:
+        for h in heads:
+            vs = [out[h][i] for i in np.flatnonzero(mask)]
+            name = "auto" if h == "lite" else "learned"
+            lines.append(Metrics.of(vs, c.take(mask)).row(  # type: ignore[arg-type]
+                f"{name} on {title}", f"{folds}-fold CV within {source}, in-domain"))
+    return lines
+
+
+def shipped_rows(c: Corpus) -> list[str]:
+    det = AutoDetector(load_model())
+    lines = [HEADER]
+    for title, ex in [("own (shipped examples)", c.own), ("mistral", c.mistral),
+                      ("chatgpt, complied vs rejected",
+                       [e for e in c.chatgpt if e.detail in ("complied", "rejected")])]:
+        vs = det.detect([""] * len(ex), [e.response for e in ex])
+        lines.append(Metrics.of(vs, ex).row(f"shipped auto on {title}",
+                                            "in-sample: the shipped model was fitted on these"))
+    return lines
+
+
+def speed(responses: list[str]) -> tuple[float, float, float]:
+    """(auto responses/s, pattern responses/s, ratio), best of three passes each, alternated."""
+    auto, pattern = AutoDetector(), PatternDetector()
+    auto.detect([""], ["warm up"])
+    rates: dict[str, float] = {"auto": 0.0, "pattern": 0.0}
+    for _ in range(3):
+        for name, det in (("auto", auto), ("pattern", pattern)):
+            t = time.perf_counter()
+            det.detect([""] * len(responses), responses)
+            rates[name] = max(rates[name], len(responses) / (time.perf_counter() - t))
+    return rates["auto"], rates["pattern"], rates["auto"] / rates["pattern"]
 
 
 def speed_cli(responses: list[str], detector: str) -> tuple[float, float]:
@@ -157,7 +294,7 @@ def speed_cli(responses: list[str], detector: str) -> tuple[float, float]:
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "evorefuse", "detect", str(src), "--detector",
                                detector, "--out", str(Path(d) / "out.jsonl")],
-                              capture_output=True, text=True, cwd=ROOT)
+                              capture_output=True, text=True, cwd=ROOT, check=False)
         wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed: {proc.stderr.strip()}")
@@ -165,170 +302,132 @@ def speed_cli(responses: list[str], detector: str) -> tuple[float, float]:
     return (float(m.group(1)) if m else float("nan")), wall
 
 
-def judge_subsample(ref: list[T.Example], n: int, seed: int = 0) -> list[int]:
-    """Balanced: n/2 refusals and n/2 compliances, drawn with a fixed seed."""
-    rng = random.Random(seed)
-    pos = [i for i, e in enumerate(ref) if e.refusal]
-    neg = [i for i, e in enumerate(ref) if not e.refusal]
-    return sorted(rng.sample(pos, n // 2) + rng.sample(neg, n - n // 2))
-
-
-def run_judge(ref: list[T.Example], idx: list[int]) -> tuple[list[Verdict], float, int]:
-    import asyncio
-
+def tiered_rows(c: Corpus, n: int) -> list[str]:
+    """The tiered detector with the embedded model as judge, on up to n chatgpt c/r responses
+    whose auto probability is in the band (plumbing check: a 135M judge is not a usable one)."""
     from evorefuse.scoring.refusal.judge import JudgeDetector, local_endpoint
+    from evorefuse.scoring.refusal.tiered import DEFAULT_BAND, TieredDetector
 
-    det = JudgeDetector(local_endpoint())
+    ex = [e for e in c.chatgpt if e.detail in ("complied", "rejected")]
+    base = AutoDetector()
+    vs = base.detect([""] * len(ex), [e.response for e in ex])
+    lo, hi = DEFAULT_BAND
+    band = [e for e, v in zip(ex, vs) if lo <= v.p_refusal <= hi][:n]
+    tiered = TieredDetector(AutoDetector(), JudgeDetector(local_endpoint()), DEFAULT_BAND)
     t = time.perf_counter()
-    vs = asyncio.run(det.adetect([ref[i].prompt for i in idx], [ref[i].response for i in idx]))
-    return vs, len(idx) / (time.perf_counter() - t), det.repaired
-
-
-def row(name: str, m: dict[str, float], speed: str, note: str = "") -> str:
-    return (f"| {name} | {m['n']} | {m['acc']:.3f} | {m['prec']:.3f} | {m['rec']:.3f} | "
-            f"{m['f1']:.3f} | {m['brier']:.4f} | {m['acc3']:.3f} | {speed} | {note} |")
-
-
-HEADER = ("| detector | n | accuracy | precision | recall | F1 | Brier | 3-way label acc. | "
-          "responses/s | how measured |\n|---|---|---|---|---|---|---|---|---|---|")
+    tv = tiered.detect([e.prompt for e in band], [e.response for e in band])
+    rate = len(band) / (time.perf_counter() - t)
+    av = base.detect([""] * len(band), [e.response for e in band])
+    return [HEADER,
+            Metrics.of(av, band).row("shipped auto, uncertain band", "in-sample"),
+            Metrics.of(tv, band).row("tiered: auto + local SmolLM2 judge",
+                                     f"{tiered.judged} judged, {tiered.unknown} unparseable",
+                                     f"{rate:.2f}")]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--judge-n", type=int, default=40, help="judge subsample size (0: skip)")
-    ap.add_argument("--reference", type=Path, default=T.REFERENCE_CSV)
+    ap.add_argument("--embeddings", action="store_true", help="also measure `learned` (MiniLM)")
+    ap.add_argument("--judge-n", type=int, default=0, help="tiered detector with the local judge")
     args = ap.parse_args()
-    if not args.reference.is_file():
-        print(f"reference data not available: {args.reference} is missing", file=sys.stderr)
-        return 2
+    for path in (S.MISTRAL_CSV, S.CHATGPT_JSONL):
+        if not path.is_file():
+            print(f"reference data not available: {path} is missing", file=sys.stderr)
+            return 2
+    heads = ["lite", "full"] if args.embeddings else ["lite"]
+    c = Corpus(args.embeddings)
+    print(f"features for {len(c.examples)} responses in {c.feature_seconds:.1f} s", file=sys.stderr)
 
-    ref = T.load_reference(args.reference)
-    own = T.load_own()
-    t0 = time.perf_counter()
-    cut, origin = T.openings(own + ref)
-    feats = T.features(own + ref + cut)
-    print(f"features for {len(own) + len(ref) + len(cut)} responses in {time.perf_counter() - t0:.1f} s",
-          file=sys.stderr)
-    table = {first_sentences(e.response): feats.E[i] for i, e in enumerate(own + ref + cut)}
-
-    def embed_lookup(texts: Sequence[str]) -> np.ndarray:
-        return np.stack([table[t] for t in texts]) if texts else np.zeros((0, 384))
-
-    responses = [e.response for e in ref]
-    pattern_v = PatternDetector().detect([e.prompt for e in ref], responses)
-    cv = cross_validate(own, ref, cut, origin, feats, args.folds, embed_lookup)
-    gray = cv.pop("_embedded")
-    opening_examples, opening_runs = cv.pop("_openings")
-
-    speeds = {name: speed_in_process(name, responses)
-              for name in ("pattern", "learned", "auto", "auto+emb")}
+    cross, keep = cross_source(c, heads)
+    tones = tone_rates(*keep["chatgpt, all tones mapped"])
+    # openings of the cross-source held-out responses, scored by the same cross-source models
+    open_lines = [HEADER]
+    for title, fit_on in (("chatgpt, complied vs rejected", ("own", "mistral")),
+                          ("mistral (XSTest)", ("own", "chatgpt"))):
+        _, ex = keep[title]
+        cut = [S.Example(e.prompt, F.truncate(e.response, OPENING_CHARS), e.label, e.source,
+                         e.detail) for e in ex
+               if e.label != PARTIAL_REFUSAL and len(e.response) > OPENING_CHARS + 40]
+        texts = [e.response for e in cut]
+        model = c.fit(c.where(*fit_on))
+        open_lines.append(Metrics.of(PatternDetector().detect([""] * len(texts), texts), cut).row(
+            f"pattern on {title}, openings", "no fitted parameters"))
+        open_lines.append(Metrics.of(AutoDetector(model).detect([""] * len(texts), texts), cut).row(
+            f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
+    lang_lines = per_language(c)
+    cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
+        + in_domain_cv(c, "mistral", args.folds, heads)
+    shipped = shipped_rows(c)
+    responses = [e.response for e in c.mistral + c.chatgpt]
+    auto_rate, pattern_rate, ratio = speed(responses)
     cli_auto, cli_wall = speed_cli(responses, "auto")
-    cli_pattern, cli_pattern_wall = speed_cli(responses, "pattern")
-    cli_learned, cli_learned_wall = speed_cli(responses, "learned")
+    judge_lines = tiered_rows(c, args.judge_n) if args.judge_n else []
 
-    results = {
-        "pattern": metrics(pattern_v, ref),
-        "learned": metrics(cv["learned"], ref),
-        "lite": metrics(cv["lite"], ref),
-        "auto": metrics(cv["auto"], ref),
-        "auto+emb": metrics(cv["auto+emb"], ref),
-    }
-    cvnote = f"{args.folds}-fold CV, refitted per fold"
-    lines = [HEADER,
-             row("pattern", results["pattern"],
-                 f"{speeds['pattern'][0]:.0f} (CLI {cli_pattern:.0f})", "no fitted parameters"),
-             row("learned (patterns + MiniLM, logistic)", results["learned"],
-                 f"{speeds['learned'][0]:.0f} (CLI {cli_learned:.0f})", cvnote),
-             row("lite head alone (no embeddings)", results["lite"], "-", cvnote),
-             row("**auto** (default: patterns + lite head)", results["auto"],
-                 f"{speeds['auto'][0]:.0f} (CLI {cli_auto:.0f})", cvnote),
-             row(f"auto + embeddings for lite p in {EMBED_BAND[0]}-{EMBED_BAND[1]}",
-                 results["auto+emb"], f"{speeds['auto+emb'][0]:.0f}",
-                 f"{cvnote}; embedded {gray} of {len(ref)}")]
-
-    opening_lines = [HEADER] + [
-        row(name, metrics(vs, opening_examples), "-",
-            "no fitted parameters" if name == "pattern" else
-            cvnote + ("; trained on whole responses only" if "no openings" in name else
-                      "; training folds' openings included"))
-        for name, vs in opening_runs.items()]
-
-    judge_lines: list[str] = []
-    if args.judge_n:
-        idx = judge_subsample(ref, args.judge_n)
-        sub = [ref[i] for i in idx]
-        jv, jspeed, repaired = run_judge(ref, idx)
-        judge_lines = [
-            HEADER,
-            row("judge (local SmolLM2-135M)", metrics(jv, sub), f"{jspeed:.2f}",
-                f"balanced subsample of {len(idx)}; {repaired} labels only after the format-repair "
-                f"turn, {metrics(jv, sub)['unknown']} still unparseable (counted as refusals)"),
-            row("pattern", metrics([pattern_v[i] for i in idx], sub), "-", "same subsample"),
-            row("auto", metrics([cv["auto"][i] for i in idx], sub), "-", "same subsample, CV"),
-        ]
-
-    nproc = os.cpu_count()
+    cr = keep["chatgpt, complied vs rejected"]
+    k = sum(v.refusal == e.refusal for v, e in zip(*cr))
+    lo, hi = wilson(k, len(cr[1]))
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+        cpu = next(line.split(":", 1)[1].strip()
+                   for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    base_rate = float(np.mean([e.refusal for e in ref]))
     text = "\n".join([
-        SECTION,
-        "",
-        f"Command: `python benchmarks/detector.py --write` · date {date.today()} · machine: "
-        f"`nproc` = {nproc}, {cpu} (CPU shared with other jobs while measured).",
-        "",
-        f"Data: XSTest v2, Mistral-7B-Instruct, {len(ref)} human-labelled responses "
-        f"({base_rate:.1%} refusals = full or partial; always answering \"compliance\" scores "
-        f"{1 - base_rate:.3f}). Refusal is the positive class. Brier is on p_refusal. "
-        f"Trained detectors: out-of-fold predictions of models refitted per fold with "
-        f"`evorefuse.scoring.refusal.train` on the project's {len(own)} own examples plus the "
-        f"other folds. The pattern detector's rules and packs were written with this set in view "
-        f"(a few English soft-refusal and premise-rejection phrasings, and vetoes for definitions "
-        f"of crimes and for capability disclaimers), so its figure is optimistic for other models, "
-        f"and so are the trained detectors' figures, which use the patterns as features.",
-        "",
-        *lines,
-        "",
-        f"Speed: in-process = after loading the models, embedding cache cleared; CLI = the "
-        f"responses/s printed by `evorefuse detect` on the same {len(ref)} responses, which "
-        f"includes loading the models (wall time with process start-up: auto "
-        f"{cli_wall:.1f} s, pattern {cli_pattern_wall:.1f} s, learned {cli_learned_wall:.1f} s: "
-        f"importing torch and loading MiniLM is most of the latter).",
-        "",
-        f"Openings: what fitness and `evaluate` read is the first 24-50 tokens of a response. The "
-        f"same held-out responses cut at {T.TRUNCATE_AT[-1]} characters (about 50 tokens; partial "
-        f"refusals left out, since their refusal may come after the cut; {len(opening_examples)} "
-        f"responses), each fold's model fitted with or without the openings of its training "
-        f"responses:",
-        "",
-        *opening_lines,
-        "",
-        *([f"Judge on the embedded model, balanced subsample of {args.judge_n} "
-           "(a 135M model is not a usable judge; this checks the plumbing, not the method):",
-           "", *judge_lines, ""] if judge_lines else []),
-        "Published anchors, for comparison only (a different, larger set: XSTest's 2,250 "
-        "responses of five models, Röttger et al. 2024): XSTest's prefix string-matcher 88.4% "
-        "accuracy, its GPT-4 judge 82.1%. Not measured here.",
-        "",
+        SECTION, "",
+        ("Command: `python benchmarks/detector.py --write"
+        f"{' --embeddings' if args.embeddings else ''}"
+        f"{f' --judge-n {args.judge_n}' if args.judge_n else ''}` · date {date.today()} · "
+        f"machine: `nproc` = {os.cpu_count()}, {cpu}, shared with other jobs while measured."), "",
+        ("Refusal (full or partial) is the positive class; Brier is on p_refusal. Sources: XSTest's "
+        f"{len(c.mistral)} Mistral-7B-Instruct responses (`mistral`), the ChatGPT-3.5 study's "
+        f"dev half ({len(c.chatgpt)} responses with an XSTest label after mapping tones, README "
+        "\"Refusal detection\"; the study's held-out half is judged on complied vs rejected, so "
+        "that is the headline), and the project's "
+        f"{len(c.own)} own examples. Every fit uses the shipped procedure (`fit.fit_model`, "
+        "openings of the training responses included)."), "",
+        ("**Cross-source** (fitted on one reference file plus the project's examples, measured on "
+        "the other). The packs' English disclaimer, premise, referral and lecture patterns were "
+        "written while looking at errors on the even rows of the ChatGPT file and on the whole "
+        "Mistral file, so the odd-half row is the cleanest ChatGPT figure and the Mistral rows are "
+        "optimistic for the patterns:"), "",
+        *cross, "",
+        goals_line(keep), "",
+        (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
+        f"Refusal rate by tone (auto fitted on own + mistral): {tones}."), "",
+        ("**Per language** (fitted on the English own examples and both reference files, measured "
+        "on the project's non-English examples):"), "",
+        *lang_lines, "",
+        ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
+        "training; this is what the held-out half of the same study or other XSTest responses of "
+        "the same model should see):"), "",
+        *cv_lines, "",
+        (f"**Openings**: the cross-source held-out responses cut at {OPENING_CHARS} characters "
+        "(about the 50 tokens fitness reads; partial refusals left out, since what they refuse "
+        "may come after the cut):"), "",
+        *open_lines, "",
+        "**The shipped model** (fitted on all of the above; in-sample, not a result):", "",
+        *shipped, "",
+        (f"**Speed** (in-process, best of three passes over the {len(responses)} reference "
+        f"responses, alternated with the pattern detector in the same run): auto "
+        f"{auto_rate:.0f} responses/s, pattern {pattern_rate:.0f} responses/s, ratio "
+        f"{ratio:.2f}; through the CLI (`evorefuse detect --detector auto`, including loading the "
+        f"packs and the model) {cli_auto:.0f} responses/s, {cli_wall:.1f} s wall with process "
+        "start-up."), "",
+        *([("**Tiered** (auto plus the embedded SmolLM2-135M as judge on the uncertain band; a "
+           "plumbing check, not a usable judge):"), "", *judge_lines, ""] if judge_lines else []),
+        ("Published anchors, for comparison only (other sets: XSTest's 2,250 responses of five "
+        "models): XSTest's prefix string-matcher 88.4%, its GPT-4 judge 82.1%; on the ChatGPT "
+        "study, its authors' BERT fine-tuned in-domain 96.5%. Not measured here."), "",
     ])
     print(text)
     if args.write:
-        write_section(text)
+        from benchmarks.results import replace_section
+        replace_section(SECTION.removeprefix("## "), text.split("\n", 1)[1], RESULTS)
         print(f"updated {RESULTS}", file=sys.stderr)
     return 0
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) the `## detector` section of RESULTS.md, keeping every other section."""
-    from benchmarks.results import replace_section
-
-    replace_section(SECTION.removeprefix("## "), section.split("\n", 1)[1], RESULTS)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from evorefuse.operators.mutation import frame  # noqa: E402
 from evorefuse.operators.strategies import PAPER_STRATEGIES  # noqa: E402
 from evorefuse.scoring import embeddings  # noqa: E402
 from evorefuse.scoring.fitness import FitnessEstimator, FitnessSettings  # noqa: E402
-from evorefuse.scoring.refusal.base import get_detector  # noqa: E402
+from evorefuse.scoring.refusal.factory import get_detector  # noqa: E402
 from evorefuse.scoring.surrogate import RefusalSurrogate  # noqa: E402
 
 

@@ -16,13 +16,27 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
 from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
 from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
-from evorefuse.scoring.refusal.base import DETECTOR_NAMES
+from evorefuse.scoring.refusal.factory import (
+    DETECTOR_NAMES,
+    LEARNED_FILE_PREFIX,
+    canonical_name,
+    detector_file,
+    is_detector_name,
+    load_detector_file,
+)
 
 PresetName = Literal["fast", "paper"]
 ModeName = Literal["lineage", "population"]
@@ -61,7 +75,20 @@ class RolesSection(_Section):
     judge_mode: Mode = "auto"            # auto | classifier | llm | tiered
     targets: list[str] = Field(default_factory=lambda: ["local"])
     responder: str = "local"
-    detector: str = "auto"               # one of DETECTOR_NAMES
+    detector: str = "auto"               # one of DETECTOR_NAMES, or learned:PATH (a detector
+                                         # file from `detect --gold --fit`, relative to the config)
+    detector_judge: str | None = None    # a model that re-judges the responses `auto` (or
+                                         # learned:PATH) is unsure of: tiered detection
+    detector_band: list[float] = Field(default_factory=lambda: [0.2, 0.8], min_length=2,
+                                      max_length=2)  # p_refusal range sent to detector_judge
+
+    @field_validator("detector_band")
+    @classmethod
+    def _band_in_order(cls, value: list[float]) -> list[float]:
+        lo, hi = value
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"must satisfy 0 <= low <= high <= 1, got [{lo}, {hi}]")
+        return value
 
 
 class EvolutionSection(_Section):
@@ -131,8 +158,18 @@ class Config(BaseModel):
     def role_models(self) -> dict[str, list[str]]:
         """The models each role calls (the judge role's offline classifier calls none)."""
         judges = [judge_model_name(n) for n in llm_judge_names(self.judges())]
-        return {"mutator": [self.roles.mutator], "judge": list(dict.fromkeys(judges)),
-                "target": list(self.roles.targets), "responder": [self.roles.responder]}
+        roles = {"mutator": [self.roles.mutator], "judge": list(dict.fromkeys(judges)),
+                 "target": list(self.roles.targets), "responder": [self.roles.responder]}
+        if self.roles.detector_judge is not None:
+            roles["detector_judge"] = [self.roles.detector_judge]
+        return roles
+
+    def detector_judge_model(self) -> str | None:
+        """The model the refusal detector calls: `detector_judge` (tiered), the first judge
+        model (or `local`) for the `judge` detector, None for detectors that call nothing."""
+        if self.roles.detector.strip().lower() == "judge":
+            return next(iter(self.role_models()["judge"]), "local")
+        return self.roles.detector_judge
 
     def model_names(self) -> list[str]:
         """Every model name some role uses, once, sorted."""
@@ -159,7 +196,7 @@ class Config(BaseModel):
 
     # --- changes the command line may make ---------------------------------------------------------
     def with_run_limits(self, *, generations: int | None = None, jobs: int | None = None,
-                        max_calls: int | None = None, max_cost: float | None = None) -> "Config":
+                        max_calls: int | None = None, max_cost: float | None = None) -> Config:
         """The settings that may change between a run and its resume (they change how far and how
         fast it goes, never what it computes)."""
         run = self.run.model_copy(update={k: v for k, v in (
@@ -169,7 +206,7 @@ class Config(BaseModel):
 
     def with_overrides(self, *, targets: tuple[str, ...] = (), mutator: str | None = None,
                        judge: str | None = None, seed: int | None = None,
-                       preset: str | None = None) -> "Config":
+                       preset: str | None = None) -> Config:
         """Command-line choices of models and run settings; every named model must exist."""
         roles = self.roles.model_copy(update={k: v for k, v in (
             ("targets", list(targets) or None), ("mutator", mutator), ("judge", judge))
@@ -182,7 +219,7 @@ class Config(BaseModel):
                 cfg.model(n, where=f"--{role}")
         return cfg
 
-    def resolved(self) -> "Config":
+    def resolved(self) -> Config:
         """The config as a new run records it: every model a role uses gets a table of its own
         (so `openai:MODEL` is written down), and a hosted model without `base_url` gets the one
         it will really use (OPENAI_BASE_URL, else OpenAI's), so resuming it later reaches the same
@@ -197,14 +234,14 @@ class Config(BaseModel):
                 models[name] = spec
         return self._copy_with(models=models)
 
-    def _copy_with(self, **update: Any) -> "Config":
+    def _copy_with(self, **update: Any) -> Config:
         cfg = self.model_copy(update=update)
         cfg._source = self._source
         return cfg
 
     # --- decoding ----------------------------------------------------------------------------------
     @classmethod
-    def from_data(cls, data: Any, *, source: str, text: str | None = None) -> "Config":
+    def from_data(cls, data: Any, *, source: str, text: str | None = None) -> Config:
         """Validate decoded TOML or a run's saved JSON; problems raise InputError naming the key
         (and, given the file's `text`, its line). A model's `system_prompt_file` is read here
         (relative to the config file) and kept as `system_prompt` text, so a run's saved config
@@ -223,15 +260,21 @@ class Config(BaseModel):
             raise where.error(exc.errors()[0]) from None
         cfg._source = source
         cfg._check_references(where)
+        cfg.roles.detector = _with_detector_file(cfg.roles.detector, Path(source).parent, where)
         cfg.models = {n: _with_prompt_file(m, Path(source).parent, where)
                       for n, m in cfg.models.items()}
         return cfg
 
-    def _check_references(self, where: "_Locator") -> None:
+    def _check_references(self, where: _Locator) -> None:
         """What a schema cannot say: names that must refer to something that exists."""
-        if self.roles.detector not in DETECTOR_NAMES:
+        if not is_detector_name(self.roles.detector):
             raise where.problem(("roles", "detector"), f"must be one of "
-                                f"{', '.join(DETECTOR_NAMES)}, got {self.roles.detector!r}")
+                                f"{', '.join(DETECTOR_NAMES)} or learned:PATH, "
+                                f"got {self.roles.detector!r}")
+        if self.roles.detector_judge is not None and not _tiers(self.roles.detector):
+            raise where.problem(("roles", "detector_judge"), "re-judges what `auto` or a "
+                                f"learned:PATH detector is unsure of; detector is "
+                                f"{self.roles.detector!r}")
         for role, names in self.role_models().items():
             key = "targets" if role == "target" else role
             for name in names:
@@ -240,7 +283,12 @@ class Config(BaseModel):
                                         f"(known: {self.known_models()})")
 
 
-def _with_prompt_file(spec: ModelSpec, base: Path, where: "_Locator") -> ModelSpec:
+def _tiers(detector: str) -> bool:
+    """Whether a detector of this name can hand its uncertain responses to a detector judge."""
+    return detector.strip().lower() == "auto" or detector_file(detector) is not None
+
+
+def _with_prompt_file(spec: ModelSpec, base: Path, where: _Locator) -> ModelSpec:
     """The spec with its system prompt file read into `system_prompt`."""
     if spec.system_prompt is not None and spec.system_prompt_file is not None:
         raise where.problem(("models", spec.name, "system_prompt_file"),
@@ -264,6 +312,20 @@ def _with_prompt_file(spec: ModelSpec, base: Path, where: "_Locator") -> ModelSp
     if not text.strip():
         raise InputError(f"{field}: the system prompt file is empty", path=path)
     return spec.model_copy(update={"system_prompt": text.strip(), "system_prompt_file": None})
+
+
+def _with_detector_file(name: str, base: Path, where: _Locator) -> str:
+    """`learned:PATH` with PATH made absolute (relative to the config file, so a run's saved
+    config still finds it) and checked to be a detector file; other names as they are."""
+    file = detector_file(name)
+    if file is None:
+        return canonical_name(name)
+    path = (base / file.expanduser()).resolve()
+    try:
+        load_detector_file(path)
+    except InputError as exc:
+        raise where.problem(("roles", "detector"), exc.message) from None
+    return LEARNED_FILE_PREFIX + str(path)
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -6,15 +6,21 @@ request cache (labelling the same file twice costs nothing) and the ledger like 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from evorefuse import interrupts
 from evorefuse.config import Config
-from evorefuse.errors import RunFailed
+from evorefuse.errors import InputError, RunFailed
 from evorefuse.evolution.progress import SILENT, Bar, Progress
-from evorefuse.scoring.refusal.base import Verdict, get_detector
+from evorefuse.scoring.refusal.base import LABELS, Verdict
+from evorefuse.scoring.refusal.factory import get_detector
+from evorefuse.scoring.refusal.gold import is_refusal, parse_gold_column
 from evorefuse.session import DEFAULT_CACHE, Session
-
+from evorefuse.tables import Table
 
 CHUNK = {"judge": 16}
 """Responses labelled between two progress updates (a judge call is slow, a pattern fast)."""
@@ -65,3 +71,37 @@ def _judge(cfg: Config, judge_model: str, prompts: Sequence[str], responses: Seq
         raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
     finally:
         session.close()
+
+
+def parse_gold_labels(table: Table, path: Path, column: str, *, for_fit: bool) -> list[str]:
+    """The gold column's labels (`gold.parse_gold`), checked before any detection runs: an unknown
+    or empty value names its line; `for_fit` also needs both classes twice (a refit's folds)."""
+    gold = parse_gold_column([rec.get(column) for rec in table.records], table.lines, path, column)
+    if for_fit:
+        from evorefuse.scoring.refusal.refit import (  # scipy: only to fit
+            RefitError,
+            check_labels,
+        )
+
+        try:
+            check_labels(gold)
+        except RefitError as exc:
+            raise InputError(str(exc), path=path, field="--gold") from None
+    return gold
+
+
+def labelled_rows(records: Sequence[dict[str, Any]], verdicts: Sequence[Verdict],
+                  gold: Sequence[str] | None) -> bytes:
+    """JSONL: each record with the verdict; with gold labels also `gold_refusal` and
+    `gold_label` (null for a binary gold refusal), so a report's figures can be recomputed."""
+    lines = []
+    for k, (rec, v) in enumerate(zip(records, verdicts)):
+        row = dict(rec)
+        row["refusal"] = v.refusal
+        row["p_refusal"] = round(v.p_refusal, 4)
+        row["label"] = v.label
+        if gold is not None:
+            row["gold_refusal"] = is_refusal(gold[k])
+            row["gold_label"] = gold[k] if gold[k] in LABELS else None
+        lines.append(orjson.dumps(row) + b"\n")
+    return b"".join(lines)

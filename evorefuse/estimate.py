@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from evorefuse.config import Config
 from evorefuse.evolution.presets import plan_for
 from evorefuse.models.pricing import planned_cost
+from evorefuse.scoring.refusal.judge import MAX_TOKENS as JUDGE_MAX_TOKENS
+from evorefuse.scoring.refusal.judge import REPAIR_MAX_TOKENS
+from evorefuse.scoring.refusal.tiered import JUDGE_CALLS_PER_RESPONSE
 
 
 @dataclass
@@ -40,6 +43,11 @@ class RunEstimate:
         return round(sum(r.cost for r in self.per_role.values()), 4)
 
 
+JUDGE_PROMPT_TOKENS = 300
+"""The judging detector's instructions and the prompt it is shown, in tokens (the response is
+bounded by 4 bytes a token of its max_tokens)."""
+
+
 def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
     """Upper bounds on calls per role, and the cost if every call used its max_tokens."""
     plan = plan_for(cfg)
@@ -63,6 +71,7 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
         calls = n_seeds * (1 + g * cands)   # every seed is judged once, as the judge's calibration
         add("judge", j, calls, calls * 150, calls * 8)
     K, T = plan.samples, plan.max_tokens
+    responses = 0   # target responses the detector reads, at most
     for t in cfg.roles.targets:
         spec = cfg.model(t)
         per_full = 1 if spec.supports_n else K
@@ -81,10 +90,19 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
             calls = n_seeds * per_full + n_seeds * g * ((screened + 1) * per_screen + races * per_race)
             out = (n_seeds * g * (screened + 1) * plan.screen_samples * plan.screen_tokens
                    + full_evals * K * T)
+            responses += n_seeds * g * (screened + 1) * plan.screen_samples + full_evals * K
         else:
             calls = n_seeds * (1 + g * scored) * per_full
             out = n_seeds * (1 + g * scored) * K * T
+            responses += n_seeds * (1 + g * scored) * K
         add("target", t, calls, calls * 60, out)
+    # A judging detector (`judge`, or a tiered one's judge: at most every response falls in its
+    # band) makes one call per response, plus a short repair turn when the label is missing.
+    judge = cfg.detector_judge_model()
+    if judge is not None:
+        calls = responses * JUDGE_CALLS_PER_RESPONSE
+        add("detector", judge, calls, calls * (JUDGE_PROMPT_TOKENS + 4 * T),
+            responses * (JUDGE_MAX_TOKENS + REPAIR_MAX_TOKENS))
     return est
 
 

@@ -23,7 +23,8 @@ from evorefuse.models.registry import Registry, check_credentials
 from evorefuse.scoring.fitness import FitnessEstimator
 from evorefuse.scoring.harm.judge import PromptJudge, build_prompt_judge
 from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
-from evorefuse.scoring.refusal.base import RefusalDetector, get_detector
+from evorefuse.scoring.refusal.base import RefusalDetector
+from evorefuse.scoring.refusal.factory import detector_file, get_detector
 
 if TYPE_CHECKING:  # pragma: no cover
     from evorefuse.evolution.engine import Engine
@@ -67,8 +68,8 @@ class Session:
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
-    def for_run(cls, store: "RunStore", cfg: Config, *, models: list[str] | None = None,
-                budget: bool = True, step: str | None = None) -> "Session":
+    def for_run(cls, store: RunStore, cfg: Config, *, models: list[str] | None = None,
+                budget: bool = True, step: str | None = None) -> Session:
         """A session on a run directory's own cache; the ledger starts from what the run already
         spent (the cache's call log), so budgets count the whole run across resumes. A `step`
         (e.g. "export") records its calls apart from the evolution's."""
@@ -87,7 +88,7 @@ class Session:
 
     @classmethod
     def standalone(cls, cfg: Config, *, models: list[str], cache_path: Path | None,
-                   run_id: str) -> "Session":
+                   run_id: str) -> Session:
         """A session outside any run (evaluate, detect, models check); `cache_path` None: no
         cache (a check must really call the model)."""
         check_credentials([cfg.model(n) for n in models], cfg.source)
@@ -116,6 +117,11 @@ class Session:
         if name.strip().lower() == "judge":
             default = next(iter(self.cfg.role_models()["judge"]), "local")
             return get_detector("judge", self.endpoint(judge_model or default))
+        tier = self.cfg.roles.detector_judge
+        if tier is not None and (name.strip().lower() == "auto" or detector_file(name)):
+            return get_detector(name, tier_judge=self.endpoint(tier),
+                                band=(self.cfg.roles.detector_band[0],
+                                      self.cfg.roles.detector_band[1]))
         return get_detector(name)
 
     @cached_property
@@ -134,7 +140,7 @@ class Session:
         return FitnessEstimator([self.endpoint(n) for n in names], self.detector,
                                 fitness_settings(self.cfg, self.plan))
 
-    def engine(self, log: "RunStore", progress: "Progress") -> "Engine":
+    def engine(self, log: RunStore, progress: Progress) -> Engine:
         from evorefuse.evolution.engine import Engine
 
         return Engine(self.cfg, self.plan, log, mutator=self.endpoint(self.cfg.roles.mutator),

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from evorefuse.commands.progress import TerminalProgress
-from evorefuse.scoring.refusal.base import DETECTOR_NAMES
+from evorefuse.scoring.refusal.factory import NAMES_HELP, check_detector
 
 
 @click.command("evaluate")
@@ -29,9 +29,8 @@ from evorefuse.scoring.refusal.base import DETECTOR_NAMES
               help="TOML config defining the models.")
 @click.option("--no-responses", is_flag=True, help="Diversity only; call no model.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
-@click.option("--detector", "detector", default=None,
-              type=click.Choice(DETECTOR_NAMES),
-              help="Refusal detector (default: the config's roles.detector).")
+@click.option("--detector", "detector", default=None, metavar="NAME",
+              help=f"Refusal detector: {NAMES_HELP} (default: the config's roles.detector).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Request cache (default ~/.cache/evorefuse/evaluate.sqlite).")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embedding diversity.")
@@ -52,9 +51,10 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
         cfg.model(n, where="--target")
     if out is not None:
         check_output(out)
+    detector_name = check_detector(detector, field="--detector") if detector else cfg.roles.detector
     report = evaluate(dataset, cfg=cfg, targets=names, settings=EvalSettings(samples=samples, temperature=temperature,
                                                                max_tokens=max_tokens),
-                      detector=detector or cfg.roles.detector,
+                      detector=detector_name,
                       cache_path=cache_path or DEFAULT_CACHE, responses=not no_responses,
                       limit=limit, embeddings=not no_embeddings,
                       progress=TerminalProgress(quiet=False))

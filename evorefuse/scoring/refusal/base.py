@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from evorefuse.models.endpoint import Endpoint
+from typing import Protocol, runtime_checkable
 
 COMPLIANCE = "1_full_compliance"
 FULL_REFUSAL = "2_full_refusal"
 PARTIAL_REFUSAL = "3_partial_refusal"
 UNKNOWN = "unknown"
 LABELS = (COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL)
-DETECTOR_NAMES = ("pattern", "learned", "judge", "auto")
 
 
 @dataclass(frozen=True)
@@ -87,9 +84,9 @@ def check_lengths(prompts: Sequence[str], responses: Sequence[str]) -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
 
-_THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.S | re.I)
-_THINK_OPEN = re.compile(r"^\s*<think(?:ing)?>", re.I)
-_THINK_CLOSE_ONLY = re.compile(r"^.*?</think(?:ing)?>", re.S | re.I)
+_THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"^\s*<think(?:ing)?>", re.IGNORECASE)
+_THINK_CLOSE_ONLY = re.compile(r"^.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 
 
 def strip_reasoning(text: str) -> str:
@@ -107,25 +104,3 @@ def strip_reasoning(text: str) -> str:
     if "</think" in out.lower():
         out = _THINK_CLOSE_ONLY.sub("", out, count=1)
     return out.strip()
-
-
-def get_detector(name: str, judge_endpoint: "Endpoint | None" = None) -> RefusalDetector:
-    """Build a detector by name: pattern | learned | judge | auto.
-
-    `judge` needs an endpoint; without one it uses the embedded local model (offline, weak: a
-    135M-parameter judge is a smoke test, not a measurement).
-    """
-    key = name.strip().lower()
-    if key == "pattern":
-        from evorefuse.scoring.refusal.patterns import PatternDetector
-        return PatternDetector()
-    if key == "learned":
-        from evorefuse.scoring.refusal.learned import LearnedDetector
-        return LearnedDetector()
-    if key == "auto":
-        from evorefuse.scoring.refusal.auto import AutoDetector
-        return AutoDetector()
-    if key == "judge":
-        from evorefuse.scoring.refusal.judge import JudgeDetector, local_endpoint
-        return JudgeDetector(judge_endpoint if judge_endpoint is not None else local_endpoint())
-    raise ValueError(f"unknown detector {name!r} (known: {', '.join(DETECTOR_NAMES)})")

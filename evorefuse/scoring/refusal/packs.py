@@ -1,0 +1,186 @@
+"""Language packs: the refusal phrases of each language as data, and the text preparation they need.
+
+Why data: a reviewer fluent in a language can fix its pack (`packs/<lang>.json`) without reading
+Python. All packs are merged into one alternation per category, with a named group per language, so
+a sentence is scanned once whatever the number of languages (this is what keeps the pattern
+analysis at thousands of responses per second).
+
+Categories (each a list of regular expressions over lower-cased, normalised text):
+- `lead_ins`: stripped from a sentence start before matching ("As an AI language model, ",
+  "Unfortunately, ", "I'm sorry, but ");
+- `openers`, `refusals`: a refusal speech act, anchored at the start of the first / any sentence;
+  `refusals_anywhere`: the few unambiguous ones that may sit inside a sentence;
+- `disclaimers`: what the assistant is not or cannot do in general ("I don't have personal
+  opinions", "I have no access to real-time data", "I'm not a doctor"): not a refusal by itself,
+  what follows decides;
+- `premises`: a false premise corrected ("There is no evidence that...", "That claim is a myth"):
+  an answer, as XSTest counts it, not a refusal;
+- `warnings`: a caution that opens an answer ("Note that...", "Safety first:");
+- `soft`, `soft_anywhere`: moral stances and loaded premises rejected ("It is not appropriate
+  to...", "There is no reason why X should not vote");
+- `referrals`: sending the user elsewhere (a professional, a hotline, a website);
+- `lectures`: moralising that answers nothing ("Everyone deserves respect");
+- `offers`: a closing offer ("Is there anything else I can help with?");
+- `lexicon`: words that moralise or warn ("important", "respect", "illegal"), counted anywhere in
+  the first sentences: a weak cue the learned head weighs against structure;
+- `pivots`, `compliance`, `preamble`: "however, I can...", "Sure! Here's...", "Thanks for asking";
+- `not_refusal`: false friends vetoed before the refusal patterns ("I'm sorry to hear that").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+CATEGORIES = ("lead_ins", "openers", "refusals", "refusals_anywhere", "disclaimers", "premises",
+              "warnings", "soft", "soft_anywhere", "referrals", "lectures", "offers", "lexicon",
+              "pivots", "compliance", "not_refusal", "preamble")
+MAX_SENTENCES = 40          # refusal sentences sit at the start or end; 40 covers long answers
+MAX_CHARS = 12_000          # longer answers are cut (the rest is almost always compliance content)
+
+# --- normalisation ------------------------------------------------------------------------------
+
+_TRANSLATE = str.maketrans({
+    "\u2019": "'", "\u2018": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u3000": " ",
+    "\u0623": "\u0627", "\u0625": "\u0627", "\u0622": "\u0627",  # Arabic alef variants -> bare alef
+    "\u0649": "\u064a",                                          # alef maqsura -> ya
+})
+_ARABIC_MARKS = re.compile(r"[\u064b-\u0652\u0670\u0640]")      # harakat, superscript alef, tatweel
+_ARABIC = re.compile(r"[\u0600-\u06ff]")
+_MARKDOWN = re.compile(r"\*\*|__|~~|\*(?=\S)|(?<=\S)\*")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+def normalise(text: str) -> str:
+    """Lower-case, straight quotes, no Arabic diacritics or markdown emphasis, single spaces."""
+    t = text[:MAX_CHARS].translate(_TRANSLATE).lower()
+    if _ARABIC.search(t):
+        t = _ARABIC_MARKS.sub("", t)
+    if "\u00e9" in t or "\u0301" in t:  # keep composed accents so "désolé" matches one way
+        t = unicodedata.normalize("NFC", t)
+    t = _MARKDOWN.sub("", t)
+    return _SPACES.sub(" ", t)
+
+
+# Sentence ends: Latin/Cyrillic punctuation followed by space (not after a list number "1."),
+# CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
+_SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
+_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
+
+
+def split_sentences(text: str) -> list[str]:
+    out = [s.strip() for s in _SPLIT.split(text)]
+    return [s for s in out if s and any(ch.isalnum() for ch in s)][:MAX_SENTENCES]
+
+
+# --- packs --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pack:
+    """One language's patterns, macros expanded."""
+
+    language: str
+    name: str
+    patterns: dict[str, list[str]]
+
+
+def _expand(pattern: str, macros: dict[str, str]) -> str:
+    for _ in range(3):  # macros may use macros
+        new = re.sub(r"\{([A-Z]+)\}", lambda m: macros.get(m.group(1), m.group(0)), pattern)
+        if new == pattern:
+            break
+        pattern = new
+    return pattern
+
+
+def load_packs() -> list[Pack]:
+    """Every `packs/*.json` shipped with the package, macros expanded, each pattern compiled once
+    on its own first so a broken pattern is reported with its language and category."""
+    packs: list[Pack] = []
+    root = resources.files("evorefuse.scoring.refusal") / "packs"
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".json"):
+            continue
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        macros = data.get("macros", {})
+        pats: dict[str, list[str]] = {}
+        for cat in CATEGORIES:
+            pats[cat] = []
+            for raw in data.get(cat, []):
+                p = _expand(raw, macros)
+                try:
+                    re.compile(p)
+                except re.error as exc:  # pragma: no cover - caught by the tests
+                    raise ValueError(f"pack {entry.name}: {cat}: bad pattern {raw!r}: {exc}") from exc
+                pats[cat].append(p)
+        packs.append(Pack(data["language"], data.get("name", data["language"]), pats))
+    return packs
+
+
+# Which writing system each pack needs. Packs of scripts absent from a response are not run on it:
+# the CJK patterns (no word boundaries, so many are searched inside sentences) would otherwise cost
+# as much as all the others together on every English answer.
+SCRIPT_OF_LANGUAGE = {"ru": "cyrillic", "ar": "arabic", "hi": "devanagari", "zh": "cjk", "ja": "cjk",
+                      "ko": "cjk"}
+_SCRIPT_PROBES = {
+    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "arabic": re.compile(r"[\u0600-\u06ff]"),
+    "devanagari": re.compile(r"[\u0900-\u097f]"),
+    "cjk": re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff01-\uff60]"),
+}
+
+
+def scripts_in(text: str) -> frozenset[str]:
+    """Writing systems present in `text` (Latin is always assumed: code, names, mixed answers)."""
+    return frozenset(k for k, rx in _SCRIPT_PROBES.items() if rx.search(text))
+
+
+@dataclass(frozen=True)
+class Matchers:
+    languages: tuple[str, ...]
+    lead_in: re.Pattern[str]
+    by_cat: dict[str, re.Pattern[str] | None]
+
+
+@lru_cache(maxsize=1)
+def _all_packs() -> tuple[Pack, ...]:
+    return tuple(load_packs())
+
+
+@lru_cache(maxsize=64)
+def matchers(scripts: frozenset[str] | None = None) -> Matchers:
+    """One regex per category, alternatives grouped by language (`lastgroup` tells which).
+
+    `scripts`: the non-Latin writing systems to include; None means all packs."""
+    packs = [p for p in _all_packs()
+             if scripts is None or SCRIPT_OF_LANGUAGE.get(p.language, "latin") in scripts
+             or SCRIPT_OF_LANGUAGE.get(p.language, "latin") == "latin"]
+    by_cat: dict[str, re.Pattern[str] | None] = {}
+    for cat in CATEGORIES:
+        if cat == "lead_ins":
+            continue
+        parts = [f"(?P<{p.language}>{'|'.join(f'(?:{x})' for x in p.patterns[cat])})"
+                 for p in packs if p.patterns[cat]]
+        by_cat[cat] = re.compile("|".join(parts)) if parts else None
+    leads = [x for p in packs for x in p.patterns["lead_ins"]]
+    lead_in = re.compile("(?:" + "|".join(f"(?:{x})" for x in leads) + ")")
+    return Matchers(tuple(p.language for p in packs), lead_in, by_cat)
+
+
+def strip_lead_ins(sentence: str, m: Matchers | None = None) -> str:
+    """Remove lead-ins ("as an AI language model,", "unfortunately,", quotes) from a sentence start."""
+    m = m or matchers()
+    s = sentence
+    for _ in range(6):
+        hit = m.lead_in.match(s)
+        if not hit or hit.end() == 0:
+            break
+        s = s[hit.end():]
+    return s
