@@ -35,6 +35,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Starts the server with Linux's parent-death signal set, so the server gets SIGTERM when the test
+# process dies however it dies (a pytest killed by a signal runs no fixture teardown); the setting
+# survives the exec. argv[1] is the test process's pid: if it is already gone, do not start.
+_LAUNCH = ("import ctypes, os, signal, sys\n"
+           "ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG\n"
+           "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"
+           "os.execv(sys.executable, [sys.executable, '-m', 'llama_cpp.server', *sys.argv[2:]])")
+
+
 class LlamaServer:
     """`with LlamaServer() as srv:` starts the server, waits until it serves, and stops it."""
 
@@ -52,7 +61,7 @@ class LlamaServer:
     @property
     def command(self) -> list[str]:
         # logits_all is what lets the server return logprobs; n_ctx as the embedded backend's.
-        return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
+        return [sys.executable, "-c", _LAUNCH, str(os.getpid()), "--model", str(gguf_path()),
                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(N_CTX),
                 "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
                 "--logits_all", "true", "--use_mlock", "false", "--verbose", "false"]
