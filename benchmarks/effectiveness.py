@@ -1,27 +1,41 @@
-"""Effectiveness offline: shipped seeds -> evolved set, against EvoRefuse-Test, in one run.
+"""Effectiveness: evolved sets against the seeds they grew from and against EvoRefuse-Test.
 
-1. `evorefuse evolve` offline (every role on the embedded model, default preset) on `--seeds`
-   shipped seeds spread evenly over the file (so every category is represented) for
-   `--generations` generations; export the test set (best per lineage).
-2. The local target's refusal rate on the seeds, on the evolved set and on an equally sized random
-   sample of ../shared/reference/evo_test.jsonl, measured with the same detector and decoding in
-   this run: greedy (the `evaluate` default, as XSTest and OR-Bench measure) and sampled (K samples
-   at temperature 0.7, a second view that does not favour the greedy default preset).
-3. Lexical diversity of each at equal size (EvoRefuse-Test: mean over 20 random subsets).
+For each target (`local-guarded`, `local`) and repetition (`--seed` 0, 1, 2...), the default
+preset evolves the same shipped seeds (benchmarks/rungrid.py: 3 of each of the 11 categories for
+33; these runs are the efficiency benchmark's default-preset runs) and the test set is exported
+(`export --format test`: the best evolved instruction of each lineage). Every set is measured on
+both targets with one protocol (`evaluate`: greedy, 50 tokens, detector auto):
 
-    .venv/bin/python benchmarks/effectiveness.py [--seeds 16] [--generations 3] [--samples 10] [--write]
+- the seeds;
+- the evolved set: in-sample on the target it was evolved against (selected on that target and
+  detector, so optimistic), held-out on the other target;
+- EvoRefuse-Test: a random sample of ../shared/reference/evo_test.jsonl of the evolved set's size,
+  a new sample per repetition.
+
+Intervals: 95% percentile bootstrap over seeds (per seed, the mean over repetitions; paired where
+two figures share seeds) and over EvoRefuse-Test items (benchmarks/intervals.py says why).
+Goals (issue 15), against `local-guarded`: refusal rate >= 3x the seeds' and above EvoRefuse-Test's.
+
+    .venv/bin/python benchmarks/effectiveness.py [--seeds 33] [--reps 3] [--generations 3]
+        [--targets local-guarded local] [--work runs/bench/grid] [--write]
+
+Sizes. Smoke: `--seeds 2 --reps 1 --generations 1 --work DIR`. About 30 minutes on two idle
+cores, or about 10 after benchmarks/efficiency.py ran with the same `--seeds`, `--generations`
+and `--work` (its default-preset runs on `local-guarded` are reused; the runs on `local` and the
+measurements are added):
+`--seeds 11 --reps 3 --generations 2 --targets local-guarded local --write`.
+Use the same `--generations` as the efficiency run: a run is exported as it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,85 +45,131 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.config import load_config  # noqa: E402
-from evorefuse.evaluate import EvalSettings, evaluate  # noqa: E402
-from evorefuse.scoring.diversity import lexical_diversity  # noqa: E402
+from benchmarks.intervals import bootstrap, nanmean
+from benchmarks.results import replace_section
+from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey, cli
+from evorefuse.scoring.diversity import lexical_diversity
+
+DIVERSITY = ("msttr", "mtld", "hdd", "distinct_2")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evorefuse", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=True)
+def evolved_sets(grid: Grid, target: str, reps: int) -> list[dict[str, str]]:
+    """Per repetition, the exported test set as {seed id: evolved prompt}."""
+    sets = []
+    for rep in range(reps):
+        key = RunKey(target, "fast", rep)
+        grid.ensure(key)
+        out = grid.run_dir(key).with_suffix(".test.jsonl")
+        cli("export", str(grid.run_dir(key)), "--format", "test", "-o", str(out))
+        rows = [json.loads(line) for line in out.open() if line.strip()]
+        sets.append({r["seed_id"]: r["prompt"] for r in rows})
+    return sets
 
 
-def write_jsonl(path: Path, prompts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    return path
+def fmt(v: tuple[float, float, float], digits: int = 3) -> str:
+    value, lo, hi = v
+    if math.isnan(lo):
+        return f"{value:.{digits}f} (interval undefined)"
+    return f"{value:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """Rate of `a` over rate of `b`: inf when only `b` is 0, nan when both are."""
+    num, den = nanmean(a), nanmean(b)
+    if den > 0:
+        return num / den
+    return float("inf") if num > 0 else float("nan")
+
+
+def times(v: tuple[float, float, float]) -> str:
+    value, lo, hi = v
+    if math.isnan(value):
+        return "- (both 0)"
+    if value == float("inf"):
+        return "inf (the seeds' rate is 0)"
+    if math.isnan(lo):
+        return f"{value:.1f}x (interval undefined: the seeds' rate is 0 in many resamples)"
+    return f"{value:.1f}x ({lo:.1f}-{hi:.1f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--seeds", type=int, default=33)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--generations", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--targets", nargs="+", default=["local-guarded", "local"])
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     if not REFERENCE.exists():
         sys.exit(f"reference data missing: {REFERENCE}")
-    tmp = Path(tempfile.mkdtemp())
-    shipped = [json.loads(l) for l in (ROOT / "seeds" / "default.jsonl").open()]
-    seeds = shipped[:: max(1, len(shipped) // a.seeds)][: a.seeds]
-    seed_file = tmp / "seeds.jsonl"
-    seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
-    run = tmp / "run"
+    command = (f".venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --reps {a.reps} "
+               f"--generations {a.generations} --targets {' '.join(a.targets)} --write")
+    print(command, flush=True)
     t0 = time.perf_counter()
-    cli("evolve", "--seeds", str(seed_file), "--generations", str(a.generations), "--run-dir",
-        str(run), "-q")
-    evolve_s = time.perf_counter() - t0
-    cli("export", str(run), "--format", "test", "-o", str(tmp / "evolved.jsonl"))
-    evolved = [json.loads(l)["prompt"] for l in (tmp / "evolved.jsonl").open()]
-    evo_all = [json.loads(l)["instruction"] for l in REFERENCE.open()]
-    rng = random.Random(0)
-    evo_sample = rng.sample(evo_all, len(evolved))
-    sets = {"shipped seeds": [s["prompt"] for s in seeds], "evolved (this run)": evolved,
-            "EvoRefuse-Test (random, same size)": evo_sample}
-    cfg = load_config(None)
-    greedy = EvalSettings(samples=1, temperature=0.0, max_tokens=50, seed=0)
-    sampled = EvalSettings(samples=a.samples, temperature=0.7, max_tokens=50, seed=0)
-    rows = []
-    for i, (name, prompts) in enumerate(sets.items()):
-        f = write_jsonl(tmp / f"set{i}.jsonl", prompts)
-        g = evaluate(f, cfg=cfg, targets=["local"], settings=greedy, detector="auto",
-                     cache_path=tmp / "eval.sqlite", responses=True, embeddings=False)
-        rep = evaluate(f, cfg=cfg, targets=["local"], settings=sampled, detector="auto",
-                       cache_path=tmp / "eval.sqlite", responses=True, embeddings=False)
-        div = lexical_diversity(prompts)
-        if name.startswith("EvoRefuse"):
-            subs = [lexical_diversity(rng.sample(evo_all, len(evolved))) for _ in range(20)]
-            div = {k: float(np.mean([s[k] for s in subs])) for k in ("msttr", "mtld", "hdd", "distinct_2")}
-        lo, hi = rep["ci"]["local"]
-        rows.append((name, len(prompts), g["refusal_rate"]["local"], rep["refusal_rate"]["local"],
-                     lo, hi, div["msttr"], div["mtld"], div["hdd"], div["distinct_2"]))
-    base = rows[0][2]
-    lines = [
-        f"Command: `.venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --generations "
-        f"{a.generations} --samples {a.samples} --write`",
-        f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
-        "",
-        f"Offline run: {a.seeds} shipped seeds, {a.generations} generations, default preset, the "
-        f"embedded SmolLM2-135M in every role; evolve took {evolve_s:.0f} s. Refusal rates of the "
-        f"local target, detector auto, 50 tokens: greedy (one response per prompt) and sampled "
-        f"({a.samples} per prompt at temperature 0.7, top_p 0.995, with a 95% Wilson interval), all "
-        "measured in this run. MSTTR uses an 800-token window, so on sets this small it is the "
-        "plain type-token ratio of the set.",
-        "",
-        "| set | n | refusal greedy | ratio to seeds | refusal sampled | 95% CI | MSTTR | MTLD | HD-D | distinct-2 |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
-    ]
-    for name, n, g, r, lo, hi, m, mt, h, d2 in rows:
-        ratio = f"{g / base:.1f}x" if base > 0 else ("inf" if g > 0 else "-")
-        lines.append(f"| {name} | {n} | {g:.3f} | {ratio} | {r:.3f} | {lo:.3f}-{hi:.3f} | {m:.3f} | "
-                     f"{mt:.1f} | {h:.3f} | {d2:.3f} |")
+    grid = Grid(a.work, a.seeds, a.generations)
+    ids = [s["id"] for s in grid.seeds]
+    evo_all = [json.loads(line)["instruction"] for line in REFERENCE.open() if line.strip()]
+    sets = {t: evolved_sets(grid, t, a.reps) for t in a.targets}
+    samples = {t: [random.Random(rep).sample(evo_all, len(s)) for rep, s in enumerate(sets[t])]
+               for t in a.targets}
+    lines = [f"Command: `{command}`",
+             (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
+             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             (f"{len(ids)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) (`--seed` "
+             f"0-{a.reps - 1}), {a.generations} generation(s), default preset, the embedded model as "
+             "mutator and judge. Refusal: greedy, 50 tokens, detector auto; mean over seeds of "
+             "the mean over repetitions, 95% bootstrap interval over seeds (EvoRefuse-Test: over "
+             "its sampled items). Ratio and difference intervals resample seeds (and items) "
+             "together."), "",
+             ("| evolved against | measured on | set | n per rep | refusal | ratio to seeds | "
+             "evolved minus set |"), "|---|---|---|---:|---:|---:|---:|"]
+    goals = []
+    for run_target in a.targets:
+        for measured in a.targets:
+            kind = "in-sample" if measured == run_target else "held-out target"
+            prompts = ([s["prompt"] for s in grid.seeds]
+                       + [p for s in sets[run_target] for p in s.values()]
+                       + [p for s in samples[run_target] for p in s])
+            answers = grid.refusals(prompts, measured)
+            seeds = np.array([float(answers[grid.norm(s["prompt"])]) for s in grid.seeds])
+            evolved = np.array([nanmean(np.array([float(answers[grid.norm(s[sid])])
+                                                  for s in sets[run_target] if sid in s]))
+                                if any(sid in s for s in sets[run_target]) else float("nan")
+                                for sid in ids])
+            bench = np.array([float(answers[grid.norm(p)]) for s in samples[run_target] for p in s])
+            sizes = "/".join(str(len(s)) for s in sets[run_target])
+            ev = bootstrap(nanmean, evolved)
+            vs_seeds = bootstrap(ratio, evolved, seeds)
+            vs_bench = bootstrap(lambda e, b: nanmean(e) - b.mean(), evolved, bench, paired=False)
+            head = f"| `{run_target}` | `{measured}` ({kind}) |"
+            lines += [(f"{head} shipped seeds | {len(ids)} | {fmt(bootstrap(nanmean, seeds))} | - | "
+                      f"{fmt(bootstrap(lambda e, s: nanmean(e) - s.mean(), evolved, seeds))} |"),
+                      f"{head} **evolved** | {sizes} | {fmt(ev)} | {times(vs_seeds)} | - |",
+                      (f"{head} EvoRefuse-Test sample | {sizes} | "
+                      f"{fmt(bootstrap(np.mean, bench))} | - | {fmt(vs_bench)} |")]
+            if run_target == measured == "local-guarded":
+                goals.append(
+                    f"Goals against `local-guarded` (in-sample): evolved refusal >= 3x the "
+                    f"seeds': **{'met' if vs_seeds[0] >= 3 else 'not met'}** ({times(vs_seeds)}); "
+                    "above EvoRefuse-Test's: "
+                    f"**{'met' if vs_bench[0] > 0 else 'not met'}** ({vs_bench[0]:+.3f}; "
+                    f"interval {vs_bench[1]:+.3f} to {vs_bench[2]:+.3f}"
+                    f"{', excludes 0' if vs_bench[1] > 0 else ', includes 0'}).")
+    lines += ["", *goals, "", ("Lexical diversity (mean over repetitions; MSTTR's 800-token window "
+              "exceeds sets this small, so it is the set's type-token ratio):"), "",
+              "| evolved against | set | MSTTR | MTLD | HD-D | distinct-2 |", "|---|---|---:|---:|---:|---:|"]
+    for run_target in a.targets:
+        for name, group in (("shipped seeds", [[s["prompt"] for s in grid.seeds]]),
+                            ("evolved", [list(s.values()) for s in sets[run_target]]),
+                            ("EvoRefuse-Test sample", samples[run_target])):
+            div = [lexical_diversity(g) for g in group if len(g) > 1]
+            cells = " | ".join(f"{np.mean([d[k] for d in div]):.3f}" if div else "-"
+                               for k in DIVERSITY)
+            lines.append(f"| `{run_target}` | {name} | {cells} |")
+    lines += ["", (f"Wall time of this invocation: {(time.perf_counter() - t0) / 3600:.2f} h (runs "
+              "reused from the work directory cost nothing; benchmarks/efficiency.py reports the "
+              "evolution time of every run).")]
     body = "\n".join(lines)
     print(body)
     if a.write:

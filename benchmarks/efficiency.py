@@ -1,109 +1,193 @@
-"""Efficiency: `--preset paper` against the default preset, same seeds, same target, one run.
+"""Efficiency: anytime curves of the default preset and `--preset paper` on the same seeds.
 
-For each preset: the refusal rate and mean fitness reached (best per lineage, from `status --json`),
-target tokens and calls spent (the ledger), wall time; then both exported sets are re-measured by
-`evaluate` with identical sampling, so the comparison does not depend on each preset's own
-sampling temperature. Goal: the default reaches at least the paper preset's refusal rate with at
-least 5x fewer target tokens.
+For each target (`local-guarded`, `local`), preset and repetition (`--seed` 0, 1, 2...), one run on
+the same shipped seeds (benchmarks/rungrid.py: 3 of each of the 11 categories for 33), advanced a
+generation at a time. A curve's point per generation: the target tokens the run has spent (prompt
+plus completion, from the ledger) against the greedy refusal rate of each lineage's best prompt so
+far (as the run's own fitness ranks them), all measured with one protocol (`evaluate`: greedy,
+50 tokens, detector auto), so the presets' own sampling (paper: 10 samples at temperature 1;
+default: one greedy answer) does not decide the comparison. Refusal: mean over seeds of the mean
+over repetitions, 95% bootstrap interval over seeds; tokens: mean over repetitions, 95%
+t-interval (benchmarks/intervals.py says why).
 
-    .venv/bin/python benchmarks/efficiency.py [--seeds 6] [--generations 3] [--write]
+Goal (issue 15): the default reaches the paper preset's final refusal rate with >= 5x fewer target
+tokens. Tokens to reach it: where the default's curve first reaches that rate, linear between
+generations; the ratio's interval resamples seeds (paired: the same seeds for both presets), with
+the token means held fixed.
+
+    .venv/bin/python benchmarks/efficiency.py [--seeds 33] [--reps 3] [--generations 3]
+        [--targets local-guarded local] [--work runs/bench/grid] [--write]
+
+Sizes. Smoke (every step once, minutes): `--seeds 2 --reps 1 --generations 1 --work DIR`.
+About 30 minutes on two idle cores (one seed per category):
+`--seeds 11 --reps 3 --generations 2 --targets local-guarded --write`. `evolve --dry-run` bounds a
+repetition at 4 min for the default preset and 17 min for the paper preset (63 min in all); this
+script's previous version took about a third of the bound (6 seeds, 3 generations: 314 s against
+16 min), and every generation here starts a process (about 10-15 s each). If it must be shorter,
+`--generations 1` halves it. The defaults (issue 15's size, both targets) are bounded at about 9
+hours: the paper preset's 10 samples of 50 tokens per candidate dominate.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
-from evorefuse.config import load_config  # noqa: E402
-from evorefuse.evaluate import EvalSettings, evaluate  # noqa: E402
+from benchmarks.intervals import bootstrap, t_interval
+from benchmarks.results import replace_section
+from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey
+
+PRESETS = ("fast", "paper")
+PLOT = ROOT / "benchmarks" / "efficiency.png"
 
 
-def cli(*args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "evorefuse", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=True).stdout
+def curves(grid: Grid, target: str, preset: str, reps: int) -> tuple[np.ndarray, np.ndarray]:
+    """tokens[rep, gen] and refused[seed, rep, gen] (0/1) of one target and preset."""
+    keys = [RunKey(target, preset, r) for r in range(reps)]
+    tokens = np.array([[p.target_tokens for p in grid.ensure(k)] for k in keys], dtype=float)
+    best = [grid.best_per_generation(k) for k in keys]
+    answers = grid.refusals([p for b in best for g in b.values() for p in g.values()], target)
+    ids = [s["id"] for s in grid.seeds]
+    refused = np.array([[[float(answers[grid.norm(b[g][sid])]) for g in range(grid.generations + 1)]
+                         for b in best] for sid in ids])
+    return tokens, refused
+
+
+def tokens_to_reach(rate: float, tokens: np.ndarray, curve: np.ndarray) -> float:
+    """Tokens at which `curve` (per generation) first reaches `rate`, linear in between; nan if
+    it never does."""
+    if curve[0] >= rate:
+        return float(tokens[0])
+    for g in range(1, len(curve)):
+        if curve[g] >= rate:
+            frac = (rate - curve[g - 1]) / (curve[g] - curve[g - 1])
+            return float(tokens[g - 1] + frac * (tokens[g] - tokens[g - 1]))
+    return float("nan")
+
+
+def summarise(target: str, tok: dict, ref: dict, lines: list[str]) -> dict:
+    """One target's table and goal line; returns what the plot needs."""
+    gens = tok["fast"].shape[1]
+    lines += [f"### target `{target}`", "",
+              ("| preset | generation | target tokens (mean, 95% t over reps) | best refusal, "
+              "greedy (mean, 95% bootstrap over seeds) |"), "|---|---:|---:|---:|"]
+    plot = {}
+    for preset in PRESETS:
+        per_seed = ref[preset].mean(axis=1)  # [seed, gen]: mean over repetitions
+        rows = []
+        for g in range(gens):
+            t = t_interval(tok[preset][:, g])
+            r = bootstrap(lambda x: x.mean(), per_seed[:, g])
+            rows.append((t, r))
+            lines.append(f"| {preset} | {g} | {t[0]:,.0f} ({t[1]:,.0f}-{t[2]:,.0f}) | "
+                         f"{r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) |")
+        plot[preset] = rows
+    mean_tok = {p: tok[p].mean(axis=0) for p in PRESETS}
+    fast_seed, paper_seed = ref["fast"].mean(axis=1), ref["paper"].mean(axis=1)
+
+    def ratio(f: np.ndarray, p: np.ndarray) -> float:
+        reach = tokens_to_reach(p[:, -1].mean(), mean_tok["fast"], f.mean(axis=0))
+        return mean_tok["paper"][-1] / reach if not math.isnan(reach) else 0.0
+
+    # Resample seed indices, so both presets' per-seed curves are resampled together.
+    value, lo, hi = bootstrap(lambda i: ratio(fast_seed[i.astype(int)], paper_seed[i.astype(int)]),
+                              np.arange(len(fast_seed)))
+    gap = bootstrap(lambda f, p: f.mean() - p.mean(), fast_seed[:, -1], paper_seed[:, -1])
+    reached = value > 0
+    verdict = ("met, and the interval shows it" if lo >= 5 else
+               "met on the means, but the interval reaches below 5x" if value >= 5 else "not met")
+    if paper_seed[:, -1].mean() <= paper_seed[:, 0].mean():
+        verdict = ("vacuous: the paper preset did not raise the refusal rate above the seeds', "
+                   "so any run reaches it")
+    lines += ["", f"Paper preset after {gens - 1} generation(s): refusal "
+              f"{paper_seed[:, -1].mean():.3f} for {mean_tok['paper'][-1]:,.0f} target tokens. "
+              + (f"The default reaches that rate at {mean_tok['paper'][-1] / value:,.0f} tokens: "
+                 f"**{value:.1f}x fewer** (95% bootstrap over seeds {lo:.1f}-{hi:.1f}; 0 = a "
+                 "resample where the default never reaches it)." if reached else
+                 "The default does not reach that rate within the run."),
+              (f"Final refusal, default minus paper: {gap[0]:+.3f} (95% {gap[1]:+.3f} to "
+              f"{gap[2]:+.3f}); tokens, paper / default at the end: "
+              f"{mean_tok['paper'][-1] / max(1.0, mean_tok['fast'][-1]):.1f}x."),
+              f"Goal (default reaches the paper's rate with >= 5x fewer target tokens): **{verdict}**.",
+              ""]
+    return plot
+
+
+def draw(plots: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(plots), figsize=(5.5 * len(plots), 4.2), squeeze=False)
+    for ax, (target, plot) in zip(axes[0], plots.items()):
+        for preset, style in zip(PRESETS, ("o-", "s--")):
+            rows = plot[preset]
+            x = np.array([t[0] for t, _ in rows])
+            y = np.array([r[0] for _, r in rows])
+            xerr = np.array([[t[0] - t[1] for t, _ in rows], [t[2] - t[0] for t, _ in rows]])
+            yerr = np.array([[r[0] - r[1] for _, r in rows], [r[2] - r[0] for _, r in rows]])
+            label = "default (fast)" if preset == "fast" else "paper"
+            ax.errorbar(x, y, xerr=np.clip(xerr, 0, None), yerr=np.clip(yerr, 0, None), fmt=style,
+                        capsize=3, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("target tokens spent (prompt + completion)")
+        ax.set_ylabel("best refusal rate so far (greedy)")
+        ax.set_title(f"target: {target}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=33)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--generations", type=int, default=3)
-    ap.add_argument("--offset", type=int, default=40, help="first shipped seed to use")
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--targets", nargs="+", default=["local-guarded", "local"])
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    ap.add_argument("--write", action="store_true", help="update RESULTS.md and the plot")
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    seeds = [json.loads(l) for l in (ROOT / "seeds" / "default.jsonl").open()]
-    seeds = seeds[a.offset: a.offset + a.seeds]
-    seed_file = tmp / "seeds.jsonl"
-    seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
-    out = {}
-    for preset in ("paper", "fast"):
-        run = tmp / preset
-        t0 = time.perf_counter()
-        cli("evolve", "--seeds", str(seed_file), "--generations", str(a.generations),
-            "--preset", preset, "--run-dir", str(run), "-q")
-        wall = time.perf_counter() - t0
-        st = json.loads(cli("status", str(run), "--json"))
-        tgt = st["ledger"].get("target", {})
-        cli("export", str(run), "--format", "test", "-o", str(tmp / f"{preset}.jsonl"))
-        rep = evaluate(tmp / f"{preset}.jsonl", cfg=load_config(None), targets=["local"],
-                       settings=EvalSettings(samples=1, temperature=0.0, max_tokens=50),
-                       detector="auto", cache_path=tmp / "eval.sqlite", embeddings=False)
-        out[preset] = {
-            "wall": wall, "rate": st["refusal_rate_best"], "seeds_rate": st["refusal_rate_seeds"],
-            "fitness": st["mean_best_fitness"], "tokens": tgt.get("tokens_in", 0) + tgt.get("tokens_out", 0),
-            "target_calls": tgt.get("calls", 0), "calls": st["calls"],
-            "eval_rate": rep["refusal_rate"]["local"], "eval_ci": rep["ci"]["local"],
-        }
-    p, f = out["paper"], out["fast"]
-    ratio = p["tokens"] / max(1, f["tokens"])
-    lines = [
-        f"Command: `.venv/bin/python benchmarks/efficiency.py --seeds {a.seeds} --generations "
-        f"{a.generations} --write`",
-        f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}.",
-        "",
-        f"{a.seeds} shipped seeds (from #{a.offset}), {a.generations} generations, the embedded model in "
-        "every role. `status` figures are each run's own measurements (paper: K=10 samples of 50 "
-        "tokens at temperature 1.0; default: one greedy response of 32 tokens); `evaluate` "
-        "re-measures both exported sets (best per lineage) the same way for both: greedy "
-        "decoding, 50 tokens, detector auto. Target tokens are prompt plus completion tokens "
-        "of the target role, from the ledger.",
-        "",
-        "| preset | seeds' refusal (status) | best refusal (status) | mean best fitness | evaluate refusal (same settings) | target tokens | target calls | all calls | wall s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in out.items():
-        lo, hi = r["eval_ci"]
-        lines.append(f"| {name} | {r['seeds_rate']:.3f} | {r['rate']:.3f} | {r['fitness']:.3f} | "
-                     f"{r['eval_rate']:.3f} ({lo:.2f}-{hi:.2f}) | {r['tokens']} | {r['target_calls']} | "
-                     f"{r['calls']} | {r['wall']:.0f} |")
-    # The goal as the issue checks it: each preset's refusal rate from its own `status --json`.
-    met = f["rate"] >= p["rate"] and ratio >= 5
-    (plo, phi), (flo, fhi) = p["eval_ci"], f["eval_ci"]
-    overlap = flo <= phi and plo <= fhi
-    lines += ["", f"Target tokens, paper / default: **{ratio:.1f}x**. Goal (default refusal rate >= "
-              f"paper's in `status --json`, with >= 5x fewer target tokens): "
-              f"**{'met' if met else 'not met'}** ({f['rate']:.3f} vs {p['rate']:.3f}).",
-              "", f"Cross-check with one protocol for both (`evaluate`, greedy): default "
-              f"{f['eval_rate']:.3f} vs paper {p['eval_rate']:.3f}; "
-              + ("the 95% intervals overlap, so at this size the two exported sets do not "
-                 "differ measurably." if overlap else
-                 ("the default is ahead." if f["eval_rate"] > p["eval_rate"] else
-                  "the paper preset is ahead."))]
+    grid = Grid(a.work, a.seeds, a.generations)
+    t0 = time.perf_counter()
+    command = (f".venv/bin/python benchmarks/efficiency.py --seeds {a.seeds} --reps {a.reps} "
+               f"--generations {a.generations} --targets {' '.join(a.targets)} --write")
+    print(command, flush=True)
+    lines = [f"Command: `{command}`",
+             (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
+             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             (f"{len(grid.seeds)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) "
+             f"(`--seed` 0-{a.reps - 1}), {a.generations} generation(s), the embedded model as "
+             "mutator and judge. Curves, intervals and the goal as the script's docstring defines "
+             "them; the plot is `benchmarks/efficiency.png`."), ""]
+    plots = {}
+    for target in a.targets:
+        tok, ref = {}, {}
+        for preset in PRESETS:
+            tok[preset], ref[preset] = curves(grid, target, preset, a.reps)
+        plots[target] = summarise(target, tok, ref, lines)
+    wall = sum(p.wall_s for t in a.targets for pr in PRESETS for r in range(a.reps)
+               for p in grid.curve(RunKey(t, pr, r))[: a.generations + 1])
+    lines.append(f"Evolution wall time, all runs: {wall / 3600:.2f} h (this invocation: "
+                 f"{(time.perf_counter() - t0) / 3600:.2f} h; runs reused from the work directory "
+                 "cost nothing).")
     body = "\n".join(lines)
     print(body)
     if a.write:
         replace_section("efficiency", body)
+        draw(plots, PLOT)
 
 
 if __name__ == "__main__":

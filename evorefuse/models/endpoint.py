@@ -19,6 +19,8 @@ import math
 from dataclasses import replace
 from typing import Sequence
 
+import orjson
+
 from evorefuse.models.base import ChatModel, ChatResult, Choice, Message, SamplingParams, Usage
 from evorefuse.models.cache import RequestCache, request_fingerprint, sample_key
 from evorefuse.models.ledger import Ledger
@@ -47,6 +49,9 @@ class Endpoint:
         self.run_id = run_id
         # The cache identity is where the model lives, not what the user named it in the config.
         self.endpoint_id = spec.base_url or spec.kind
+        if spec.extra_body:  # server-specific sampling fields change the answers
+            extra = orjson.dumps(spec.extra_body, option=orjson.OPT_SORT_KEYS).decode()
+            self.endpoint_id = f"{self.endpoint_id} {extra}"
         # Largest billed / worst-case ratio seen (prompt, completion): 1.0 until a bill says more.
         self.bill_ratio = [1.0, 1.0]
         self._billed_once = False

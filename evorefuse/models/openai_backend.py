@@ -191,6 +191,7 @@ class OpenAIBackend:
     def _body(self, messages: Sequence[Message], params: SamplingParams, n: int,
               seed: int | None) -> dict[str, Any]:
         kw: dict[str, Any] = {
+            **(self.spec.extra_body or {}),
             "model": self.model, "messages": list(messages), "temperature": params.temperature,
             "top_p": params.top_p, "max_tokens": params.max_tokens,
         }
