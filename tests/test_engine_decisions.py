@@ -250,7 +250,8 @@ def test_annealing_follows_the_paper_rule_with_derived_randomness(paper_run) -> 
                                              annealing.temperature(gen))
             uncertain += p < 1.0
             u = float(rng_for(RUN_SEED, "anneal", gen, lineage).random())
-            assert [r["id"] for r in accepted] == ([best["id"]] if u < p else []), (gen, lineage, p, u)
+            want = [best["id"]] if u < p else []
+            assert [r["id"] for r in accepted] == want, (gen, lineage, p, u)
             if u < p:
                 current = best
             best_ever = max([best_ever, *scored], key=lambda r: r["fitness"])
@@ -318,7 +319,7 @@ def test_bandit_posterior_mean_and_reward_clipping() -> None:
     assert Bandit.from_json(json.loads(json.dumps(b.to_json()))) == b
 
 
-# --- NSGA-II survivors -----------------------------------------------------------------------------
+# --- NSGA-II survivors ----------------------------------------------------------------------------
 
 def test_nsga2_keeps_the_best_and_the_most_novel_not_the_two_best() -> None:
     """Three near-copies with the best fitness and one different request with the worst: selection

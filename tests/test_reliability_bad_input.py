@@ -3,27 +3,17 @@ problem, no traceback, no model call, and no partial output left behind."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import traceback
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from evorefuse.cli import cli
 from test_reliability_common import (KEY_ENV, SENTINEL_KEY, clean_server, reference, write_config,
                                      write_seeds)
-
-
-def _have(command: str) -> bool:
-    from evorefuse.cli import _COMMANDS
-
-    try:
-        importlib.import_module(f"evorefuse.commands.{_COMMANDS.get(command, command)}")
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -240,11 +230,10 @@ def test_bad_input_matrix(files, runs) -> None:
                   and p.name in ("archive.jsonl", "checkpoint.json", "config.json")}
     requests = srv.requests
     failures = []
-    skipped = set()
     for cid, command, argv, env, wants, gone in _cases(files, runs):
-        if not _have(command):
-            skipped.add(command)
-            continue
+        # Every command exists: one that is missing or fails to import is a failure (click
+        # answers "No such command" with exit 2, which the wanted message does not match).
+        assert cli.get_command(click.Context(cli), command) is not None, command
         env = {KEY_ENV: SENTINEL_KEY, "OPENAI_BASE_URL": None, "HF_HUB_OFFLINE": "1",
                **(env or {})}
         res = CliRunner().invoke(cli, argv, env=env)
@@ -273,5 +262,11 @@ def test_bad_input_matrix(files, runs) -> None:
     after_run = {p.name: p.read_bytes() for p in runs["good"].iterdir() if p.is_file()
                  and p.name in before_run}
     assert after_run == before_run, "a failed resume changed the run"
-    if skipped:
-        pytest.skip(f"commands not available yet: {', '.join(sorted(skipped))}")
+
+
+def test_every_command_has_bad_input_cases(files, runs) -> None:
+    """A new command joins the matrix: the CLI's command list and the matrix's must agree."""
+    listed = set(cli.list_commands(click.Context(cli)))
+    covered = {case[1] for case in _cases(files, runs)}
+    assert not listed - covered, f"commands without bad-input cases: {sorted(listed - covered)}"
+    assert not covered - listed, f"cases for commands the CLI lacks: {sorted(covered - listed)}"

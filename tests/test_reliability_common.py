@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loopback_server import REFUSAL, LoopbackServer  # noqa: F401  (re-exported)
+from loopback_server import REFUSAL, LoopbackServer, Responder  # noqa: F401  (re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "EVOREFUSE_TEST_KEY"
@@ -69,8 +69,8 @@ def _system(messages: list[dict[str, Any]]) -> str:
 
 
 def _last_user(messages: list[dict[str, Any]]) -> str:
-    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"),
-                "")
+    return next((str(m.get("content") or "") for m in reversed(messages)
+                 if m.get("role") == "user"), "")
 
 
 def rewrite(messages: list[dict[str, Any]], params: dict[str, Any],
@@ -149,7 +149,7 @@ class Recorder:
     recorded with what the server really said (thread-safe; the server answers from its own
     thread)."""
 
-    def __init__(self, respond: Callable[[list[dict[str, Any]], dict[str, Any]], str]) -> None:
+    def __init__(self, respond: Responder) -> None:
         self.respond = respond
         self.served: list[Served] = []
         self.lock = threading.Lock()
@@ -174,13 +174,12 @@ class Recorder:
             return [s for s in self.served if not s.params.get("index")]
 
 
-def phrase_mutator(phrases: list[str] = PHRASES) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
+def phrase_mutator(phrases: list[str] = PHRASES) -> Responder:
     """A mutator that puts one of `phrases` in front of the request (see `rewrite`)."""
     return lambda messages, params: rewrite(messages, params, phrases)
 
 
-def refuses_words(*words: str, refusal: str = REFUSAL
-                  ) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
+def refuses_words(*words: str, refusal: str = REFUSAL) -> Responder:
     """A target that refuses exactly the requests containing one of `words`, and otherwise answers
     helpfully, whatever the seed or sample: which items a target refuses is known in advance."""
     low = [w.lower() for w in words]
@@ -195,7 +194,7 @@ def refuses_words(*words: str, refusal: str = REFUSAL
     return respond
 
 
-def judge_flagging(*words: str) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
+def judge_flagging(*words: str) -> Responder:
     """A benign-gate judge that answers "No" (harmful) for requests containing one of `words`,
     "Yes" (harmless) otherwise."""
     low = [w.lower() for w in words]
