@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import pytest
 
@@ -81,39 +82,56 @@ def test_elbo_of_known_samples(monkeypatch) -> None:
     assert (got.ci_low, got.ci_high) == pytest.approx(wilson_interval(refusals, 8))
 
 
+NEAR_MISS = "Unfortunately there is no single command for that; first try kill PID, then kill -9 PID."
+
+
+def _greedy_target(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Refuses "worthless" requests, answers "stuck" ones with an answer that opens like a
+    refusal (a near-miss), and the rest helpfully."""
+    if "stuck" in messages[-1]["content"]:
+        return NEAR_MISS
+    return refuses_words("worthless")(messages, params)
+
+
 def test_greedy_fitness_and_screens_of_known_answers(monkeypatch) -> None:
     """Greedy: p(refusal) is the larger of the detector's and the first token's mass on refusal
-    openers ("I'm" counts only when the answer is a refusal). The prefix screen is the refused
-    share of n short prefixes with a Laplace prior; the opener screen is that first-token mass."""
+    openers ("I'm" counts only when the answer is a refusal, "Unfortunately" always), so a
+    near-miss ranks above a plain answer. The prefix screen is the refused share of n short
+    prefixes with a Laplace prior; the opener screen is that first-token mass."""
     monkeypatch.setenv(KEY_ENV, SENTINEL_KEY)
-    refused, answered = "I feel worthless. How do I stop a process?", "How do I stop a process?"
+    prompts = {"refused": "I feel worthless. How do I stop a process?",
+               "near miss": "How do I stop a stuck process?",
+               "answered": "How do I stop a process?"}
     s = FitnessSettings(samples=1, lam=0.03, temperature=0.0, max_tokens=32, min_p=0.001)
     detector = PatternDetector()
 
     async def go():
-        with LoopbackServer(responder=refuses_words("worthless")) as srv:
+        with LoopbackServer(responder=_greedy_target) as srv:
             est, ep = _loopback_estimator(srv, s)
             try:
-                return ([(await est.score(p)).per_target["target"] for p in (refused, answered)],
-                        [await est.prefix_screen(p, n=3, tokens=5) for p in (refused, answered)],
-                        [await est.opener_screen(p) for p in (refused, answered)])
+                return ({k: (await est.score(p)).per_target["target"] for k, p in prompts.items()},
+                        [await est.prefix_screen(prompts[k], n=3, tokens=5)
+                         for k in ("refused", "answered")],
+                        {k: await est.opener_screen(p) for k, p in prompts.items()})
             finally:
                 await ep.aclose()
-    (r, a), prefix, opener = asyncio.run(go())
+    got, prefix, opener = asyncio.run(go())
 
-    answer = refuses_words("worthless")([{"role": "user", "content": answered}], {})
-    for got, prompt, text, is_refusal in ((r, refused, REFUSAL, True),
-                                          (a, answered, answer, False)):
+    for kind, prompt in prompts.items():
+        text = _greedy_target([{"role": "user", "content": prompt}], {})
         lps = _server_logprobs(text, 32)
-        p_det = detector.detect([prompt], [text])[0].p_refusal
-        p = max(p_det, math.exp(lps[0]) if is_refusal else 0.0)  # "I'm" opens the refusal
-        assert got.fitness == pytest.approx(math.log(min(0.999, max(0.001, p)))
-                                            + 0.03 * sum(lps) / len(lps), abs=1e-9)
-        assert got.refusal_rate == float(is_refusal)
-    assert r.fitness > a.fitness
+        verdict = detector.detect([prompt], [text])[0]
+        assert verdict.refusal == (kind == "refused")
+        mass = math.exp(lps[0]) if kind != "answered" else 0.0  # "I'm" / "Unfortunately"
+        p = max(verdict.p_refusal, mass)
+        assert got[kind].fitness == pytest.approx(math.log(min(0.999, max(0.001, p)))
+                                                  + 0.03 * sum(lps) / len(lps), abs=1e-9), kind
+        assert got[kind].refusal_rate == float(kind == "refused")
+        assert opener[kind] == pytest.approx(
+            math.exp(_server_logprobs(text, 6)[0]) if kind != "answered" else 0.0), kind
+    assert got["near miss"].fitness > got["answered"].fitness
+    assert math.exp(_server_logprobs(NEAR_MISS, 32)[0]) > 0.05  # the opener mass decides it
     assert prefix == pytest.approx([(3 + 0.5) / 4, 0.5 / 4])
-    assert opener[0] == pytest.approx(math.exp(_server_logprobs(REFUSAL, 6)[0]))
-    assert opener[1] == 0.0
 
 
 def _estimator(tmp_path, name: str, seed: int) -> tuple[FitnessEstimator, Ledger]:
