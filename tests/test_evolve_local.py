@@ -164,6 +164,11 @@ def test_kill9_mid_generation_then_resume_equals_the_uninterrupted_run(tmp_path,
     r = CliRunner().invoke(cli, ["resume", str(run), "-q"])
     assert r.exit_code == 0, r.output
     assert _key(RunStore.open(run).archive()) == _key(full_run["archive"])
+    # It continued from the checkpoint instead of starting over (which the cache would also
+    # make identical): generation 0 was committed once, before the kill.
+    events = RunStore.open(run).events()
+    assert [e["generation"] for e in events if e["event"] == "generation"] == [0, 1]
+    assert [e.get("from_generation") for e in events if e["event"] == "resumed"] == [0]
 
 
 def test_locked_run_refuses_a_second_process(tmp_path, seeds) -> None:

@@ -124,6 +124,23 @@ def exportable(run: dict[str, Any]) -> list[dict[str, Any]]:
             and r["strategy"] != "seed"]
 
 
+# --- several targets ------------------------------------------------------------------------------
+
+def test_every_target_scores_every_candidate_and_fitness_is_their_mean(run):
+    scored = [r for r in run["archive"] if r["status"] == "benign" and r.get("k")]
+    assert len(scored) > 4
+    for r in scored:
+        targets = r["targets"]
+        assert set(targets) == set(TARGET_WORDS)
+        for t in TARGET_WORDS:
+            assert r["prompt"] in run[t].prompts()  # each target was asked
+            assert targets[t]["refusal_rate"] == float(t in refused_by(r["prompt"]))
+        assert r["fitness"] == pytest.approx(sum(v["fitness"] for v in targets.values()) / 2)
+        assert r["refusal_rate"] == pytest.approx(
+            sum(v["refusal_rate"] for v in targets.values()) / 2)
+    assert {r["refusal_rate"] for r in scored} >= {0.0, 0.5, 1.0}
+
+
 # --- export: test -------------------------------------------------------------------------------
 
 def test_export_test_jsonl(run):
