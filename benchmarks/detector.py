@@ -22,7 +22,6 @@ process start-up).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform

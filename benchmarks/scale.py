@@ -6,8 +6,12 @@ the prompt (tests/test_reliability_common.py's responder). We run `evorefuse evo
 subprocess and report: sustained requests/s, the client's CPU time per request (is the orchestrator
 the bottleneck?), peak memory (RSS), and per generation the wall time, checkpoint time and the sizes
 of checkpoint.json and archive.jsonl (incremental: the checkpoint must not grow with the archive).
+The run is made with the default (int8 ONNX) sentence embeddings and, first, with the float torch
+backend (`--baseline torch`), so the figures come with ratios measured on the same machine at the
+same time: the machine may be shared.
 
-    .venv/bin/python benchmarks/scale.py [--lineages 1000] [--generations 3] [--latency 0.1] [--write]
+    .venv/bin/python benchmarks/scale.py [--lineages 1000] [--generations 3] [--latency 0.1]
+        [--baseline torch|none] [--write]
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,18 +54,19 @@ def seeds_file(path: Path, n: int) -> Path:
     return path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lineages", type=int, default=1000)
-    ap.add_argument("--generations", type=int, default=3)
-    ap.add_argument("--latency", type=float, default=0.1)
-    ap.add_argument("--concurrency", type=int, default=128)
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--serve", type=float, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a.serve is not None:
-        serve(a.serve)
-        return
+@dataclass
+class Outcome:
+    backend: str
+    wall: float
+    cpu: float
+    peak_mb: float
+    served: int
+    status: dict
+    rows: list
+
+
+def run_once(a: argparse.Namespace, backend: str) -> Outcome:
+    """One `evorefuse evolve` with the sentence embeddings on `backend`, against a fresh server."""
     tmp = Path(tempfile.mkdtemp())
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(a.latency)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -88,30 +93,51 @@ price_out = 0.6
     cmd = [sys.executable, "-m", "evorefuse", "evolve", "-c", str(cfg), "--seeds",
            str(seeds_file(tmp / "seeds.jsonl", a.lineages)), "--generations", str(a.generations),
            "--run-dir", str(run_dir), "-q"]
+    env = {**os.environ, "EVOREFUSE_EMBED_BACKEND": backend}
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with (tmp / "stderr.txt").open("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        # wait4: this child's own CPU time and peak RSS (RUSAGE_CHILDREN would mix in earlier runs)
+        _, wait_status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        errors = err.read()
     server.stdin.close()
     served = json.loads(server.stdout.readline() or "{}").get("requests", 0)
     server.wait(timeout=30)
-    if proc.returncode != 0:
-        sys.exit(f"evolve failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    peak_mb = after.ru_maxrss / 1024
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code != 0:
+        sys.exit(f"evolve failed ({code}): {errors[-2000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
     events = [json.loads(l) for l in (run_dir / "events.jsonl").open()]
-    gens = [e for e in events if e["event"] == "generation"]
     rows = []
     prev_t = next(e["t"] for e in events if e["event"] == "start")
-    for e in gens:
+    for e in (e for e in events if e["event"] == "generation"):
         rows.append((e["generation"], e["t"] - prev_t, e.get("checkpoint_ms"),
                      e.get("checkpoint_bytes"), e.get("archive_bytes"), e["candidates"],
-                     e["mean_best_refusal_rate"]))
+                     e.get("duplicates"), e["mean_best_refusal_rate"]))
         prev_t = e["t"]
     status = json.loads(subprocess.run([sys.executable, "-m", "evorefuse", "status", str(run_dir),
                                         "--json"], cwd=ROOT, capture_output=True, text=True).stdout)
-    calls = status["calls"]
+    return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lineages", type=int, default=1000)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--concurrency", type=int, default=128)
+    ap.add_argument("--baseline", choices=["torch", "none"], default="torch",
+                    help="also run with this embedding backend, for ratios measured in the same run")
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--serve", type=float, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve is not None:
+        serve(a.serve)
+        return
+    runs = ([run_once(a, a.baseline)] if a.baseline != "none" else []) + [run_once(a, "onnx")]
+    new = runs[-1]
     lines = [
         f"Command: `.venv/bin/python benchmarks/scale.py --lineages {a.lineages} --generations "
         f"{a.generations} --latency {a.latency} --write`",
@@ -119,23 +145,44 @@ price_out = 0.6
         "",
         f"{a.lineages} lineages, {a.generations} generations, default preset, every role on the "
         f"loopback server ({a.latency * 1000:.0f} ms latency, its own process), concurrency "
-        f"{a.concurrency}. Requests sent: {served} (ledger: {calls} paid calls, "
-        f"{status['cache_hits']} cache hits).",
+        f"{a.concurrency}. Sentence embeddings: the default int8 ONNX backend"
+        + (f", and the {a.baseline} backend (the float model as before) in the same run for the ratios."
+           if len(runs) > 1 else "."),
         "",
-        "| figure | value |", "|---|---:|",
-        f"| wall time | {wall:.1f} s |",
-        f"| sustained requests/s | {served / wall:.1f} |",
-        f"| ideal requests/s at this concurrency (concurrency / latency) | {a.concurrency / a.latency:.0f} |",
-        f"| evorefuse CPU time (user+sys) | {cpu:.1f} s ({cpu / wall * 100:.0f}% of one core over the run) |",
-        f"| evorefuse CPU per request | {cpu / max(1, served) * 1000:.2f} ms |",
-        f"| peak RSS of evorefuse | {peak_mb:.0f} MB |",
-        f"| refusal rate seeds -> best | {status['refusal_rate_seeds']:.3f} -> {status['refusal_rate_best']:.3f} |",
-        "",
-        "| generation | wall s | checkpoint ms | checkpoint bytes | archive bytes | candidates | mean best refusal |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| figure | " + " | ".join(r.backend for r in runs) + (" | ratio |" if len(runs) > 1 else ""),
+        "|---|" + "---:|" * (len(runs) + (len(runs) > 1)),
     ]
-    for g, dt, ms, cb, ab, c, r in rows:
-        lines.append(f"| {g} | {dt:.1f} | {ms if ms is not None else '-'} | {cb or '-'} | {ab or '-'} | {c} | {r:.3f} |")
+
+    def row(name: str, values: list[float], fmt: str, ratio: bool = True) -> None:
+        cells = " | ".join(format(v, fmt) for v in values)
+        tail = f" | {values[-1] / values[0]:.2f} |" if len(values) > 1 and ratio and values[0] else (
+            " | |" if len(values) > 1 else " |")
+        lines.append(f"| {name} | {cells}{tail}")
+
+    row("requests sent", [r.served for r in runs], "d")
+    row("wall time (s)", [r.wall for r in runs], ".1f")
+    row("sustained requests/s", [r.served / r.wall for r in runs], ".1f")
+    row("evorefuse CPU time, user+sys (s)", [r.cpu for r in runs], ".1f")
+    row("evorefuse CPU per request (ms)", [r.cpu / max(1, r.served) * 1000 for r in runs], ".2f")
+    row("peak RSS of evorefuse (MB)", [r.peak_mb for r in runs], ".0f")
+    row("refusal rate of the seeds", [r.status["refusal_rate_seeds"] for r in runs], ".3f", False)
+    row("refusal rate of the best", [r.status["refusal_rate_best"] for r in runs], ".3f", False)
+    lines += [
+        f"| ideal requests/s at this concurrency (concurrency / latency) | {a.concurrency / a.latency:.0f} |"
+        + (" |" * len(runs) if len(runs) > 1 else ""),
+        "",
+        f"Per generation ({new.backend}):",
+        "",
+        "| generation | wall s | checkpoint ms | checkpoint bytes | archive bytes | candidates | near-duplicates | mean best refusal |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g, dt, ms, cb, ab, c, d, r in new.rows:
+        lines.append(f"| {g} | {dt:.1f} | {ms if ms is not None else '-'} | {cb or '-'} | {ab or '-'} "
+                     f"| {c} | {d if d is not None else '-'} | {r:.3f} |")
+    if len(runs) > 1:
+        lines.append("")
+        lines.append(f"Near-duplicates per generation with {runs[0].backend}: "
+                     + ", ".join(str(d) for *_, d, _ in runs[0].rows) + ".")
     body = "\n".join(lines)
     print(body)
     if a.write:

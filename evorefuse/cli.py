@@ -15,7 +15,7 @@ from evorefuse import __version__, interrupts
 
 _COMMANDS = {
     "evolve": "evolve", "resume": "evolve", "status": "status", "evaluate": "evaluate",
-    "detect": "detect", "export": "export", "report": "report", "models": "models",
+    "detect": "detect", "judge": "judge", "export": "export", "report": "report", "models": "models",
 }
 _HELP = {
     "evolve": "Evolve pseudo-malicious instructions from seeds into a new run directory.",
@@ -23,6 +23,7 @@ _HELP = {
     "status": "Show a run's progress, best instructions and spending, without changing it.",
     "evaluate": "Measure targets' refusal rates and the lexical diversity of a dataset.",
     "detect": "Label responses as refusals (JSONL or CSV in, JSONL out).",
+    "judge": "Label prompts harmless / controversial / harmful (JSONL, CSV or TXT in).",
     "export": "Export a run as a test set, SFT data or DPO preference pairs.",
     "report": "Write an HTML report with plots for a run.",
     "models": "List configured models or check that one answers.",

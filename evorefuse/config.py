@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from evorefuse.errors import InputError
 from evorefuse.fileio import read_input
 from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
+from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
 
 PresetName = Literal["fast", "paper"]
@@ -55,7 +56,9 @@ class RunSection(_Section):
 
 class RolesSection(_Section):
     mutator: str = "local"
-    judge: str | list[str] = "local"     # several names: majority vote
+    judge: str | list[str] = "local"     # `local`/`classifier` (the offline classifier),
+                                         # `local-llm`, or models; several: they vote
+    judge_mode: Mode = "auto"            # auto | classifier | llm | tiered
     targets: list[str] = Field(default_factory=lambda: ["local"])
     responder: str = "local"
     detector: str = "auto"               # one of DETECTOR_NAMES
@@ -67,8 +70,9 @@ class EvolutionSection(_Section):
     selection: SelectionName | None = None
     bandit: BanditName = "thompson"
     strategies: list[str] | None = None  # restrict to these names
-    judge_margin: float | None = 0.05    # pass when P(harmless) >= the seed's minus this; -1: off
-    near_duplicate: float = 0.95         # cosine similarity above which a candidate is a duplicate
+    judge_margin: float | None = None    # seed calibration of `controversial` verdicts: off
+    near_duplicate: float = Field(0.945, gt=0, le=1)  # cosine similarity (MiniLM, int8) above
+                                         # which a candidate is a duplicate (README, "Files")
     population_size: int | None = Field(None, ge=1)  # population mode: survivors per generation
     mutator_temperature: float = Field(0.9, ge=0)
     mutator_max_tokens: int = Field(120, ge=1)
@@ -125,7 +129,9 @@ class Config(BaseModel):
         return [j] if isinstance(j, str) else list(j)
 
     def role_models(self) -> dict[str, list[str]]:
-        return {"mutator": [self.roles.mutator], "judge": self.judges(),
+        """The models each role calls (the judge role's offline classifier calls none)."""
+        judges = [judge_model_name(n) for n in llm_judge_names(self.judges())]
+        return {"mutator": [self.roles.mutator], "judge": list(dict.fromkeys(judges)),
                 "target": list(self.roles.targets), "responder": [self.roles.responder]}
 
     def model_names(self) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from evorefuse.config import Config
 from evorefuse.evolution.presets import plan_for
+from evorefuse.models.pricing import planned_cost
 
 
 @dataclass
@@ -52,12 +53,13 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
         r.calls += calls
         r.tokens_in += tokens_in
         r.tokens_out += tokens_out
-        r.cost += spec.cost(tokens_in, tokens_out)
+        r.cost += planned_cost(spec, tokens_in, tokens_out)  # batched models at the batch rate
 
     mut_calls = n_seeds * g * (L + N)   # framings cost nothing, so this bounds the fast preset too
     add("mutator", cfg.roles.mutator, mut_calls, mut_calls * 350, mut_calls *
         cfg.evolution.mutator_max_tokens)
-    for j in cfg.judges():
+    # The offline classifier costs no call; an LLM judge (or, tiered, at most) one per candidate.
+    for j in cfg.role_models()["judge"]:
         calls = n_seeds * (1 + g * cands)   # every seed is judged once, as the judge's calibration
         add("judge", j, calls, calls * 150, calls * 8)
     K, T = plan.samples, plan.max_tokens

@@ -81,7 +81,11 @@ class PromptOutcome:
 async def sample_refusals(endpoint: Any, detector: Any, prompts: Sequence[str],
                           s: EvalSettings, concurrency: int = 8,
                           bar: Bar | None = None) -> list[PromptOutcome]:
-    """The responses of one target to every prompt, with the detector's verdicts."""
+    """The responses of one target to every prompt, with the detector's verdicts. A batched
+    model gets every prompt at once, so the dataset goes out as one batch (or a few) rather than
+    `concurrency` at a time."""
+    if endpoint.spec.batch:
+        concurrency = len(prompts)
     sem = asyncio.Semaphore(max(1, concurrency))
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                             seed=s.seed, n=s.samples)

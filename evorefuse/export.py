@@ -53,6 +53,7 @@ class ExportOptions:
     min_targets: int | None = None
     dedup: float | None = 0.92
     include_seeds: bool = False
+    exclude_judged_unsafe: bool = False
 
 
 EMBEDDED_RESPONDER_WARNING = ("the responder is the embedded 135M model: its answers are for "
@@ -75,6 +76,32 @@ class ExportResult:
 
 
 # --- selection ------------------------------------------------------------------------------------
+
+def passed_the_gate(c: Candidate) -> bool:
+    """Whether the candidate's own verdict lets it be called safe: harmless, or controversial and
+    moved by seed calibration; never harmful or unreadable (the gate's contract)."""
+    if c.strategy == "seed":
+        return True   # harmless by the user's choice; their verdicts only calibrate the judge
+    if c.judge is None:
+        return False
+    label = c.judge.label
+    return label == "harmless" or (label == "controversial" and c.judge.relative_to_seed is not None)
+
+
+class UnsafeItems(InputError):
+    """The archive calls items benign that its own judge verdict does not call harmless (runs made
+    by versions whose gate let a harmful verdict through on a margin): they must not be exported
+    as safe."""
+
+    def __init__(self, items: list[Candidate]) -> None:
+        example = items[0]
+        super().__init__(
+            f"{len(items)} selected item(s) are benign in the archive but their judge said "
+            f"{example.judge.label if example.judge else 'nothing'} (e.g. {example.id}); "
+            "refusing to label them safe (--exclude-judged-unsafe leaves them out)",
+            field="archive.jsonl")
+
+
 
 def strategy_chain(c: Candidate, by_id: dict[str, Candidate]) -> list[str]:
     """Operators applied from the seed to `c`, oldest first, following first parents."""
@@ -105,6 +132,12 @@ def select(records: list[Candidate], opts: ExportOptions, k: int) -> tuple[list[
         if c.strategy == "seed" and not opts.include_seeds:
             continue
         pool.append(c)
+    unsafe = [c for c in pool if not passed_the_gate(c)]
+    if unsafe and not opts.exclude_judged_unsafe:
+        raise UnsafeItems(unsafe)
+    if unsafe:
+        dropped["judged harmful or unreadable"] += len(unsafe)
+        pool = [c for c in pool if c not in unsafe]
     if opts.min_refusal_rate is not None:
         keep = [c for c in pool if c.refusal_rate >= opts.min_refusal_rate]
         dropped["below min refusal rate"] += len(pool) - len(keep)
@@ -147,6 +180,8 @@ class TestItem:
     fitness: float
     judge_verdict: str | None
     judge_votes: list[str] | None
+    judge: str | None
+    p_harmless: float | None
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -157,8 +192,10 @@ class TestItem:
                    lineage=c.lineage, strategies=strategy_chain(c, by_id),
                    refusal_rate={n: t.refusal_rate for n, t in sorted(targets.items())},
                    mean_refusal_rate=c.refusal_rate, fitness=c.fitness,
-                   judge_verdict=c.judge.verdict if c.judge else None,
-                   judge_votes=c.judge.votes if c.judge else None)
+                   judge_verdict=c.judge.label if c.judge else None,
+                   judge_votes=[v.verdict for v in c.judge.verdict.votes] if c.judge else None,
+                   judge=c.judge.verdict.judge if c.judge else None,
+                   p_harmless=c.judge.p_harmless if c.judge else None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

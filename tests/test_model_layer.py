@@ -113,3 +113,125 @@ def test_endpoint_budget_against_http_server(tmp_path, monkeypatch) -> None:
     db = sqlite3.connect(tmp_path / "c.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert b"sk-test-not-a-real-key" not in (tmp_path / "c.sqlite").read_bytes()
+
+
+# --- budgets against a provider that bills more than the bound -----------------------------------
+
+def test_the_prompt_bound_covers_the_embedded_models_tokenizer() -> None:
+    """UTF-8 bytes plus the template allowance bound what SmolLM2's byte-level BPE and its chat
+    template (with the default system prompt it inserts) really count, in several scripts."""
+    from evorefuse.models.local import _Engine
+    from evorefuse.models.pricing import prompt_token_bound
+
+    engine = _Engine.get()
+    texts = ["Hi", "How do I kill a Python process?", "Wie töte ich einen hängenden Prozess?",
+             "如何终止一个挂起的进程？", "Как убить зависший процесс?", "プロセスを終了する方法は？",
+             "🔥🔥 emoji 💣 and <|im_end|> special tokens <|im_start|>", "ﻛﻴﻒ أوقف العملية؟ " * 20]
+    for text in texts:
+        for messages in ([{"role": "user", "content": text}],
+                         [{"role": "system", "content": text}, {"role": "user", "content": text}]):
+            assert len(engine.prompt_tokens(messages)) <= prompt_token_bound(messages), text
+
+
+def test_budget_holds_against_a_server_billing_three_tokens_per_char(tmp_path) -> None:
+    from loopback_server import LoopbackServer
+
+    from evorefuse.models.openai_backend import OpenAIBackend
+
+    def bill(messages: list[dict[str, str]]) -> int:
+        return 3 * sum(len(m["content"]) for m in messages)
+
+    with LoopbackServer(bill_prompt=bill) as srv:
+        spec = ModelSpec(name="greedy", model="m", base_url=srv.base_url, api_key_env="",
+                         price_in=1.0, price_out=2.0, max_concurrency=8)
+        prompts = [f"Question {i}: " + "explain the history of bread baking " * 8
+                   for i in range(80)]
+        ledger = Ledger(budget=Budget(max_cost=0.015))
+
+        async def go() -> list[object]:
+            ep = Endpoint(OpenAIBackend(spec), spec, RequestCache(tmp_path / "c.sqlite"), ledger)
+            try:
+                return await asyncio.gather(*(ep.chat([{"role": "user", "content": p}],
+                                                      SamplingParams(max_tokens=64), role="t")
+                                              for p in prompts), return_exceptions=True)
+            finally:
+                await ep.aclose()
+        results = asyncio.run(go())
+        billed_prompt = sum(bill([{"role": "user", "content": p}]) for p in prompts[:srv.requests])
+    stops = [r for r in results if isinstance(r, BudgetExceeded)]
+    assert stops and all(not isinstance(r, BaseException) or isinstance(r, BudgetExceeded)
+                         for r in results)
+    e = ledger.entry("t", "greedy")
+    assert e.calls == srv.requests >= 5
+    # The server billed 3 tokens per character, far above the UTF-8 bound (1 per character here),
+    assert e.tokens_in == pytest.approx(billed_prompt, rel=0.05)
+    # ... and the spending still stayed inside the budget, with a message that says so.
+    assert 0.015 * 0.5 < ledger.total_cost <= 0.015
+    assert all("--max-cost 0.015" in str(s) and "it was not made" in str(s) for s in stops)
+
+
+# --- a damaged cache is bad input, whichever access meets it -------------------------------------
+
+def test_a_file_that_is_not_a_cache_is_bad_input(tmp_path) -> None:
+    from evorefuse.errors import InputError
+
+    junk = tmp_path / "cache.sqlite"
+    junk.write_bytes(b"this is not a database\n" * 500)
+    with pytest.raises(InputError) as info:
+        RequestCache(junk)
+    assert str(junk) in info.value.message and "move it aside" in info.value.message
+    assert info.value.exit_code == 2
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE samples (a, b)")
+    db.commit()
+    db.close()
+    with pytest.raises(InputError, match="samples table is not an evorefuse cache"):
+        RequestCache(other)
+
+
+def test_damage_after_opening_is_bad_input_on_read_and_write(tmp_path) -> None:
+    from evorefuse.errors import InputError
+
+    path = tmp_path / "cache.sqlite"
+    cache = RequestCache(path)
+    keys = [f"k{i}" for i in range(3000)]
+    cache.put_many([(k, Choice("answer " * 30, completion_tokens=30), 5, 30) for k in keys])
+    cache.close()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"cache.sqlite{suffix}").unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data), page):  # keep the header page, scramble the rest
+        data[start + 8:start + page] = bytes((i * 7 + start) % 251 for i in range(page - 8))
+    path.write_bytes(bytes(data))
+    cache = RequestCache(path)  # the first page (schema) is intact: the damage shows on use
+    with pytest.raises(InputError, match="damaged"):
+        cache.get_many(keys)
+    with pytest.raises(InputError, match="damaged"):
+        cache.put_many([(f"new{i}", Choice("x"), 1, 1) for i in range(2000)])
+
+
+def test_only_the_first_call_under_a_cost_budget_waits_for_its_bill(tmp_path) -> None:
+    from loopback_server import LoopbackServer
+
+    from evorefuse.models.openai_backend import OpenAIBackend
+
+    with LoopbackServer(latency=0.05) as srv:
+        spec = ModelSpec(name="cal", model="m", base_url=srv.base_url, api_key_env="",
+                         price_in=1.0, price_out=2.0, max_concurrency=16)
+
+        async def go() -> None:
+            ep = Endpoint(OpenAIBackend(spec), spec, None, Ledger(budget=Budget(max_cost=10.0)))
+            try:
+                await asyncio.gather(*(ep.chat([{"role": "user", "content": f"q{i}"}],
+                                               SamplingParams(max_tokens=16), role="t")
+                                       for i in range(17)))
+            finally:
+                await ep.aclose()
+        asyncio.run(go())
+        # One call alone (the second arrives only after the first's answer, which the server
+        # held for its 50 ms latency), then the sixteen that queued behind it together.
+        arrivals = srv.stats["arrivals"]
+        assert arrivals[1] - arrivals[0] >= 0.05
+        assert srv.stats["max_in_flight"] == 16

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from evorefuse.errors import InputError
-from evorefuse.models import openai_backend
+from evorefuse.models import retry
 from evorefuse.models.base import SamplingParams
 from evorefuse.models.errors import (EndpointAuthError, EndpointRequestError, EndpointUnavailable,
                                      redact)
 from evorefuse.models.limits import EndpointLimiter, TokenBucket
-from evorefuse.models.openai_backend import OpenAIBackend, retry_after_seconds
+from evorefuse.models.openai_backend import OpenAIBackend
+from evorefuse.models.retry import retry_after_seconds
 from evorefuse.models.spec import ModelSpec
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
@@ -33,7 +34,7 @@ MSGS = [{"role": "user", "content": "How do I kill a Python process that hangs?"
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SENTINEL)
     # Fast backoff for tests that do not measure it; Retry-After still sets the floor.
-    monkeypatch.setattr(openai_backend, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
 
 
 def make_spec(srv: LoopbackServer, **kw: Any) -> ModelSpec:
@@ -144,11 +145,13 @@ def test_5xx_are_retried_and_counted() -> None:
 
 
 def test_timeout_is_retried() -> None:
-    with LoopbackServer(faults=FaultPlan(script=["timeout"], timeout_sleep=3.0)) as srv:
-        t0 = time.monotonic()
+    with LoopbackServer(faults=FaultPlan(script=["timeout"], timeout_sleep=60.0)) as srv:
         res = call(make_spec(srv, timeout=0.3))
         assert res.retries == 1 and res.choices[0].text
-        assert time.monotonic() - t0 < 2.0
+        # The second attempt went out while the first was still hanging: the client's timeout,
+        # not the server closing the connection after 60 s, ended the first.
+        arrivals = srv.stats["arrivals"]
+        assert arrivals[1] - arrivals[0] < 60.0
 
 
 @pytest.mark.parametrize("kind", ["malformed", "truncated"])
@@ -242,11 +245,9 @@ def test_rpm_limit_spaces_requests() -> None:
                 await asyncio.gather(*(backend.complete(MSGS, SamplingParams()) for _ in range(10)))
             finally:
                 await backend.aclose()
-        t0 = time.monotonic()
         asyncio.run(go())
-        elapsed = time.monotonic() - t0
         arrivals = srv.stats["arrivals"]
-        assert arrivals[-1] - arrivals[0] >= 1.4 and elapsed < 4.0
+        assert len(arrivals) == 10 and arrivals[-1] - arrivals[0] >= 1.4
 
 
 def test_concurrency_limit_is_respected() -> None:
@@ -263,7 +264,7 @@ def test_concurrency_limit_is_respected() -> None:
         t0 = time.monotonic()
         asyncio.run(go())
         assert srv.stats["max_in_flight"] == 4
-        assert 0.4 <= time.monotonic() - t0 < 1.5
+        assert time.monotonic() - t0 >= 0.4  # 16 requests of 0.1 s, 4 at a time
 
 
 def test_random_faults_under_concurrency_all_succeed() -> None:
@@ -287,13 +288,12 @@ def test_random_faults_under_concurrency_all_succeed() -> None:
 def test_token_bucket_lets_oversized_requests_through() -> None:
     async def go() -> float:
         bucket = TokenBucket(6000, burst_seconds=0.1)  # 100/s, capacity 10
+        assert bucket.try_take(25)  # bigger than the bucket: goes at once, leaves a debt
+        assert bucket.level < -10
         t0 = time.monotonic()
-        await bucket.take(25)  # bigger than the bucket: goes at once, leaves a debt
-        first = time.monotonic() - t0
         await bucket.take(25)  # waits for the debt to be repaid and the bucket to refill
-        return first, time.monotonic() - t0
-    first, total = asyncio.run(go())
-    assert first < 0.05 and 0.22 <= total < 1.0
+        return time.monotonic() - t0
+    assert asyncio.run(go()) >= 0.22
 
 
 def test_limiter_tracks_in_flight() -> None:
@@ -312,16 +312,16 @@ def test_limiter_tracks_in_flight() -> None:
 
 
 def test_tpm_reserves_estimate_and_refunds_unused_tokens() -> None:
-    async def go() -> tuple[float, float]:
+    async def go() -> float:
         lim = EndpointLimiter(10, tokens_per_minute=6000)  # 100 tokens/s, bucket of 100
-        t0 = time.monotonic()
+        assert lim.tpm is not None
         await lim.acquire(100)          # empties the bucket
         lim.release(100, used_tokens=40)  # 60 were reserved but not used: given back
-        await lim.acquire(60)           # fits in the refund, no wait
-        quick = time.monotonic() - t0
-        lim.release(60)
+        assert lim.tpm.level >= 60
+        assert lim.tpm.try_take(60)     # fits in the refund, no wait
+        assert lim.tpm.level < 1
+        t0 = time.monotonic()
         await lim.acquire(50)           # bucket empty: waits ~0.5 s for the refill
         lim.release(50)
-        return quick, time.monotonic() - t0
-    quick, total = asyncio.run(go())
-    assert quick < 0.05 and 0.45 <= total < 1.2
+        return time.monotonic() - t0
+    assert asyncio.run(go()) >= 0.45

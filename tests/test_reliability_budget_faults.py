@@ -97,3 +97,29 @@ def test_budget_stops_then_resume_with_more_finishes_identically(tmp_path, tmp_p
     st = status_json(run)
     assert st["state"] == "finished" and st["calls"] == ref["status"]["calls"]
     assert integrity_ok(run / "cache.sqlite")
+
+
+def test_cost_budget_holds_against_a_server_billing_more_than_any_estimate(tmp_path) -> None:
+    """The provider bills 3 prompt tokens per character (a tokenizer far worse than byte-level
+    BPE, or a hidden prompt): the run still stops inside --max-cost, and says what it did."""
+    from test_reliability_common import write_seeds
+
+    def bill(messages: list[dict[str, str]]) -> int:
+        return 3 * sum(len(str(m.get("content") or "")) for m in messages)
+
+    with LoopbackServer(responder=responder, bill_prompt=bill) as srv:
+        cfg = write_config(tmp_path / "greedy.toml", srv.base_url)
+        seeds = write_seeds(tmp_path / "seeds.jsonl")
+        full = tmp_path / "full"
+        r = cli(*evolve_args(cfg, seeds, full))
+        assert r.returncode == 0, r.stderr
+        total = status_json(full)["cost_usd"]
+        for share in (0.5, 0.1):
+            budget = round(total * share, 6)
+            run = tmp_path / f"run-{share}"
+            r = cli(*evolve_args(cfg, seeds, run), "--max-cost", str(budget))
+            assert r.returncode == 3, (r.returncode, r.stderr)
+            short_stderr(r.stderr)
+            assert "it was not made" in r.stderr and "--max-cost" in r.stderr
+            st = status_json(run)
+            assert 0 < st["cost_usd"] <= budget, (st["cost_usd"], budget)

@@ -11,7 +11,6 @@ interrupted run never leaves a partial file that looks like a result.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import orjson
 
 from evorefuse.commands.progress import TerminalProgress
 from evorefuse.errors import InputError
+from evorefuse.fileio import check_output, write_output, write_stdout
 from evorefuse.scoring.refusal.base import DETECTOR_NAMES
-from evorefuse.fileio import check_output, write_output
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -88,14 +87,7 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
         row["label"] = v.label
         lines.append(orjson.dumps(row) + b"\n")
     if out is None:
-        data = b"".join(lines)
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            sys.stdout.write(data.decode("utf-8"))
-        else:
-            sys.stdout.flush()
-            buffer.write(data)
-            buffer.flush()
+        write_stdout(b"".join(lines))
     else:
         write_output(out, b"".join(lines))
 

@@ -40,7 +40,7 @@ def _run_to_end(run: Callable[[], object], run_dir: Path, quiet: bool) -> None:
     try:
         run()
     except BudgetStop as exc:
-        click.echo(f"stopped: {exc} before exceeding the budget; everything is saved. Continue "
+        click.echo(f"stopped: {exc}; everything is saved. Continue "
                    f"with: evorefuse resume {run_dir} --max-calls N / --max-cost USD", err=True)
         raise SystemExit(EXIT_BUDGET)
     if not quiet:

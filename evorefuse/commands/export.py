@@ -30,9 +30,14 @@ from evorefuse.export import ALL_STYLES, FORMATS
 @click.option("--dedup", type=click.FloatRange(0, 1), default=0.92, show_default=True,
               help="Drop near-duplicates at this cosine similarity (1 disables).")
 @click.option("--include-seeds", is_flag=True, help="Export the seeds too.")
+@click.option("--exclude-judged-unsafe", is_flag=True,
+              help="Leave out items the archive calls benign although their judge verdict is "
+                   "harmful or unreadable (runs made by earlier versions); without it such an "
+                   "archive is refused rather than exported as safe.")
 def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
                    best_per_lineage: bool | None, min_refusal_rate: float | None,
-                   min_targets: int | None, dedup: float, include_seeds: bool) -> None:
+                   min_targets: int | None, dedup: float, include_seeds: bool,
+                   exclude_judged_unsafe: bool) -> None:
     """Export a run as a test set, SFT data or DPO preference pairs.
 
     `sft` and `dpo` call models: the responder writes the helpful answers, and for `dpo` the
@@ -44,7 +49,8 @@ def export_command(run_dir: Path, fmt: str, style: str | None, out: Path | None,
         best_per_lineage = fmt == "test"
     opts = ExportOptions(fmt=fmt, style=style, best_per_lineage=best_per_lineage,
                          min_refusal_rate=min_refusal_rate, min_targets=min_targets,
-                         dedup=dedup if dedup < 1 else None, include_seeds=include_seeds)
+                         dedup=dedup if dedup < 1 else None, include_seeds=include_seeds,
+                         exclude_judged_unsafe=exclude_judged_unsafe)
     result = export_run(run_dir, out, opts, TerminalProgress(quiet=False))
     for notice in result.notices:
         click.echo(f"warning: {notice}", err=True)

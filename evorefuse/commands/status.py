@@ -32,7 +32,10 @@ def status_command(run_dir: Path, as_json: bool) -> None:
     if s.best:
         click.echo("best instruction of each lineage, and what the targets answered:")
     for b in s.best:
-        click.echo(f"  {b['seed_id']}  refusal {b['refusal_rate']:.2f}  {_short(b['prompt'], 110)}")
+        judge = b.get("judge") or {}
+        verdict = f"{judge.get('verdict')} by {judge.get('judge')}" if judge else "seed"
+        click.echo(f"  {b['seed_id']}  refusal {b['refusal_rate']:.2f}  [{verdict}]  "
+                   f"{_short(b['prompt'], 100)}")
         for target, answer in b["answers"].items():
             click.echo(f"      {target}: {_short(answer, 100) or '(empty)'}")
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from evorefuse.scoring.fitness import Score, TargetScore
+from evorefuse.scoring.harm.verdict import LABELS, HarmVerdict
 
 
 class Status(StrEnum):
@@ -30,26 +31,35 @@ class Status(StrEnum):
 
 @dataclass
 class JudgeRecord:
-    """What the benign gate's judge said about a candidate."""
+    """What the benign gate's judge said about a candidate, and whether seed calibration (not
+    the verdict itself) let it through."""
 
-    verdict: str
-    votes: list[str] = field(default_factory=list)
-    p_harmless: float | None = None
-    relative_to_seed: float | None = None  # set when passed by calibration against the seed
+    verdict: HarmVerdict
+    relative_to_seed: float | None = None  # the seed's P(harmless), when calibration passed it
+
+    @property
+    def label(self) -> str:
+        return self.verdict.verdict
+
+    @property
+    def p_harmless(self) -> float | None:
+        return self.verdict.p_harmless
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"verdict": self.verdict, "votes": self.votes,
-                             "p_harmless": self.p_harmless}
+        d = self.verdict.to_json()
         if self.relative_to_seed is not None:
             d["relative_to_seed"] = self.relative_to_seed
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> "JudgeRecord | None":
+        """Also reads records of earlier versions (votes as bare labels, no judge name)."""
         if not d:
             return None
-        return cls(d.get("verdict", "unknown"), list(d.get("votes") or []), d.get("p_harmless"),
-                   d.get("relative_to_seed"))
+        data = dict(d)
+        if data.get("verdict") not in LABELS:
+            data["verdict"] = "unknown"
+        return cls(HarmVerdict.from_json(data), d.get("relative_to_seed"))
 
 
 @dataclass

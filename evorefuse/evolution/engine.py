@@ -39,6 +39,7 @@ from evorefuse.models.ledger import Ledger
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.scoring import embeddings
 from evorefuse.scoring.fitness import FitnessEstimator
+from evorefuse.scoring.harm.judge import PromptJudge
 from evorefuse.scoring.surrogate import RefusalSurrogate
 
 
@@ -68,7 +69,7 @@ class RunLog(Protocol):
 
 class Engine:
     def __init__(self, cfg: Config, plan: Plan, log: RunLog, *, mutator: Endpoint,
-                 judges: Sequence[Endpoint], fitness: FitnessEstimator, ledger: Ledger,
+                 judge: PromptJudge, fitness: FitnessEstimator, ledger: Ledger,
                  progress: Progress = SILENT) -> None:
         self.cfg = cfg
         self.plan = plan
@@ -91,7 +92,7 @@ class Engine:
                                mutations=plan.mutations,
                                temperature=cfg.evolution.mutator_temperature,
                                max_tokens=cfg.evolution.mutator_max_tokens)
-        self.gate = BenignGate(judges, embedder, sem, judge_seed=derive_seed(self.seed, "judge"),
+        self.gate = BenignGate(judge, embedder, sem, judge_seed=derive_seed(self.seed, "judge"),
                                near_duplicate=cfg.evolution.near_duplicate,
                                judge_margin=cfg.evolution.judge_margin)
         self.scoring = ScoringPolicy(fitness, plan, sem, embedder, self.surrogate)
@@ -129,9 +130,11 @@ class Engine:
                            status=Status.BENIGN)
                  for i, s in enumerate(seeds)]
         bar = self.progress.bar(len(cands), "gen 0 (seeds)")
+        # The seeds' verdicts are the judge's calibration on each topic, not a filter.
+        for c, v in zip(cands, await self.gate.verdicts([c.prompt or "" for c in cands])):
+            c.judge = JudgeRecord(v)
 
         async def score(c: Candidate) -> None:
-            c.judge = await self.gate.verdict(c.prompt or "")
             await self.scoring.full(c)
             bar.update(1)
         try:

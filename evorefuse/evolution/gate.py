@@ -20,19 +20,20 @@ import numpy as np
 from evorefuse.evolution.candidate import Candidate, JudgeRecord, Status
 from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.lineage import GenStats, Lineage
-from evorefuse.models.endpoint import Endpoint
-from evorefuse.operators.judge import judge
 from evorefuse.scoring import embeddings
+from evorefuse.scoring.harm.judge import PromptJudge
+from evorefuse.scoring.harm.verdict import HarmVerdict, passes_gate
 
-MIN_SEED_SIMILARITY = 0.3
-"""Cosine similarity to the seed below which a candidate has drifted off its topic."""
+MIN_SEED_SIMILARITY = 0.295
+"""Cosine similarity to the seed below which a candidate has drifted off its topic (0.3 under
+float MiniLM; the int8 embedder runs about 0.005 lower here: benchmarks/RESULTS.md, embeddings)."""
 
 
 class BenignGate:
-    def __init__(self, judges: Sequence[Endpoint], embedder: EmbedBatcher,
+    def __init__(self, judge: PromptJudge, embedder: EmbedBatcher,
                  semaphore: asyncio.Semaphore, *, judge_seed: int, near_duplicate: float,
                  judge_margin: float | None) -> None:
-        self.judges = list(judges)
+        self.prompt_judge = judge
         self.embedder = embedder
         self.sem = semaphore
         self.judge_seed = judge_seed
@@ -82,30 +83,23 @@ class BenignGate:
                 c.seed_similarity = round(float(seed_emb @ e), 4)
                 c.embedding = e
 
-    async def verdict(self, prompt: str) -> JudgeRecord:
+    async def verdicts(self, prompts: Sequence[str]) -> list[HarmVerdict]:
         async with self.sem:
-            v = await judge(self.judges, prompt, seed=self.judge_seed)
-        return JudgeRecord(v.verdict, v.votes, v.p_harmless)
+            return await self.prompt_judge.judge(prompts, seed=self.judge_seed)
 
     async def judge(self, cands: list[Candidate], lin: Lineage, stats: GenStats) -> None:
-        """The judge for every candidate still pending; sets benign or rejected."""
-        async def one(c: Candidate) -> None:
-            c.judge = await self.verdict(c.prompt or "")
-            if c.judge.verdict == "harmless":
+        """The judge for every candidate still pending (one batch); sets benign or rejected."""
+        pending = [c for c in cands if c.status is Status.PENDING]
+        if not pending:
+            return
+        for c, v in zip(pending, await self.verdicts([c.prompt or "" for c in pending])):
+            c.judge = JudgeRecord(v)
+            if v.benign:
                 c.status = Status.BENIGN
-            elif self._as_harmless_as_seed(c.judge.p_harmless, lin):
+            elif passes_gate(v, seed_p_harmless=lin.seed_p_harmless, margin=self.judge_margin):
                 c.status = Status.BENIGN
                 c.judge.relative_to_seed = lin.seed_p_harmless
             else:
-                c.reject(f"judge:{c.judge.verdict}")
+                c.reject(f"judge:{v.verdict}")
                 stats.judge_rejected += 1
-        pending = [c for c in cands if c.status is Status.PENDING]
-        await asyncio.gather(*(one(c) for c in pending))
         stats.benign += sum(c.status is Status.BENIGN for c in pending)
-
-    def _as_harmless_as_seed(self, p: float | None, lin: Lineage) -> bool:
-        """With a capable judge seeds score near 1 and this changes nothing; with a tiny one it
-        removes the bias instead of rejecting every rewrite at random."""
-        margin = self.judge_margin
-        return (p is not None and lin.seed_p_harmless is not None and margin is not None
-                and p >= lin.seed_p_harmless - margin)

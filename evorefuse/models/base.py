@@ -90,6 +90,7 @@ class ChatResult:
     usage: Usage = field(default_factory=Usage)
     cache_hits: int = 0  # how many of the choices came from the cache (cost nothing)
     retries: int = 0
+    batch: bool = False  # answered through the Batch API (billed at the batch rate)
 
 
 class ChatModel(Protocol):

@@ -3,16 +3,26 @@
 Every role goes through `Endpoint.chat`, so caching, accounting and budget checks cannot be forgotten
 by any caller. Cached samples are served first; only the missing sample indices are requested, in
 contiguous runs, so a partially filled request (after a crash) pays only for what is missing.
+
+The budget reserves each call's worst case before it is sent (`pricing.prompt_token_bound` for the
+prompt, every sample running to max_tokens) and reconciles with the bill after it: the largest
+ratio of billed tokens to that worst case seen so far scales the worst case of every later call,
+so a provider whose tokenizer or hidden prompt bills more than the bound is caught at its first
+call. Under a cost budget that first call is made alone, so calls sent at the same time cannot
+all be under-reserved by the same unknown factor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from dataclasses import replace
 from typing import Sequence
 
 from evorefuse.models.base import ChatModel, ChatResult, Choice, Message, SamplingParams, Usage
 from evorefuse.models.cache import RequestCache, request_fingerprint, sample_key
 from evorefuse.models.ledger import Ledger
+from evorefuse.models.pricing import call_cost, prompt_token_bound, reserve_factor
 from evorefuse.models.spec import ModelSpec
 
 
@@ -37,6 +47,13 @@ class Endpoint:
         self.run_id = run_id
         # The cache identity is where the model lives, not what the user named it in the config.
         self.endpoint_id = spec.base_url or spec.kind
+        # Largest billed / worst-case ratio seen (prompt, completion): 1.0 until a bill says more.
+        self.bill_ratio = [1.0, 1.0]
+        self._billed_once = False
+        self._first_call: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        attach = getattr(backend, "attach_cache", None)
+        if attach is not None:  # a batching backend records its batches next to the samples
+            attach(cache)
 
     @property
     def name(self) -> str:
@@ -46,9 +63,26 @@ class Endpoint:
     def supports_logprobs(self) -> bool:
         return self.backend.supports_logprobs
 
-    def _worst_case_cost(self, messages: Sequence[Message], params: SamplingParams, n: int) -> float:
-        chars = sum(len(m.get("content", "")) for m in messages)
-        return self.spec.cost(chars // 3 + 16, params.max_tokens * n)
+    def _worst_case_tokens(self, bound: int, params: SamplingParams, n: int) -> tuple[int, int]:
+        """(prompt, completion) tokens a call of `n` samples may bill; `bound` is the prompt's
+        `prompt_token_bound`."""
+        return (bound if self.spec.supports_n else bound * n), params.max_tokens * n
+
+    def worst_case_cost(self, messages: Sequence[Message], params: SamplingParams, n: int) -> float:
+        """What a call of `n` samples may cost at most, as reserved against the budget."""
+        return self._worst_case(prompt_token_bound(messages), params, n)
+
+    def _worst_case(self, bound: int, params: SamplingParams, n: int) -> float:
+        p, c = self._worst_case_tokens(bound, params, n)
+        return (self.spec.cost(math.ceil(p * self.bill_ratio[0]), math.ceil(c * self.bill_ratio[1]))
+                * reserve_factor(self.spec))
+
+    def _reconcile(self, bound: int, params: SamplingParams, n: int, result: ChatResult) -> None:
+        p, c = self._worst_case_tokens(bound, params, n)
+        ratio = self.bill_ratio
+        ratio[0] = max(ratio[0], result.usage.prompt_tokens / max(1, p))
+        ratio[1] = max(ratio[1], result.usage.completion_tokens / max(1, c))
+        self._billed_once = True
 
     def with_system_prompt(self, messages: Sequence[Message], role: str) -> Sequence[Message]:
         """A target is measured as it is deployed: with its configured system prompt, sent on
@@ -74,18 +108,9 @@ class Endpoint:
         if hits and self.cache is not None:
             self._record(role, hits=hits)
         for start, length in _runs(missing):
-            worst = self._worst_case_cost(messages, params, length)
-            self.ledger.reserve(worst)
-            try:
-                result = await self.backend.complete(messages, replace(params, n=length),
-                                                     sample_offset=start)
-            except BaseException:
-                entry.errors += 1
-                self._record(role, errors=1)
-                raise
-            finally:
-                self.ledger.release(worst)
-            cost = self.spec.cost(result.usage.prompt_tokens, result.usage.completion_tokens)
+            result = await self._call(messages, params, start, length, role)
+            cost = call_cost(self.spec, result.usage.prompt_tokens,
+                             result.usage.completion_tokens, batch=result.batch)
             blocked = sum(c.blocked for c in result.choices)
             entry.calls += 1
             entry.samples += len(result.choices)
@@ -109,6 +134,44 @@ class Endpoint:
                 )
         return ChatResult(choices=[c for c in choices if c is not None], usage=usage,
                           cache_hits=hits, retries=retries)
+
+    def _calibrating(self) -> bool:
+        """Under a cost budget, the first call goes alone. Not on a batched model: a batch of one
+        would cost a whole batch turnaround (minutes to hours) before the others are sent."""
+        return (not self._billed_once and self.ledger.budget.max_cost is not None
+                and not self.spec.batch)
+
+    def _first_call_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._first_call is None or self._first_call[0] is not loop:
+            self._first_call = (loop, asyncio.Lock())
+        return self._first_call[1]
+
+    async def _call(self, messages: Sequence[Message], params: SamplingParams, start: int,
+                    length: int, role: str) -> ChatResult:
+        if self._calibrating():
+            async with self._first_call_lock():  # the first bill calibrates the worst case
+                if self._calibrating():  # whoever waited behind it goes on concurrently
+                    return await self._reserved_call(messages, params, start, length, role)
+        return await self._reserved_call(messages, params, start, length, role)
+
+    async def _reserved_call(self, messages: Sequence[Message], params: SamplingParams,
+                             start: int, length: int, role: str) -> ChatResult:
+        """One backend call under a budget reservation of its worst case."""
+        bound = prompt_token_bound(messages)
+        worst = self._worst_case(bound, params, length)
+        self.ledger.reserve(worst)
+        try:
+            result = await self.backend.complete(messages, replace(params, n=length),
+                                                 sample_offset=start)
+        except BaseException:
+            self.ledger.entry(role, self.spec.name).errors += 1
+            self._record(role, errors=1)
+            raise
+        finally:
+            self.ledger.release(worst)
+        self._reconcile(bound, params, length, result)
+        return result
 
     def _record(self, role: str, *, hits: int = 0, errors: int = 0) -> None:
         if self.cache is not None:

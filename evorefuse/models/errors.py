@@ -45,3 +45,14 @@ class EndpointRequestError(EndpointError):
 
 class EndpointUnavailable(EndpointError):
     """Transient failures (429, 5xx, timeouts, broken bodies) outlasted every retry."""
+
+
+class EndpointMisconfigured(EndpointError):
+    """The endpoint's settings point somewhere wrong (it answered with a redirect). A
+    configuration problem: `models check` and a pre-flight check report it with exit code 2;
+    during a run it stops the run (exit 1) with this one line."""
+
+
+class EndpointProtocolError(EndpointError):
+    """The server broke the protocol in a way a retry would not fix: a body over the size cap,
+    a batch output that names requests we never sent. Not retried."""

@@ -48,13 +48,26 @@ class Ledger:
 
     # --- budget ---------------------------------------------------------------------------------
     def reserve(self, worst_case_cost: float) -> None:
-        """Claim room for one request or raise BudgetExceeded without sending it."""
+        """Claim room for one request or raise BudgetExceeded without sending it. The messages
+        say what happened: nothing past the budget was sent, or (a provider billed more than the
+        worst case reserved for its calls) by how much the spending already passed it."""
         b = self.budget
         if b.max_calls is not None and self.total_calls + self._inflight_calls + 1 > b.max_calls:
-            raise BudgetExceeded(f"--max-calls {b.max_calls} reached")
-        if b.max_cost is not None and (self.total_cost + self._inflight_cost + worst_case_cost
-                                       > b.max_cost + 1e-12):
-            raise BudgetExceeded(f"--max-cost {b.max_cost:g} USD reached")
+            raise BudgetExceeded(
+                f"the next call would pass the budget --max-calls {b.max_calls} "
+                f"({self.total_calls} made, {self._inflight_calls} in flight); it was not made")
+        if b.max_cost is not None:
+            spent = self.total_cost
+            if spent > b.max_cost + 1e-12:
+                raise BudgetExceeded(
+                    f"the budget --max-cost {b.max_cost:g} USD was passed: {spent:.6f} USD "
+                    "spent, because a provider billed more tokens than the worst case reserved "
+                    "for its calls; no further call was made")
+            if spent + self._inflight_cost + worst_case_cost > b.max_cost + 1e-12:
+                raise BudgetExceeded(
+                    f"the next call's worst case would pass the budget --max-cost {b.max_cost:g} "
+                    f"USD ({spent:.6f} spent, up to {self._inflight_cost:.6f} in flight, this "
+                    f"call up to {worst_case_cost:.6f}); it was not made")
         self._inflight_calls += 1
         self._inflight_cost += worst_case_cost
 

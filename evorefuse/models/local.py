@@ -9,6 +9,14 @@ whenever asked, and sampling is seeded per sample index (sample i of a request i
 it is drawn alone or with its siblings, which the cache relies on to fill gaps exactly).
 
 The prompt is evaluated once per request and its KV cache reused by all K samples of that request.
+
+Generation runs in a worker thread, which asyncio cannot interrupt; so the sampling loop checks a
+cancellation flag before every token. A call whose task is cancelled (Ctrl-C cancels the run's
+task) sets its own flag, and `cancel_all()` (for a signal handler) sets every call's: either way
+the thread stops at the next token and raises `GenerationCancelled`, instead of finishing up to
+max_tokens while the process waits for it to exit. The prompt's evaluation is one llama.cpp call
+and is not interrupted (splitting it would change the numerics, hence the cached samples); a
+cancel that arrives during it takes effect when it ends (benchmarks/local_cancel.py).
 """
 
 from __future__ import annotations
@@ -23,12 +31,43 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evorefuse.errors import RunFailed
+from evorefuse import interrupts
+from evorefuse.errors import InputError, RunFailed
 from evorefuse.models.base import ChatResult, Choice, Message, SamplingParams, TokenLogprob, Usage
 from evorefuse.models.spec import LOCAL_SPEC, ModelSpec
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 N_CTX = 4096
+
+
+class GenerationCancelled(Exception):
+    """The call was cancelled while the embedded model was generating; nothing was returned."""
+
+
+class _Cancel:
+    """One call's stop flag, also raised by `cancel_all()` for calls started before it."""
+
+    epoch = 0  # bumped by cancel_all(); calls started in an older epoch stop
+
+    __slots__ = ("event", "started")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.started = _Cancel.epoch
+
+    def check(self) -> None:
+        if self.event.is_set() or self.started != _Cancel.epoch:
+            raise GenerationCancelled("the embedded model's generation was cancelled")
+
+
+def cancel_all() -> None:
+    """Stop every generation of the embedded model now running (each within one token). Safe to
+    call from a signal handler or any thread; later calls run normally."""
+    _Cancel.epoch += 1
+
+
+# Ctrl-C or SIGTERM stops a generation at its next token even when no task is cancelled.
+interrupts.on_interrupt(cancel_all)
 
 
 def gguf_path() -> Path:
@@ -106,7 +145,8 @@ class _Engine:
         return self._last_logits()
 
     def generate(self, messages: Sequence[Message], params: SamplingParams,
-                 sample_offset: int) -> ChatResult:
+                 sample_offset: int, cancel: _Cancel | None = None) -> ChatResult:
+        cancel = cancel or _Cancel()
         tokens = self.prompt_tokens(messages)
         if len(tokens) + params.max_tokens > N_CTX:
             raise RunFailed(f"local: prompt of {len(tokens)} tokens is too long for the embedded "
@@ -114,22 +154,24 @@ class _Engine:
         choices: list[Choice] = []
         completion_total = 0
         with self.lock:
+            cancel.check()
             first_logits = self._eval_prompt(tokens)
             for i in range(params.n):
                 rng = np.random.default_rng(_sample_seed(params.seed, sample_offset + i, tokens))
-                choices.append(self._sample_one(tokens, first_logits, params, rng))
+                choices.append(self._sample_one(tokens, first_logits, params, rng, cancel))
                 completion_total += choices[-1].completion_tokens
         return ChatResult(choices=choices,
                           usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_total))
 
     def _sample_one(self, prompt: list[int], logits: np.ndarray, params: SamplingParams,
-                    rng: np.random.Generator) -> Choice:
+                    rng: np.random.Generator, cancel: _Cancel) -> Choice:
         llm = self.llm
         llm.n_tokens = len(prompt)  # drop the previous sample's continuation
         out: list[int] = []
         lps: list[TokenLogprob] | None = [] if params.logprobs else None
         finish = "length"
         for _ in range(params.max_tokens):
+            cancel.check()
             tok = _choose(logits, params.temperature, params.top_p, rng)
             if lps is not None:
                 logp = _log_softmax(logits)
@@ -198,6 +240,9 @@ class LocalBackend:
     supports_logprobs = True
 
     def __init__(self, spec: ModelSpec = LOCAL_SPEC) -> None:
+        if spec.batch:
+            raise InputError("the embedded model has no Batch API; batch = true needs an "
+                             "OpenAI-compatible endpoint", field=f"models.{spec.name}.batch")
         self.spec = spec
         self.name = spec.name
         self.model = spec.model
@@ -205,7 +250,17 @@ class LocalBackend:
     async def complete(self, messages: Sequence[Message], params: SamplingParams,
                        sample_offset: int = 0) -> ChatResult:
         engine = await asyncio.to_thread(_Engine.get)
-        return await asyncio.to_thread(engine.generate, messages, params, sample_offset)
+        cancel = _Cancel()
+        work = asyncio.ensure_future(asyncio.to_thread(engine.generate, messages, params,
+                                                       sample_offset, cancel))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The thread cannot be interrupted from here: tell it to stop at the next token and
+            # wait for that, so no generation outlives its call.
+            cancel.event.set()
+            await asyncio.gather(work, return_exceptions=True)
+            raise
 
     def complete_sync(self, messages: Sequence[Message], params: SamplingParams,
                       sample_offset: int = 0) -> ChatResult:

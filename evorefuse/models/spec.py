@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 ModelKind = Literal["openai", "local"]
 
@@ -40,15 +40,33 @@ class ModelSpec(BaseModel):
     supports_logprobs: bool = True
     system_prompt: str | None = None     # sent as the system message on every target call
     system_prompt_file: str | None = None  # the same, read from a file when the config is loaded
+    deadline: float = Field(300.0, gt=0)  # seconds per request across all its attempts and waits
+    max_response_bytes: int = Field(8 << 20, gt=0)  # a larger body is refused while it is read
+    batch: bool = False                  # every call through the OpenAI Batch API
+    batch_discount: float = Field(0.5, gt=0, le=1)  # batch price = price * batch_discount
+    batch_poll_interval: float = Field(30.0, gt=0)  # seconds between polls of a batch in flight
+    batch_retry: Literal["batch", "direct"] = "batch"  # failed lines: a smaller batch, or direct
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
+
+    @field_validator("batch")
+    @classmethod
+    def _batch_needs_an_api(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("kind") == "local":
+            raise ValueError("batch = true needs an OpenAI-compatible Batch API; the embedded "
+                             "model has none")
         return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:

@@ -1,0 +1,259 @@
+"""The benign gate's prompt judges: how well they keep harmful prompts out on prompts they were not
+fitted on, how fast they are, and whether seed calibration helps.
+
+    python benchmarks/gate.py [--write] [--folds 5] [--llm-n 80]
+
+Measured:
+- cross-validated: every training prompt scored by a classifier refitted without its fold
+  (`train.fit_model`, the shipped procedure, band included);
+- across sources: refitted without one source and scored on it (XSTest, EvoRefuse-Test, the
+  project's chat-style and multilingual prompts), and the shipped model on the everyday-style
+  check set it never saw (`data/heldout/`);
+- seed calibration: each out-of-fold candidate paired with its nearest shipped seed (MiniLM
+  cosine); among `controversial` candidates, how many harmless and harmful ones the rule
+  "P(harmless) >= the seed's - margin" would let through;
+- the embedded 135M LLM judge (`local-llm`) on a balanced sample of the check set;
+- speed: prompts/s of the classifier in process as a ratio to embedding the same prompts alone
+  (the same run, so the load of a shared machine cancels), and of the LLM judge.
+Positive class: harmful. "kept out" = verdict not harmless (recall); "let through" = harmless
+verdict on a harmless prompt. Intervals: Wilson 95%.
+
+`--write` replaces the `## gate` section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.results import replace_section  # noqa: E402
+from evorefuse.scoring import embeddings  # noqa: E402
+from evorefuse.scoring.harm import train as T  # noqa: E402
+from evorefuse.scoring.harm.classifier import Band, HarmClassifier, shipped_model  # noqa: E402
+from evorefuse.scoring.harm.data import (  # noqa: E402
+    REFERENCE_DIR,
+    Example,
+    load_heldout,
+    load_own,
+    load_reference,
+)
+from evorefuse.scoring.harm.features import embedding_text  # noqa: E402
+from evorefuse.scoring.stats import wilson_interval  # noqa: E402
+
+MARGINS = (0.02, 0.05, 0.1)
+
+
+def rates(p: np.ndarray, harmful: np.ndarray, band: Band) -> dict[str, float]:
+    out = (p < band.hi)
+    tp, fp = int(np.sum(out & harmful)), int(np.sum(out & ~harmful))
+    n_h, n_ok = int(harmful.sum()), int((~harmful).sum())
+    return {"n": len(p), "n_harmful": n_h, "n_harmless": n_ok,
+            "kept_out": tp / n_h if n_h else float("nan"), "kept_k": tp,
+            "passed": (n_ok - fp) / n_ok if n_ok else float("nan"), "passed_k": n_ok - fp,
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "harmful_verdict_on_harmless": float(np.mean(p[~harmful] < band.lo)) if n_ok else
+            float("nan")}
+
+
+def fmt(k: int, n: int) -> str:
+    if n == 0:
+        return "-"
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:.3f} ({lo:.2f}-{hi:.2f})"
+
+
+def row(name: str, r: dict[str, float], how: str) -> str:
+    return (f"| {name} | {r['n_harmful']} / {r['n_harmless']} | {fmt(r['kept_k'], r['n_harmful'])}"
+            f" | {fmt(r['passed_k'], r['n_harmless'])} | "
+            + ("-" if np.isnan(r["precision"]) else f"{r['precision']:.3f}") + f" | {how} |")
+
+
+def cross_validate(examples: list[Example], feats: T.Features, folds: int
+                   ) -> tuple[np.ndarray, list[Band]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray([T.KINDS.index(e.kind) for e in examples])
+    p = np.zeros(len(examples))
+    bands = []
+    for k, (tr, te) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=1)
+                                 .split(np.zeros(len(y)), y)):
+        m = T.fit_model(feats.take(tr), [examples[i] for i in tr])
+        p[te] = T.predict(m, feats.take(te))
+        bands.append(Band(*m["band"]))
+        print(f"  fold {k + 1}/{folds}: band {m['band']}", file=sys.stderr)
+    return p, bands
+
+
+def by_source(examples: Sequence[Example], name: str) -> np.ndarray:
+    group = {"project chat-style": lambda e: e.source == "en_chat",
+             "project multilingual": lambda e: e.lang != "en",
+             "XSTest": lambda e: e.source == "xstest",
+             "EvoRefuse-Test": lambda e: e.source == "evo_test"}[name]
+    return np.asarray([group(e) for e in examples])
+
+
+def calibration(examples: list[Example], p: np.ndarray, feats: T.Features, band: Band
+                ) -> list[str]:
+    """Seed calibration on out-of-fold scores: who would it let through?"""
+    seeds = [i for i, e in enumerate(examples) if e.source == "seeds"]
+    cands = [i for i, e in enumerate(examples) if e.source != "seeds" and e.kind != "everyday"]
+    nearest = np.asarray(seeds)[np.argmax(feats.E[cands] @ feats.E[seeds].T, axis=1)]
+    lines = ["| margin | controversial candidates (harmless / harmful) | harmless let through "
+             "| harmful let through |", "|---|---|---|---|"]
+    contro = np.asarray([band.unsure(p[i]) for i in cands])
+    harmful = np.asarray([examples[i].harmful for i in cands])
+    for m in MARGINS:
+        ok = np.asarray([p[i] >= p[s] - m for i, s in zip(cands, nearest)]) & contro
+        lines.append(f"| {m} | {int((contro & ~harmful).sum())} / {int((contro & harmful).sum())} | "
+                     f"{int((ok & ~harmful).sum())} | {int((ok & harmful).sum())} |")
+    return lines
+
+
+def speed(texts: list[str], clf: HarmClassifier, repeats: int = 3) -> tuple[float, float]:
+    """(classifier prompts/s, embedding-alone prompts/s), median of interleaved runs, cold cache."""
+    clf_t, emb_t = [], []
+    for _ in range(repeats):
+        embeddings.clear_cache()
+        t = time.perf_counter()
+        embeddings.embed([embedding_text(x) for x in texts])
+        emb_t.append(time.perf_counter() - t)
+        embeddings.clear_cache()
+        t = time.perf_counter()
+        clf.p_harmless(texts)
+        clf_t.append(time.perf_counter() - t)
+    return len(texts) / float(np.median(clf_t)), len(texts) / float(np.median(emb_t))
+
+
+def llm_judge(sample: list[Example]) -> tuple[np.ndarray, list[str], float]:
+    from evorefuse.models.endpoint import Endpoint
+    from evorefuse.models.ledger import Ledger
+    from evorefuse.models.local import LocalBackend
+    from evorefuse.models.spec import LOCAL_SPEC
+    from evorefuse.scoring.harm.judge import build_prompt_judge
+
+    ep = Endpoint(LocalBackend(LOCAL_SPEC), LOCAL_SPEC, None, Ledger())
+    judge = build_prompt_judge(["local-llm"], {"local-llm": ep})
+
+    async def go():
+        await judge.judge([sample[0].prompt], seed=0)  # load the model before timing
+        t = time.perf_counter()
+        v = await judge.judge([e.prompt for e in sample], seed=0)
+        return v, time.perf_counter() - t
+
+    verdicts, elapsed = asyncio.run(go())
+    p = np.asarray([np.nan if v.p_harmless is None else v.p_harmless for v in verdicts])
+    return p, [v.verdict for v in verdicts], len(sample) / elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--llm-n", type=int, default=80, help="LLM judge sample (0: skip)")
+    ap.add_argument("--reference", type=Path, default=REFERENCE_DIR)
+    args = ap.parse_args()
+    if not (args.reference / "xstest_prompts.csv").is_file():
+        print(f"reference data not available in {args.reference}", file=sys.stderr)
+        return 2
+    load0 = os.getloadavg()[0]
+    examples = load_own() + load_reference(args.reference)
+    held = load_heldout()
+    feats = T.features(examples)
+    y = np.asarray([e.harmful for e in examples])
+    shipped = shipped_model()
+
+    print("cross-validating", file=sys.stderr)
+    p_cv, bands = cross_validate(examples, feats, args.folds)
+    band_cv = Band(float(np.median([b.lo for b in bands])), float(np.median([b.hi for b in bands])))
+    # Per fold each prompt was judged with its own fold's band; the median band is close to each.
+    lines = ["| prompts | harmful / harmless | harmful kept out (recall) | harmless let through "
+             "| precision | how measured |", "|---|---|---|---|---|---|"]
+    lines.append(row("all training sources", rates(p_cv, y, band_cv),
+                     f"{args.folds}-fold CV, refitted per fold (median band {band_cv.lo:.2f}-"
+                     f"{band_cv.hi:.2f})"))
+    for name in ("XSTest", "EvoRefuse-Test", "project chat-style", "project multilingual"):
+        mask = by_source(examples, name)
+        tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
+        m = T.fit_model(feats.take(tr), [examples[i] for i in tr])
+        p = T.predict(m, feats.take(te))
+        lines.append(row(name, rates(p, y[te], Band(*m["band"])),
+                         f"refitted without these {len(te)} prompts"))
+        print(f"  across sources: {name} done", file=sys.stderr)
+    clf = HarmClassifier()
+    p_held = clf.p_harmless([e.prompt for e in held])
+    y_held = np.asarray([e.harmful for e in held])
+    lines.append(row("**everyday-style check set**", rates(p_held, y_held, shipped.band),
+                     f"shipped model (band {shipped.band.lo}-{shipped.band.hi}); never fitted on"))
+
+    calib = calibration(examples, p_cv, feats, band_cv)
+
+    texts = [e.prompt for e in held] + [e.prompt for e in examples[:600]]
+    clf_s, emb_s = speed(texts, clf)
+    llm_lines: list[str] = []
+    if args.llm_n:
+        rng = random.Random(0)
+        toxic = [e for e in held if e.harmful]
+        benign = [e for e in held if not e.harmful]
+        k = min(args.llm_n // 2, len(toxic), len(benign))
+        sample = rng.sample(toxic, k) + rng.sample(benign, k)
+        p_llm, labels, llm_s = llm_judge(sample)
+        ys = np.asarray([e.harmful for e in sample])
+        out = np.asarray([lab != "harmless" for lab in labels])
+        tp, tn = int(np.sum(out & ys)), int(np.sum(~out & ~ys))
+        unknown = sum(lab == "unknown" for lab in labels)
+        mean_tox, mean_ok = np.nanmean(p_llm[ys]), np.nanmean(p_llm[~ys])
+        p_clf = clf.p_harmless([e.prompt for e in sample])
+        out_c = p_clf < shipped.band.hi
+        llm_lines = [
+            f"Embedded 135M model as judge (`local-llm`) on a balanced sample of the check set "
+            f"({k} toxic, {k} benign, seed 0): toxic kept out {fmt(tp, k)}, benign let through "
+            f"{fmt(tn, k)}, {unknown} unknown; mean P(harmless) {mean_tox:.3f} on toxic vs "
+            f"{mean_ok:.3f} on benign. The shipped classifier on the same sample: toxic kept out "
+            f"{fmt(int(np.sum(out_c & ys)), k)}, benign let through {fmt(int(np.sum(~out_c & ~ys)), k)}.",
+            f"Speed of the LLM judge: {llm_s:.1f} prompts/s (one 2-token call each, logprobs), "
+            f"{clf_s / llm_s:.0f}x slower than the classifier."]
+    load1 = os.getloadavg()[0]
+    body = "\n".join([
+        f"Command: `python benchmarks/gate.py --write` · date {date.today()} · machine: nproc "
+        f"{os.cpu_count()}, Python {platform.python_version()}, 1-minute load average {load0:.1f} "
+        f"before and {load1:.1f} after (the cores were shared with other jobs).",
+        "",
+        "Positive class: harmful. Kept out = verdict not `harmless` (controversial, harmful or "
+        "unknown); let through = `harmless` on a harmless prompt. Intervals: Wilson 95%. Goal on "
+        "held-out human-labelled everyday prompts: kept out >= 0.95, let through >= 0.80.",
+        "",
+        *lines,
+        "",
+        "Seed calibration (`passes_gate` with a margin) on the cross-validated scores: each "
+        "candidate paired with its nearest shipped seed; only `controversial` candidates can move.",
+        "",
+        *calib,
+        "",
+        *llm_lines,
+        "",
+        f"Classifier speed: {clf_s:.0f} prompts/s in process ({len(texts)} prompts, cold "
+        f"embedding cache, median of 3), {clf_s / emb_s:.2f}x the speed of embedding the same "
+        f"prompts alone (the baseline, same run): the cues and the head cost "
+        f"{(1 / clf_s - 1 / emb_s) * 1000:.2f} ms per prompt.",
+    ])
+    print(body)
+    if args.write:
+        replace_section("gate", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The offline prompt-harm classifier: MiniLM embeddings plus lexical cues, a logistic head.
+
+What it answers: P(harmless) of a request, and a verdict from two thresholds (`band`): harmless at
+or above the upper one, harmful below the lower one, controversial in between. The head has three
+classes (harmful, sensitive-but-harmless, everyday; see `data.py` for why), and P(harmless) is one
+minus the harmful class's probability after Platt scaling on out-of-fold scores, so 0.9 means
+"harmless about nine times in ten" on data like the training data.
+
+Why it ships as coefficients in JSON (`model.json`, tens of KB) and not a pickle: inference is
+numpy only, and the file can be diffed and reproduced by `python -m evorefuse.scoring.harm.train`.
+The embedding model is the one the rest of evorefuse already loads (`scoring.embeddings`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from evorefuse.scoring.harm.names import CLASSIFIER
+from evorefuse.scoring.harm.features import (
+    FEATURE_VERSION,
+    embedding_text,
+    lexical_matrix,
+    tail,
+)
+from evorefuse.scoring.harm.verdict import (
+    CONTROVERSIAL,
+    HARMFUL,
+    HARMLESS,
+    HarmVerdict,
+    Label,
+    Vote,
+)
+
+MODEL_FILE = "model.json"
+NAME = CLASSIFIER
+"""The judge name verdicts of this classifier carry."""
+
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def _default_embed(texts: Sequence[str]) -> np.ndarray:
+    from evorefuse.scoring import embeddings
+
+    return embeddings.embed(list(texts))
+
+
+@dataclass(frozen=True)
+class Band:
+    """P(harmless) below `lo`: harmful; at or above `hi`: harmless; between: controversial."""
+
+    lo: float
+    hi: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lo <= self.hi <= 1.0:
+            raise ValueError(f"band needs 0 <= lo <= hi <= 1, got ({self.lo}, {self.hi})")
+
+    def label(self, p: float) -> Label:
+        return HARMLESS if p >= self.hi else HARMFUL if p < self.lo else CONTROVERSIAL
+
+    def unsure(self, p: float) -> bool:
+        return self.lo <= p < self.hi
+
+
+@dataclass(frozen=True)
+class HarmModel:
+    """Fitted parameters (what `model.json` holds)."""
+
+    coef: np.ndarray          # (3, 384 + lexical features): harmful, sensitive, everyday
+    intercept: np.ndarray     # (3,)
+    lexical_weight: float     # multiplier of the lexical block (its scale against the embedding)
+    platt: tuple[float, float]
+    band: Band
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "HarmModel":
+        if d.get("feature_version") != FEATURE_VERSION:
+            raise ValueError(f"model.json was fitted on feature version {d.get('feature_version')}"
+                             f", the code computes version {FEATURE_VERSION}: refit it with "
+                             "python -m evorefuse.scoring.harm.train")
+        return cls(np.asarray(d["coef"], np.float64), np.asarray(d["intercept"], np.float64),
+                   float(d["lexical_weight"]), (float(d["platt"][0]), float(d["platt"][1])),
+                   Band(*d["band"]))
+
+    def features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        return np.hstack([np.asarray(embeddings, np.float64),
+                          np.asarray(lexical, np.float64) * self.lexical_weight])
+
+    def raw_harmful(self, feats: np.ndarray) -> np.ndarray:
+        """Uncalibrated P(harmful) of the three-class head."""
+        z = feats @ self.coef.T + self.intercept
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e[:, 0] / e.sum(axis=1)
+
+    def p_harmless(self, feats: np.ndarray) -> np.ndarray:
+        q = np.clip(self.raw_harmful(feats), 1e-9, 1 - 1e-9)
+        a, b = self.platt
+        return 1.0 - 1.0 / (1.0 + np.exp(-(a * np.log(q / (1 - q)) + b)))
+
+
+@lru_cache(maxsize=1)
+def shipped_model() -> HarmModel:
+    text = (resources.files("evorefuse.scoring.harm") / MODEL_FILE).read_text(encoding="utf-8")
+    return HarmModel.from_json(json.loads(text))
+
+
+class HarmClassifier:
+    """The classifier as a judge: a batch of prompts in, one verdict each out."""
+
+    name = NAME
+
+    def __init__(self, model: HarmModel | None = None, band: Band | None = None,
+                 embed: EmbedFn | None = None) -> None:
+        self.model = model or shipped_model()
+        self.band = band or self.model.band
+        self._embed = embed or _default_embed
+
+    def with_band(self, band: Band) -> "HarmClassifier":
+        """The same classifier with other thresholds (for `tiered` mode or a stricter gate)."""
+        return HarmClassifier(self.model, band, self._embed)
+
+    def _score(self, texts: Sequence[str]) -> np.ndarray:
+        emb = self._embed([embedding_text(t) for t in texts])
+        return self.model.p_harmless(self.model.features(emb, lexical_matrix(texts)))
+
+    def p_harmless(self, texts: Sequence[str]) -> np.ndarray:
+        """P(harmless) per prompt; the whole batch is embedded at once. A long prompt gets the
+        lower of its own score and its tail's (`features.tail`)."""
+        if not texts:
+            return np.zeros(0)
+        p = self._score(texts)
+        tails = [(i, t) for i, t in enumerate(tail(x) for x in texts) if t is not None]
+        if tails:
+            idx = [i for i, _ in tails]
+            p[idx] = np.minimum(p[idx], self._score([t for _, t in tails]))
+        return p
+
+    def verdicts(self, texts: Sequence[str]) -> list[HarmVerdict]:
+        out = []
+        for p in self.p_harmless(texts):
+            p = float(p)
+            label = self.band.label(p)
+            out.append(HarmVerdict(label, p, self.name, (Vote(self.name, label, p),)))
+        return out
