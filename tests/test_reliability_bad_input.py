@@ -194,6 +194,30 @@ def _cases(f, runs):
                            "--no-embeddings", "--cache", str(out(f"eva-{s}.sqlite")),
                            "--out", str(out(f"eva-{s}.json"))], None, [want],
                           [out(f"eva-{s}.json"), out(f"eva-{s}.sqlite")]))
+    # judge reads prompts (a long one is not an error; `text` is one of its default columns, so
+    # the wrong column is named), then the judges it is asked for.
+    for s in [x for x in seed_files if x != "huge"]:
+        want = {"missing": "not found", "malformed": "malformed.jsonl:2", "latin1": "UTF-8",
+                "wrongcols": "no_such_column", "empty": "empty"}[s]
+        col = ["--column", "no_such_column"] if s == "wrongcols" else []
+        cases.append((f"judge-{s}", "judge", ["judge", str(f[s]), *col, "--out",
+                                              str(out(f"jud-{s}.jsonl"))], None, [want],
+                      [out(f"jud-{s}.jsonl")]))
+    cases += [
+        ("judge-unknown-judge", "judge",
+         ["judge", str(f["good_seeds"]), "-c", cfg, "--judge", "ghost", "--out",
+          str(out("jud-ghost.jsonl"))], None, ["ghost"], [out("jud-ghost.jsonl")]),
+        ("judge-env-missing", "judge",
+         ["judge", str(f["good_seeds"]), "-c", cfg, "--judge", "fake", "--out",
+          str(out("jud-env.jsonl"))], {KEY_ENV: None}, [KEY_ENV], [out("jud-env.jsonl")]),
+        ("judge-out-is-input", "judge", ["judge", str(f["good_seeds"]), "--out",
+                                         str(f["good_seeds"])], None, ["overwrite"], []),
+        ("judge-missing-gold-column", "judge",
+         ["judge", str(f["good_seeds"]), "--gold", "no_such_label", "--out",
+          str(out("jud-gold.jsonl"))], None, ["no_such_label"], [out("jud-gold.jsonl")]),
+        ("judge-unknown-mode", "judge", ["judge", str(f["good_seeds"]), "--mode", "vote"], None,
+         ["mode"], []),
+    ]
     cases += [
         ("detect-unknown-detector", "detect",
          ["detect", str(f["dataset"]), "--detector", "nope", "--out", str(out("det-nd.jsonl"))],

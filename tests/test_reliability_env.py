@@ -73,10 +73,12 @@ def test_a_server_echoing_the_key_does_not_leak_it(tmp_path, tmp_path_factory) -
 
 def test_second_process_on_a_running_run_is_refused_at_once(tmp_path, tmp_path_factory) -> None:
     ref = reference(tmp_path_factory)
-    with LoopbackServer(latency=0.3, responder=responder) as srv:
+    # Slow answers and many generations: the first run must still be going after three more
+    # processes have started and ended on a loaded machine (it is killed at the end).
+    with LoopbackServer(latency=0.5, responder=responder) as srv:
         cfg = write_config(tmp_path / "slow.toml", srv.base_url)
         run = tmp_path / "run"
-        first = spawn(*evolve_args(cfg, ref["seeds"], run))
+        first = spawn(*evolve_args(cfg, ref["seeds"], run, 40))
         try:
             assert wait_for(lambda: (run / "manifest.json").exists() and srv.requests > 0, 60)
             # "At once": the second process is refused while the first still holds the lock,
