@@ -22,15 +22,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_reliability_common import (
+    TRIGGER_PHRASES,
+    TRIGGERS,
+    LoopbackServer,
+    Recorder,
+    invoke,
+    judge_flagging,
+    phrase_mutator,
+    refuses_words,
+    responder,
+    write_roles_config,
+    write_seeds,
+)
 
 from evorefuse.evolution import annealing
 from evorefuse.evolution.bandit import Bandit
 from evorefuse.evolution.candidate import Incumbent
 from evorefuse.evolution.rng import rng_for
 from evorefuse.runstore import RunStore
-from test_reliability_common import (TRIGGER_PHRASES, TRIGGERS, LoopbackServer, Recorder,
-                                     invoke, judge_flagging, phrase_mutator, refuses_words,
-                                     responder, write_roles_config, write_seeds)
 
 RUN_SEED = 7
 
@@ -155,7 +165,7 @@ def test_the_bandit_counts_every_judged_or_scored_offspring(fast_run) -> None:
     wins: Counter = Counter()
     current = {i: _seed(records, i)["fitness"] for i in range(len(cp["lineages"]))}
     for gen in range(1, cp["generation"] + 1):
-        for lineage in current:
+        for lineage in range(len(cp["lineages"])):
             mine = _of(records, gen, lineage)
             for r in mine:
                 if r["status"] == "skipped":

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_reliability_common import dry_run_calls, env, kill9, spawn, wait_for
 
 from evorefuse.cli import cli
 from evorefuse.runstore import RunStore
-from test_reliability_common import dry_run_calls, env, kill9, spawn, wait_for
 
 pytestmark = pytest.mark.local_model
 

@@ -19,23 +19,35 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from loopback_server import default_responder
+from test_reliability_common import (
+    KEY_ENV,
+    REFUSAL,
+    SEEDS,
+    SENTINEL_KEY,
+    LoopbackServer,
+    Recorder,
+    env,
+    invoke,
+    refuses_words,
+    responder,
+    write_roles_config,
+    write_seeds,
+)
 
 from evorefuse.cli import cli
 from evorefuse.export import RESPONDER_SEED
 from evorefuse.models.cache import RequestCache
-from evorefuse.scoring.refusal import get_detector
 from evorefuse.runstore import RunStore
-from loopback_server import default_responder
-from test_reliability_common import (KEY_ENV, REFUSAL, SEEDS, SENTINEL_KEY, LoopbackServer,
-                                     Recorder, env, invoke, refuses_words, responder,
-                                     write_roles_config, write_seeds)
+from evorefuse.scoring.refusal import get_detector
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
@@ -327,13 +339,13 @@ def read_only_directory(path: Path) -> Iterator[Path]:
             path.chmod(0o755)
         return
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"running as root, and cannot mount a read-only tmpfs: {r.stderr.strip()}")
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 def test_export_read_only_dir(run, tmp_path):
@@ -423,7 +435,7 @@ def test_report(run, tmp_path):
                         "--disable-component-update", "--disable-sync",
                         f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}",
                         "--window-size=1200,2400", (out / "index.html").as_uri()],
-                       capture_output=True, timeout=120)
+                       check=False, capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 10_000
 
 
@@ -454,7 +466,7 @@ def test_example_script_runs_from_seeds_to_dpo(run, tmp_path):
     e = env(CONFIG=str(run["cfg"]), RUN_DIR=str(tmp_path / "run"),
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     assert e[KEY_ENV] == SENTINEL_KEY
-    r = subprocess.run([str(script), str(run["seeds"]), str(out)], capture_output=True,
+    r = subprocess.run([str(script), str(run["seeds"]), str(out)], check=False, capture_output=True,
                        text=True, env=e, cwd=tmp_path, timeout=600, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = read_jsonl(out / "dpo.json")

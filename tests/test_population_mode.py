@@ -10,10 +10,17 @@ unit-tested in test_engine_decisions.py.)
 from __future__ import annotations
 
 import pytest
+from test_reliability_common import (
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    status_json,
+    write_config,
+    write_seeds,
+)
 
 from evorefuse.runstore import RunStore
-from test_reliability_common import (archive_key, cli, clean_server, evolve_args, status_json,
-                                     write_config, write_seeds)
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,16 @@ import traceback
 import click
 import pytest
 from click.testing import CliRunner
+from test_reliability_common import (
+    KEY_ENV,
+    SENTINEL_KEY,
+    clean_server,
+    reference,
+    write_config,
+    write_seeds,
+)
 
 from evorefuse.cli import cli
-from test_reliability_common import (KEY_ENV, SENTINEL_KEY, clean_server, reference, write_config,
-                                     write_seeds)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +108,7 @@ def _cases(f, runs):
     d = f["dir"]
     cfg = str(f["good_cfg"])
     ev = ["evolve", "-c", cfg, "--generations", "1"]
-    out = lambda name: d / "out" / name  # noqa: E731
+    out = lambda name: d / "out" / name
     seed_files = ["missing", "empty", "latin1", "malformed", "wrongcols", "huge"]
     cases = []
     for s in seed_files:

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from loopback_server import REFUSAL, LoopbackServer, Responder  # noqa: F401  (re-exported)
+from loopback_server import REFUSAL, LoopbackServer, Responder
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "EVOREFUSE_TEST_KEY"
@@ -289,7 +290,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 240, env_: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evorefuse", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "evorefuse", *args], check=False, capture_output=True,
                           text=True, env=env_ or env(), timeout=timeout, stdin=subprocess.DEVNULL,
                           cwd=str(cwd) if cwd else None)
 

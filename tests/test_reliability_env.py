@@ -10,12 +10,24 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from loopback_server import LoopbackServer
-from test_reliability_common import (SENTINEL_KEY, SENTINEL_OPENAI, archive_key,
-                                     clean_server, cli, evolve_args, integrity_ok, kill9, reference,
-                                     responder, short_stderr, spawn, status_json, wait_for,
-                                     write_config)
+from test_reliability_common import (
+    SENTINEL_KEY,
+    SENTINEL_OPENAI,
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    integrity_ok,
+    kill9,
+    reference,
+    responder,
+    short_stderr,
+    spawn,
+    status_json,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -109,13 +121,13 @@ def _as_root_of_a_user_namespace(test: str, basetemp: Path) -> None:
     if unshare is None:
         pytest.skip("not root and no unshare(1): cannot mount a tmpfs to fill")
     probe = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "true"],
-                           capture_output=True, text=True)
+                           check=False, capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"not root and no user namespaces here: {probe.stderr.strip()[:120]}")
     r = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable, "-m",
                         "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
                         f"{__file__}::{test}"],
-                       capture_output=True, text=True,
+                       check=False, capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parent.parent, timeout=900,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
@@ -125,7 +137,7 @@ def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir(parents=True, exist_ok=True)
     try:
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                           capture_output=True, text=True)
+                           check=False, capture_output=True, text=True)
     except OSError as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     if r.returncode != 0:
@@ -181,4 +193,4 @@ def test_full_then_read_only_disk(tmp_path, tmp_path_factory) -> None:
         assert archive_key(run) == ref["archive"]
         assert integrity_ok(run / "cache.sqlite")
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
