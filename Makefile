@@ -21,9 +21,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m evorefuse.scoring.embeddings
 	touch $(STAMP)
 
+# 12 seeds, one per category (two of self_harm_support), evolved for 3 generations against the
+# embedded model under a strict safety prompt (`local-guarded`, which over-refuses); then the test
+# set of what it refuses: each lineage's best instruction with a refusal rate of at least 0.5.
 demo: install
-	$(VENV)/bin/evorefuse evolve --seeds seeds/default.jsonl --limit-seeds 12 --generations 3 \
-		--run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+	run=runs/demo-$$(date +%Y%m%d-%H%M%S) && \
+	$(VENV)/bin/evorefuse evolve --seeds seeds/demo.jsonl --generations 3 --target local-guarded \
+		--run-dir $$run && \
+	$(VENV)/bin/evorefuse export $$run --format test --min-refusal-rate 0.5
 
 test: install
 	$(PY) -m pytest -q

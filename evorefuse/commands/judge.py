@@ -13,14 +13,20 @@ from pathlib import Path
 import click
 import orjson
 
-from evorefuse.errors import InputError, RunFailed
 from evorefuse import interrupts
+from evorefuse.commands.progress import TerminalProgress
 from evorefuse.config import load_config
+from evorefuse.errors import InputError, RunFailed
 from evorefuse.fileio import check_output, write_output, write_stdout
-from evorefuse.session import DEFAULT_CACHE, Session
-from evorefuse.scoring.harm.audit import gold_score, judge_prompts, labelled_rows, read_prompts
+from evorefuse.scoring.harm.audit import (
+    gold_score,
+    judge_prompts,
+    labelled_rows,
+    read_prompts,
+)
 from evorefuse.scoring.harm.gold import format_score
 from evorefuse.scoring.harm.names import MODES, judge_model_name, llm_judge_names
+from evorefuse.session import DEFAULT_CACHE, Session
 
 
 @click.command("judge")
@@ -67,10 +73,13 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
     session = Session.standalone(cfg, models=models, cache_path=DEFAULT_CACHE, run_id="judge")
     judge = session.prompt_judge_named(names, mode)  # type: ignore[arg-type]
 
+    bar = TerminalProgress(quiet=False).bar(len(prompts.texts), "judge", unit="prompt")
+
     async def go() -> list:
         try:
-            return await judge_prompts(judge, prompts.texts, seed=seed)
+            return await judge_prompts(judge, prompts.texts, seed=seed, judged=bar.update)
         finally:
+            bar.close()
             await session.aclose()
 
     t0 = time.perf_counter()

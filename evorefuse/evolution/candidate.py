@@ -85,7 +85,7 @@ class Candidate:
     seed_id: str
     lineage: int
     parents: list[str]
-    strategy: str                # "seed", a strategy name, "framing:<strategy>" or "recombine"
+    strategy: str                # "seed", a strategy name, "framing:<strategy>", "lexicon" or "recombine"
     generation: int
     category: str | None = None
     status: Status = Status.PENDING

@@ -29,7 +29,7 @@ from evorefuse.evolution.candidate import Candidate, Incumbent, JudgeRecord, Sta
 from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.gate import BenignGate
 from evorefuse.evolution.lineage import GenStats, Lineage, LineageOutcome
-from evorefuse.evolution.offspring import FRAMING_ARM, Breeder
+from evorefuse.evolution.offspring import Breeder, zero_cost_arms
 from evorefuse.evolution.policy import ScoringPolicy
 from evorefuse.evolution.presets import Plan
 from evorefuse.evolution.progress import SILENT, Progress
@@ -80,7 +80,7 @@ class Engine:
         strategies = build_catalogue(cfg.strategies, cfg.evolution.strategies, source=cfg.source)
         arms = [s.name for s in strategies]
         if plan.framings:
-            arms += [f"{FRAMING_ARM}{s.name}" for s in strategies if s.framings]
+            arms += zero_cost_arms(strategies)
         self.bandit = Bandit(arms, "uniform" if plan.selection == "uniform" else cfg.evolution.bandit)
         self.surrogate = RefusalSurrogate()
         self.lineages: list[Lineage] = []

@@ -1,5 +1,9 @@
 """Making a generation's offspring: operators chosen by the bandit, framings spread over the set.
 
+The zero-cost arms (framings, and the lexicon's word swaps) need no model call and stay fluent;
+the mutator's own rewrites and recombinations go on only when they still ask for the seed's
+thing (`operators.intent`): the embedded 135M mutator mostly garbles or drifts.
+
 Why framings are tracked here: a framing is a zero-cost operator that wraps the instruction in one
 of its strategy's templates. If every lineage picked the same template the exported set would open
 with the same words again and again, so each framing goes to the template the fewest incumbents
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,16 +23,31 @@ from evorefuse.evolution.candidate import Candidate, Incumbent, Status
 from evorefuse.evolution.lineage import Lineage
 from evorefuse.evolution.rng import derive_seed
 from evorefuse.models.endpoint import Endpoint
-from evorefuse.operators.mutation import Offspring, frame, least_used_framing, mutate, recombine
+from evorefuse.operators import lexicon
+from evorefuse.operators.intent import DEFAULT_INTENT_CHECK, IntentCheck
+from evorefuse.operators.mutation import (
+    Offspring,
+    frame,
+    least_used_framing,
+    mutate,
+    recombine,
+)
 from evorefuse.operators.strategies import Strategy
 
 FRAMING_ARM = "framing:"
+LEXICON_ARM = lexicon.LEXICON_OPERATOR
+
+
+def zero_cost_arms(strategies: Sequence[Strategy]) -> list[str]:
+    """The bandit arms that call no model: each strategy's framings, and the lexicon."""
+    return [f"{FRAMING_ARM}{s.name}" for s in strategies if s.framings] + [LEXICON_ARM]
 
 
 class Breeder:
     def __init__(self, mutator: Endpoint, strategies: Sequence[Strategy],
                  semaphore: asyncio.Semaphore, *, run_seed: int, mutations: int,
-                 temperature: float, max_tokens: int) -> None:
+                 temperature: float, max_tokens: int,
+                 intent: IntentCheck | None = DEFAULT_INTENT_CHECK) -> None:
         self.mutator = mutator
         self.strategies = {s.name: s for s in strategies}
         self.sem = semaphore
@@ -36,6 +55,7 @@ class Breeder:
         self.mutations = mutations
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.intent = intent
         self._fragments = [part.strip() for s in strategies for t in s.framings
                            for part in t.split("{x}") if len(part.strip()) >= 12]
         self._share: dict[str, float] = {}
@@ -51,6 +71,15 @@ class Breeder:
         counts = Counter(f for lin in lineages for f in self.framings_in(lin.current.prompt))
         self._share = {f: c / n for f, c in counts.items()}
 
+    def framing_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the framings `text` carries stand in it: the lexicon leaves them alone, so a
+        framed text stays recognisably framed."""
+        spans = []
+        for f in self.framings_in(text):
+            start = text.find(f)
+            spans.append((start, start + len(f)))
+        return spans
+
     def template_share(self, text: str) -> float:
         """The share of lineages whose incumbent already carries the framing `text` carries."""
         return max((self._share.get(f, 0.0) for f in self.framings_in(text)), default=0.0)
@@ -59,11 +88,14 @@ class Breeder:
     async def mutants(self, lin: Lineage, gen: int, rng: np.random.Generator,
                       bandit: Bandit) -> list[Candidate]:
         """L offspring of the incumbent, operators chosen by the bandit."""
-        framed = bool(self.framings_in(lin.current.prompt))
-        allowed = [a for a in bandit.arms if not a.startswith(FRAMING_ARM)] if framed else None
+        prompt = lin.current.prompt
+        framed = bool(self.framings_in(prompt))
+        swappable = lexicon.applies(prompt, protected=self.framing_spans(prompt))
+        allowed = [a for a in bandit.arms if not (framed and a.startswith(FRAMING_ARM))
+                   and (swappable or a != LEXICON_ARM)]
         arms = bandit.choose(rng, self.mutations, allowed)
         offspring = await asyncio.gather(*(
-            self._offspring(lin.current, arm, gen, lin.index, j) for j, arm in enumerate(arms)))
+            self._offspring(lin, arm, gen, j) for j, arm in enumerate(arms)))
         return [_candidate(o, lin, gen, f"g{gen}-l{lin.index}-m{j}")
                 for j, o in enumerate(offspring)]
 
@@ -74,10 +106,24 @@ class Breeder:
             o = await recombine(self.mutator, (a.id, a.prompt or ""), (b.id, b.prompt or ""),
                                 seed=derive_seed(self.run_seed, gen, lin.index, "rec", r),
                                 temperature=self.temperature, max_tokens=self.max_tokens)
-        return _candidate(o, lin, gen, f"g{gen}-l{lin.index}-r{r}")
+        return _candidate(await self._on_intent(o, lin), lin, gen, f"g{gen}-l{lin.index}-r{r}")
 
-    async def _offspring(self, cur: Incumbent, arm: str, gen: int, lineage: int,
-                         j: int) -> Offspring:
+    async def _on_intent(self, o: Offspring, lin: Lineage) -> Offspring:
+        """The mutator's rewrite, or its rejection when it asks for something other than the
+        seed."""
+        if o.prompt is None or self.intent is None:
+            return o
+        reason = await self.intent.check(o.prompt, lin.seed_prompt)
+        if reason is None:
+            return o
+        return Offspring(None, o.operator, o.parents, reason, o.parse_route, o.raw)
+
+    async def _offspring(self, lin: Lineage, arm: str, gen: int, j: int) -> Offspring:
+        cur, lineage = lin.current, lin.index
+        if arm == LEXICON_ARM:
+            return lexicon.swap_words(cur.prompt, cur.id,
+                                      derive_seed(self.run_seed, gen, lineage, j, "lexicon"),
+                                      self.framing_spans(cur.prompt))
         if arm.startswith(FRAMING_ARM):
             strategy = self.strategies[arm.removeprefix(FRAMING_ARM)]
             # One rotation per generation, offset by lineage and offspring: lineages that frame
@@ -86,9 +132,10 @@ class Breeder:
             variant = least_used_framing(strategy, self.template_share, start)
             return frame(cur.prompt, cur.id, strategy, variant)
         async with self.sem:
-            return await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
-                                seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
-                                temperature=self.temperature, max_tokens=self.max_tokens)
+            o = await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
+                             seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
+                             temperature=self.temperature, max_tokens=self.max_tokens)
+        return await self._on_intent(o, lin)
 
 
 def _candidate(o: Offspring, lin: Lineage, gen: int, cid: str) -> Candidate:

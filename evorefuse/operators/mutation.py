@@ -20,6 +20,7 @@ from evorefuse.languages import DEFAULT_LANGUAGE, autonym, language_name, primar
 from evorefuse.models.base import SamplingParams
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.operators import prompts
+from evorefuse.operators.casing import continue_sentence
 from evorefuse.operators.parsing import copied_example, extract_instruction, rejection_reason
 from evorefuse.operators.strategies import Strategy, framings_for
 
@@ -113,10 +114,10 @@ def frame(instruction: str, parent_id: str, strategy: Strategy, variant: int,
         return Offspring(None, f"framing:{strategy.name}", [parent_id], "no_framing")
     template = templates[variant % len(templates)]
     x = instruction.strip()
-    # English templates run on into the request ("..., but {x}"); the others end their sentence
-    # before it, and lower-casing would break German nouns.
-    if primary(language) == "en" and template.index("{x}") > 0 and x[:2] != "I ":
-        x = x[0].lower() + x[1:]
+    # Some English templates run on into the request ("..., but {x}"); the others end their
+    # sentence before it, and lower-casing would break German nouns.
+    if primary(language) == "en":
+        x = continue_sentence(template[: template.index("{x}")], x)
     cand = template.format(x=x)
     reason = rejection_reason(cand, [instruction], language)
     return Offspring(cand if reason is None else None, f"framing:{strategy.name}", [parent_id],

@@ -8,7 +8,7 @@ after minutes of judging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,17 @@ def read_prompts(path: Path, column: str | None, gold_column: str | None) -> Pro
 
 
 async def judge_prompts(judge: PromptJudge, texts: Sequence[str], *, seed: int = 0,
-                        batch: int = BATCH) -> list[HarmVerdict]:
-    """Verdicts in order, judged in batches (the classifier embeds a batch at once)."""
+                        batch: int = BATCH,
+                        judged: Callable[[int], object] | None = None) -> list[HarmVerdict]:
+    """Verdicts in order, judged in batches (the classifier embeds a batch at once). `judged` is
+    told how many prompts each batch held: an LLM judge takes seconds a batch, so the command
+    draws a progress bar with it."""
     out: list[HarmVerdict] = []
     for start in range(0, len(texts), batch):
-        out.extend(await judge.judge(texts[start:start + batch], seed=seed))
+        chunk = texts[start:start + batch]
+        out.extend(await judge.judge(chunk, seed=seed))
+        if judged is not None:
+            judged(len(chunk))
     return out
 
 
