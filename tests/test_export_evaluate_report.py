@@ -98,7 +98,11 @@ def run(tmp_path_factory) -> Iterator[dict[str, Any]]:
                                  targets=["alpha", "beta"], responder="helper")
         seeds = write_seeds(tmp / "seeds.jsonl", [*SEEDS, XSS_SEED])
         run_dir = tmp / "r"
+        # The paper preset scores every candidate that passes the gate, so the run holds
+        # candidates refused by no target, one and both (the default preset scores one or two a
+        # lineage, and main's off-intent check leaves few rewrites to choose from).
         res = invoke("evolve", "-q", "-c", cfg, "--seeds", seeds, "--generations", "2",
+                     "--preset", "paper",
                      "--run-dir", run_dir, "--seed", "3")
         assert res.exit_code == 0, res.output
         # The servers stay up: sft and dpo ask the responder and the targets.

@@ -49,19 +49,26 @@ def test_no_secret_reaches_the_run_directory(tmp_path, tmp_path_factory) -> None
     run = tmp_path / "run"
     shutil.copytree(ref["run"], run)
     assert srv.stats["auth"]["present"] > 0, "the key was sent to the server"
-    outputs = []
+    # The paper preset scores every benign candidate, so some are refused (trigger words) and
+    # dpo has pairs; the default preset's reference run now has none (few rewrites pass the
+    # off-intent check, and the scored ones were not refused).
+    paper = tmp_path / "paper"
+    r = cli(*evolve_args(write_config(tmp_path / "c.toml", srv.base_url), ref["seeds"], paper, 2,
+                         "--preset", "paper"))
+    assert r.returncode == 0, r.stderr
+    outputs = [r.stdout + r.stderr]
     # sft and dpo ask the responder (the loopback, with the key) for helpful answers, and dpo
     # pairs them with the targets' refusals of prompts with trigger words.
     for argv in (["status", str(run), "--json"],
                  ["export", str(run), "--format", "test", "--style", "xstest"],
                  ["export", str(run), "--format", "sft", "--include-seeds"],
-                 ["export", str(run), "--format", "dpo", "--style", "llamafactory",
+                 ["export", str(paper), "--format", "dpo", "--style", "llamafactory",
                   "--min-refusal-rate", "0.1"]):
         r = cli(*argv)
         assert r.returncode == 0, (argv, r.stderr)
         outputs.append(r.stdout + r.stderr)
     needles = [SENTINEL_KEY, SENTINEL_OPENAI]
-    assert not _grep_tree(run, needles)
+    assert not _grep_tree(run, needles) and not _grep_tree(paper, needles)
     assert not any(n in o for o in outputs for n in needles)
     assert integrity_ok(run / "cache.sqlite")
 
