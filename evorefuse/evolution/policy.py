@@ -1,9 +1,9 @@
 """The scoring policy: which benign candidates reach the target, and with how many samples.
 
 Target calls are the run's main cost, so three rules decide how they are spent:
-- a prior that costs nothing (the bandit's record of each operator against this target, the
-  surrogate's prediction once it has data, minus the share of lineages whose incumbent already
-  carries the same framing) ranks candidates before anything is judged or scored;
+- a prior that costs nothing (the bandit's record of each operator against this target, minus the
+  share of lineages whose incumbent already carries the same framing; the surrogate's prediction
+  only when `SURROGATE_STEERS`) ranks candidates before anything is judged or scored;
 - in screened mode a cheap screen (refusal openers' probability mass, or short sampled prefixes)
   comes first, and a full K-sample evaluation is raced (k0 samples, then K only if it can still
   win) and spent only on a candidate whose screen beats the incumbent's;
@@ -23,6 +23,14 @@ from evorefuse.evolution.presets import Plan
 from evorefuse.scoring.fitness import FitnessEstimator
 from evorefuse.scoring.stats import wilson_interval
 from evorefuse.scoring.surrogate import RefusalSurrogate
+
+
+SURROGATE_STEERS = False
+"""Whether the surrogate's predictions choose which candidates are screened and scored. Off: on the
+20 candidates `benchmarks/fitness.py` measured, its rank correlation with the full ELBO was -0.57
+(RESULTS.md, fitness), and a ranking that may point the wrong way must not spend the target budget.
+Its predictions are still recorded on every candidate (`surrogate` in the archive), so they can be
+measured against the scores of real runs before it steers again."""
 
 
 class ScoringPolicy:
@@ -85,12 +93,13 @@ class ScoringPolicy:
             pred = self.surrogate.predict(await self.embedder.embed([c.prompt or "" for c in cands]))
             for c, p in zip(cands, pred):
                 c.surrogate = round(float(p), 4)
-            # The surrogate costs no target tokens: only its most promising candidates get screened.
-            to_screen = sorted(cands, key=lambda c: c.surrogate or 0.0,
-                               reverse=True)[: self.plan.screen_top]
+            if SURROGATE_STEERS:  # it costs no target tokens: screen only its most promising
+                to_screen = sorted(cands, key=lambda c: c.surrogate or 0.0,
+                                   reverse=True)[: self.plan.screen_top]
         await asyncio.gather(*(self.screen(c) for c in to_screen))
         stats.screens += len(to_screen)
-        ranked = sorted(to_screen, key=lambda c: (c.screen or 0.0) + 0.5 * (c.surrogate or 0.0),
+        weight = 0.5 if SURROGATE_STEERS else 0.0
+        ranked = sorted(to_screen, key=lambda c: (c.screen or 0.0) + weight * (c.surrogate or 0.0),
                         reverse=True)
         # A full evaluation only for a candidate whose screen beats the incumbent's own screen
         # (same cheap measurement, cached after the first time): most generations most lineages
@@ -123,12 +132,15 @@ class ScoringPolicy:
     def prior(self, c: Candidate, arm_mean: Callable[[str], float],
               template_share: Callable[[str], float]) -> float:
         """How promising a candidate is before any target call: its operator's record against
-        this target, plus the surrogate's prediction once it has seen enough scored candidates,
-        minus the share of lineages whose incumbent already carries the same framing (a test set
-        where one template opens every other item is one test, not many)."""
+        this target (plus the surrogate's prediction once it has seen enough scored candidates,
+        when `SURROGATE_STEERS`), minus the share of lineages whose incumbent already carries the
+        same framing (a test set where one template opens every other item is one test, not
+        many)."""
         v = arm_mean(c.strategy)
         if self.surrogate.ready and c.embedding is not None:
-            v += float(self.surrogate.predict(c.embedding)[0])
+            c.surrogate = round(float(self.surrogate.predict(c.embedding)[0]), 4)
+            if SURROGATE_STEERS:
+                v += c.surrogate
         return v - template_share(c.prompt or "")
 
     def rank_key(self, c: Candidate | Incumbent) -> float:
