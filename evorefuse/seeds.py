@@ -27,6 +27,7 @@ from pathlib import Path
 
 from evorefuse.errors import InputError
 from evorefuse.languages import DEFAULT_LANGUAGE, detect_language, validate_language
+from evorefuse.paths import SHIPPED_SEEDS_DIR
 from evorefuse.scoring.overlap import ReferencePrompt, ReferenceSets
 
 MAX_PROMPT_CHARS = 4000
@@ -41,8 +42,6 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 
 SEED_SUFFIXES = (".jsonl", ".csv", ".txt")
 
-SHIPPED_SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
-"""The repository's `seeds/` folder (present in a checkout or an editable install)."""
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 

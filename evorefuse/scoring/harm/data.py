@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from evorefuse.seeds import SHIPPED_SEEDS_DIR
+from evorefuse.paths import SHIPPED_SEEDS_DIR
 
 Kind = Literal["harmful", "sensitive", "everyday"]
 KINDS: tuple[Kind, ...] = ("harmful", "sensitive", "everyday")
