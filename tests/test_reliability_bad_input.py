@@ -250,6 +250,34 @@ def _cases(f, runs):
         ("models-list-missing-config", "models", ["models", "list", "-c", str(d / "no.toml")],
          None, ["no.toml"], []),
     ]
+    # seeds reads its policy and its options before any model is called.
+    policy_empty, policy_latin1 = d / "policy_empty.txt", d / "policy_latin1.txt"
+    policy_empty.write_text("  \n")
+    policy_latin1.write_bytes("Nicht erlaubt: Anleitungen f\u00fcr Waffen\n".encode("latin-1"))
+    sd = ["seeds", "-c", cfg, "--generator", "fake"]
+    cases += [
+        ("seeds-policy-missing", "seeds",
+         sd + ["--policy", str(d / "no_policy.txt"), "-o", str(out("sd-missing.jsonl"))], None,
+         ["no_policy.txt"], [out("sd-missing.jsonl")]),
+        ("seeds-policy-empty", "seeds",
+         sd + ["--policy", str(policy_empty), "-o", str(out("sd-empty.jsonl"))], None,
+         ["policy_empty.txt"], [out("sd-empty.jsonl")]),
+        ("seeds-policy-latin1", "seeds",
+         sd + ["--policy", str(policy_latin1), "-o", str(out("sd-latin1.jsonl"))], None,
+         ["UTF-8"], [out("sd-latin1.jsonl")]),
+        ("seeds-unknown-language", "seeds",
+         sd + ["--category", "cyber", "--language", "xx-notalang", "-o",
+               str(out("sd-lang.jsonl"))], None, ["xx-notalang"], [out("sd-lang.jsonl")]),
+        ("seeds-zero-per-category", "seeds",
+         sd + ["--category", "cyber", "--per-category", "0", "-o", str(out("sd-zero.jsonl"))],
+         None, ["per-category"], [out("sd-zero.jsonl")]),
+        ("seeds-unknown-generator", "seeds",
+         ["seeds", "-c", cfg, "--generator", "ghost", "--category", "cyber", "-o",
+          str(out("sd-ghost.jsonl"))], None, ["ghost"], [out("sd-ghost.jsonl")]),
+        ("seeds-env-missing", "seeds",
+         sd + ["--category", "cyber", "-o", str(out("sd-env.jsonl"))], {KEY_ENV: None},
+         [KEY_ENV], [out("sd-env.jsonl")]),
+    ]
     return cases
 
 
