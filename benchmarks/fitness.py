@@ -72,7 +72,7 @@ async def measure(n: int) -> dict:
     elbo = np.array([s.fitness for s in full])
     rate = np.array([s.refusal_rate for s in full])
     full_tokens = sum(e.tokens_in + e.tokens_out for e in full_ledger.entries.values()) / n
-    results["full ELBO (K=10, 50 tokens)"] = {"rho_elbo": 1.0, "rho_rate": spearmanr(elbo, rate)[0],
+    results["full ELBO (K=10, 50 tokens)"] = {"vals": np.asarray(elbo),
                                               "tokens": full_tokens, "seconds": full_time / n}
 
     async def screen(name: str, fn, s: FitnessSettings = settings) -> None:
@@ -81,8 +81,7 @@ async def measure(n: int) -> dict:
         vals = np.array([await fn(est, c) for c in cands])
         dt = time.perf_counter() - t0
         tokens = sum(e.tokens_in + e.tokens_out for e in ledger.entries.values()) / n
-        results[name] = {"rho_elbo": spearmanr(vals, elbo)[0], "rho_rate": spearmanr(vals, rate)[0],
-                         "tokens": tokens, "seconds": dt / n}
+        results[name] = {"vals": vals, "tokens": tokens, "seconds": dt / n}
 
     # What the default preset scores: one greedy response, graded by the opener mass.
     await screen("greedy graded ELBO, K=1 (the default preset: 1 call, 32 tokens, top-20 logprobs)",
@@ -105,9 +104,24 @@ async def measure(n: int) -> dict:
                 s.add(emb[j], float(rate[j]))
         preds.append(float(s.predict(emb[i])[0]))
     results["surrogate (ridge on MiniLM, leave-one-out)"] = {
-        "rho_elbo": spearmanr(preds, elbo)[0], "rho_rate": spearmanr(preds, rate)[0],
-        "tokens": 0.0, "seconds": 0.0}
-    return {"n": n, "mean_refusal_rate": float(rate.mean()), "results": results}
+        "vals": np.asarray(preds), "tokens": 0.0, "seconds": 0.0}
+    return {"n": n, "mean_refusal_rate": float(rate.mean()), "results": results,
+            "elbo": np.asarray(elbo), "rate": np.asarray(rate)}
+
+
+def rho(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int = 0) -> str:
+    """Spearman's rho with a 95% bootstrap interval over candidates; an estimator that gives
+    every candidate the same value ranks nothing, which is said instead of printing nan."""
+    if np.ptp(x) == 0:
+        return "constant: ranks nothing"
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(reps):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boot.append(spearmanr(x[i], y[i])[0])
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return f"{spearmanr(x, y)[0]:.2f} ({lo:.2f} to {hi:.2f})"
 
 
 async def _k(est: FitnessEstimator, c: str, k: int) -> float:
@@ -116,11 +130,17 @@ async def _k(est: FitnessEstimator, c: str, k: int) -> float:
 
 def table(m: dict) -> str:
     full_tokens = m["results"]["full ELBO (K=10, 50 tokens)"]["tokens"]
-    lines = ["| estimator | Spearman vs full ELBO | Spearman vs full refusal rate | target tokens / candidate | ratio to full | s / candidate |",
+    lines = ["| estimator | Spearman vs full ELBO (95% interval) | Spearman vs full refusal rate | target tokens / candidate | ratio to full | s / candidate |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in m["results"].items():
-        lines.append(f"| {name} | {r['rho_elbo']:.2f} | {r['rho_rate']:.2f} | {r['tokens']:.0f} | "
-                     f"{r['tokens'] / full_tokens:.3f} | {r['seconds']:.2f} |")
+        lines.append(f"| {name} | {rho(r['vals'], m['elbo'])} | {rho(r['vals'], m['rate'])} | "
+                     f"{r['tokens']:.0f} | {r['tokens'] / full_tokens:.3f} | {r['seconds']:.2f} |")
+    sur = m["results"]["surrogate (ridge on MiniLM, leave-one-out)"]["vals"]
+    lines.append("")
+    lines.append(f"The surrogate's rank correlation with the full ELBO: {rho(sur, m['elbo'])}; it "
+                 "steers selection only when the interval lies above 0 "
+                 "(`SURROGATE_STEERS` in evorefuse/evolution/policy.py; `benchmarks/surrogate.py` "
+                 "measures it on real runs).")
     return "\n".join(lines)
 
 
