@@ -231,3 +231,15 @@ def test_demo_seeds_are_shipped_seeds_spread_over_every_category() -> None:
     assert all(s.id in shipped and shipped[s.id].prompt == s.prompt for s in demo)
     assert {s.category for s in demo} == {s.category for s in shipped.values()}
     assert [s.id for s in demo] != list(shipped)[:12]
+
+
+def test_only_the_embedded_mutators_rewrites_are_intent_checked() -> None:
+    """The 0.9 threshold was fitted on the 135M model's rewrites; a hosted mutator's recombinations
+    and scenarios legitimately move further from the seed and must not be rejected by it."""
+    from evorefuse.models.spec import ModelSpec, builtin_model
+    from evorefuse.operators.intent import DEFAULT_INTENT_CHECK, intent_check_for
+
+    local = builtin_model("local")
+    assert local is not None and intent_check_for(local) is DEFAULT_INTENT_CHECK
+    hosted = ModelSpec(name="m", model="m", base_url="http://127.0.0.1:9/v1")
+    assert intent_check_for(hosted) is None

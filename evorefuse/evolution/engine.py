@@ -28,7 +28,12 @@ from evorefuse.evolution.bandit import Bandit
 from evorefuse.evolution.candidate import Candidate, Incumbent, JudgeRecord, Status
 from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.gate import BenignGate
-from evorefuse.evolution.lineage import GenStats, Lineage, LineageOutcome, seed_languages
+from evorefuse.evolution.lineage import (
+    GenStats,
+    Lineage,
+    LineageOutcome,
+    seed_languages,
+)
 from evorefuse.evolution.offspring import Breeder, zero_cost_arms
 from evorefuse.evolution.policy import ScoringPolicy
 from evorefuse.evolution.presets import Plan
@@ -36,6 +41,7 @@ from evorefuse.evolution.progress import SILENT, Progress
 from evorefuse.evolution.rng import derive_seed, rng_for
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Ledger
+from evorefuse.operators.intent import intent_check_for
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.scoring import embeddings
 from evorefuse.scoring.fitness import FitnessEstimator
@@ -91,7 +97,8 @@ class Engine:
         self.breeder = Breeder(mutator, strategies, sem, run_seed=self.seed,
                                mutations=plan.mutations,
                                temperature=cfg.evolution.mutator_temperature,
-                               max_tokens=cfg.evolution.mutator_max_tokens)
+                               max_tokens=cfg.evolution.mutator_max_tokens,
+                               intent=intent_check_for(mutator.spec))
         self.gate = BenignGate(judge, embedder, sem, judge_seed=derive_seed(self.seed, "judge"),
                                near_duplicate=cfg.evolution.near_duplicate,
                                judge_margin=cfg.evolution.judge_margin)

@@ -13,8 +13,8 @@ operators"; `benchmarks/fluency.py`, labels and procedure there):
   samples, so it finds them as likely as fluent ones (AUC about 0.5).
 
 So a rewrite or recombination whose similarity to the seed is below `MIN_INTENT_SIMILARITY` is
-rejected as `off_intent`. Framings and the lexicon's swaps are not checked: they keep the seed's
-words by construction. The threshold is for English (MiniLM is an English model); other languages
+rejected as `off_intent`, when the mutator is the embedded model (`intent_check_for`). Framings
+and the lexicon's swaps are not checked: they keep the seed's words by construction. The threshold is for English (MiniLM is an English model); other languages
 are not checked.
 """
 
@@ -24,6 +24,7 @@ import asyncio
 from dataclasses import dataclass
 
 from evorefuse.languages import DEFAULT_LANGUAGE, primary
+from evorefuse.models.spec import ModelSpec
 from evorefuse.scoring import embeddings
 
 MIN_INTENT_SIMILARITY = 0.9
@@ -58,3 +59,10 @@ class IntentCheck:
 
 DEFAULT_INTENT_CHECK = IntentCheck()
 """The check the engine applies unless told otherwise (frozen, so one instance serves all)."""
+
+
+def intent_check_for(mutator: ModelSpec) -> IntentCheck | None:
+    """The check for rewrites by this mutator: the embedded model's only. The threshold was fitted
+    on its garbled rewrites; a capable model's good rewrites legitimately move further from the
+    seed (a scenario added, two requests recombined), and 0.9 would reject most of them."""
+    return DEFAULT_INTENT_CHECK if mutator.kind == "local" else None
