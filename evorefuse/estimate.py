@@ -108,11 +108,12 @@ def dry_run_estimate(cfg: Config, n_seeds: int) -> RunEstimate:
 
 # --- wall time -------------------------------------------------------------------------------------
 
-LOCAL_PREFILL_TOKENS_PER_S = 900.0
-"""The embedded SmolLM2-135M (Q4_1, llama.cpp, 2 threads) reading a prompt, on the machines this
-was measured on (README, "Time and cost before spending")."""
-LOCAL_DECODE_TOKENS_PER_S = 90.0
-"""... and writing: about 90 tokens/s. One model instance serves every role, one call at a time."""
+LOCAL_PREFILL_TOKENS_PER_S = 200.0
+"""The embedded SmolLM2-135M (llama.cpp, 2 threads) reading a prompt: 209 tokens/s measured on an
+idle 2-core machine (benchmarks/RESULTS.md, "wall_estimate"), rounded down."""
+LOCAL_DECODE_TOKENS_PER_S = 70.0
+"""... and writing: 71 tokens/s measured there. One model instance serves every role, one call at
+a time; on a busy machine llama.cpp's threads wait on each other and it is far slower."""
 HOSTED_SECONDS_PER_CALL = 1.0
 HOSTED_DECODE_TOKENS_PER_S = 60.0
 """A hosted model: about a second of latency per call plus 60 tokens/s; calls overlap up to the
