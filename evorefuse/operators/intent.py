@@ -14,8 +14,8 @@ operators"; `benchmarks/fluency.py`, labels and procedure there):
 
 So a rewrite or recombination whose similarity to the seed is below `MIN_INTENT_SIMILARITY` is
 rejected as `off_intent`, when the mutator is the embedded model (`intent_check_for`). Framings
-and the lexicon's swaps are not checked: they keep the seed's words by construction. The threshold is for English (MiniLM is an English model); other languages
-are not checked.
+and the lexicon's swaps are not checked: they keep the seed's words by construction. The
+threshold is for English (MiniLM is an English model); other languages are not checked.
 """
 
 from __future__ import annotations
