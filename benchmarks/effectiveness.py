@@ -43,7 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
+from evorefuse.paths import REFERENCE_DIR  # noqa: E402
+
+REFERENCE = REFERENCE_DIR / "evo_test.jsonl"
 
 from benchmarks.intervals import bootstrap, nanmean
 from benchmarks.results import replace_section

@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import replace_section  # noqa: E402
 from evorefuse.operators.strategies import PAPER_STRATEGIES  # noqa: E402
+from evorefuse.paths import REFERENCE_DIR  # noqa: E402
 from evorefuse.scoring.embeddings import load_encoder, near_duplicates  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 NEAR_DUPLICATE = 0.95
 MIN_SEED_SIMILARITY = 0.3
 HARD_BAND = 0.05

@@ -39,7 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-XSTEST = ROOT.parent / "shared" / "reference" / "xstest_prompts.csv"
+from evorefuse.paths import REFERENCE_DIR  # noqa: E402
+
+XSTEST = REFERENCE_DIR / "xstest_prompts.csv"
 EVERYDAY = ROOT / "benchmarks" / "everyday_requests.jsonl"
 SEEDS = ROOT / "seeds" / "default.jsonl"
 

@@ -24,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REFERENCE = ROOT.parent / "shared" / "reference"
+from evorefuse.paths import REFERENCE_DIR  # noqa: E402
+
+REFERENCE = REFERENCE_DIR
 
 from benchmarks.results import replace_section  # noqa: E402
 from evorefuse.operators.strategies import PAPER_STRATEGIES  # noqa: E402

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import replace_section  # noqa: E402
 from evorefuse.models.pricing import prompt_token_bound  # noqa: E402
+from evorefuse.paths import REFERENCE_DIR  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 
 
 def texts() -> Iterator[tuple[str, str]]:

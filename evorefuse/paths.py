@@ -8,3 +8,7 @@ from pathlib import Path
 
 SHIPPED_SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 """The repository's `seeds/` folder (present in a checkout or an editable install)."""
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+"""The labelled reference data (XSTest, human-labelled responses, EvoRefuse-Test) beside the
+repository, `../shared/reference/`: read by training scripts, tests and benchmarks, never copied in."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.scoring.diversity import (
     distinct_n,
     hdd,
@@ -17,7 +18,7 @@ from evorefuse.scoring.diversity import (
     tokenize,
 )
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 
 
 def _need(name: str) -> Path:

@@ -46,11 +46,12 @@ from test_reliability_common import (
 from evorefuse.cli import cli
 from evorefuse.export_answers import RESPONDER_SEED
 from evorefuse.models.cache import RequestCache
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.runstore import RunStore
 from evorefuse.scoring.refusal import get_detector
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "evo_test.jsonl"
+REFERENCE = REFERENCE_DIR / "evo_test.jsonl"
 
 TARGET_WORDS = {"alpha": ("furious", "worthless"), "beta": ("worthless", "disgusting")}
 TARGET_REFUSALS = {"alpha": REFUSAL, "beta": "I cannot assist with that request."}

@@ -11,12 +11,19 @@ from pathlib import Path
 import pytest
 
 from evorefuse.errors import InputError
-from evorefuse.languages import (detect_language, is_unsegmented, language_name, primary, tokens,
-                                 validate_language)
+from evorefuse.languages import (
+    detect_language,
+    is_unsegmented,
+    language_name,
+    primary,
+    tokens,
+    validate_language,
+)
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.seeds import load_seeds, shipped_seeds
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 SHIPPED_LANGUAGES = ("de", "fr", "es", "zh", "ja", "ar")
 DEFAULT_CATEGORIES = set(json.loads(line)["category"]
                          for line in shipped_seeds("default").read_text(encoding="utf-8").splitlines())

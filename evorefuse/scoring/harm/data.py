@@ -25,13 +25,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from evorefuse.paths import SHIPPED_SEEDS_DIR
+from evorefuse.paths import REFERENCE_DIR, SHIPPED_SEEDS_DIR
 
 Kind = Literal["harmful", "sensitive", "everyday"]
 KINDS: tuple[Kind, ...] = ("harmful", "sensitive", "everyday")
 EVERYDAY_CATEGORIES = {"general", "everyday"}
 
-REFERENCE_DIR = Path(__file__).resolve().parents[4] / "shared" / "reference"
 XSTEST_FILE = "xstest_prompts.csv"
 EVO_TEST_FILE = "evo_test.jsonl"
 

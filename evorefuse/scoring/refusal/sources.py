@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from evorefuse.paths import REFERENCE_DIR
 from evorefuse.scoring.refusal.base import (
     COMPLIANCE,
     FULL_REFUSAL,
@@ -39,7 +40,6 @@ from evorefuse.scoring.refusal.base import (
 )
 from evorefuse.scoring.refusal.idioms import IDIOMS_SOURCE, load_idioms
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 MISTRAL_CSV = REFERENCE_DIR / "xstest_v2_completions_mistralinstruct.csv"
 CHATGPT_JSONL = REFERENCE_DIR / "chatgpt_refusals_dev.jsonl"
 
