@@ -39,8 +39,10 @@ from evorefuse.scoring.harm.verdict import HarmVerdict, passes_gate
 from evorefuse.scoring.overlap import word_ngrams
 
 MIN_SEED_SIMILARITY = 0.295
-"""Cosine similarity to the seed below which a candidate has drifted off its topic (0.3 under
-float MiniLM; the int8 embedder runs about 0.005 lower here: benchmarks/RESULTS.md, embeddings)."""
+"""Cosine similarity to the seed below which a candidate has drifted off its topic: 0.3 under float
+MiniLM; with the int8 embedder, thresholds fitted to reproduce the float decisions come out at 0.295
+to 0.300 by held-out source, and 0.295 agrees with them as well as 0.3 does (benchmarks/RESULTS.md,
+embeddings)."""
 
 NEAR_DUPLICATE_JACCARD = 0.6
 """Jaccard similarity of 3-gram sets at or above which a text not mostly in Latin script is a near
