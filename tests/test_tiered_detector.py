@@ -5,6 +5,8 @@ is "unknown" (a refusal), never compliance."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from typing import Any
 
 import pytest
@@ -132,3 +134,24 @@ def test_factory_builds_tiered_auto_and_checks_band():
         check_band((0.8, 0.2))
     with pytest.raises(ValueError, match="band"):
         check_band((-0.1, 0.5))
+
+
+def test_sync_judge_calls_close_their_connections():
+    """Each synchronous call runs in its own event loop (directly, or in a thread when a loop is
+    already running); its HTTP connections must be closed before that loop ends, or every call
+    leaves a connection pool open (aiohttp warns "Unclosed client session" when it is collected)."""
+    with LoopbackServer(responder=_judge_says("LABEL: 2")) as srv:
+        ep = Endpoint(OpenAIBackend(_spec(srv)), _spec(srv), None, Ledger())
+        judge = JudgeDetector(ep)
+
+        async def from_a_running_loop() -> list:
+            return judge.detect(["q9"], [UNSURE[1]])
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            labels = [judge.detect([f"q{i}"], [UNSURE[0]])[0].label for i in range(3)]
+            labels.append(asyncio.run(from_a_running_loop())[0].label)
+            gc.collect()
+        assert srv.requests == 4 and labels == [FULL_REFUSAL] * 4
+        unclosed = [str(w.message) for w in caught if "unclosed" in str(w.message).lower()]
+        assert unclosed == []

@@ -183,5 +183,13 @@ class Endpoint:
             self.cache.put_many([], call=(self.run_id, role, self.spec.name, 0, 0, 0, 0, hits, 0,
                                           errors, 0, 0.0))
 
+    async def release_connections(self) -> None:
+        """Close what the running event loop opened (HTTP connections), keeping the endpoint usable
+        from another loop. A synchronous caller that runs each call in its own `asyncio.run` calls
+        this before its loop ends; otherwise every call would leave a connection pool open."""
+        release = getattr(self.backend, "release_connections", None)
+        if release is not None:
+            await release()
+
     async def aclose(self) -> None:
         await self.backend.aclose()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -90,23 +91,28 @@ class GuardedSession:
         self._headers = dict(headers)
         self._form_headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        # One session per event loop (aiohttp binds a session to the loop it was made in): the
+        # run's loop, and the short loops of synchronous callers (a judging detector called from
+        # a worker thread) at the same time, without one replacing and orphaning the other's.
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+            weakref.WeakKeyDictionary())
+        self._session: aiohttp.ClientSession | None = None  # of the loop used last: the fast path
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running event loop, as aiohttp requires; a backend
-        # used again under another loop (a second asyncio.run) gets a session of its own.
-        session = self._session
-        if session is not None and self._loop is asyncio.get_running_loop():
-            return session
-        self._loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
-            # HTTP(S)_PROXY / NO_PROXY are honoured as by the SDK's client; without any set, the
-            # per-request lookup (environment and ~/.netrc) would triple the CPU per call.
-            trust_env=_proxy_configured())
-        return self._session
+        """The running loop's session, created on first use inside that loop as aiohttp requires."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
+                # HTTP(S)_PROXY / NO_PROXY are honoured as by the SDK's client; without any set,
+                # the per-request lookup (environment and ~/.netrc) would triple the CPU per call.
+                trust_env=_proxy_configured())
+            self._sessions[loop] = session
+        self._session, self._loop = session, loop
+        return session
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -167,9 +173,14 @@ class GuardedSession:
         return Answer(resp.status, resp.headers, await _read_capped(resp, self.max_bytes))
 
     async def aclose(self) -> None:
-        if self._session is not None and self._loop is asyncio.get_running_loop():
-            await self._session.close()
-        self._session = None
+        """Close the running loop's connections; the client stays usable (a later call, under this
+        loop or another, opens a new session). Call it before a loop ends: a session left open when
+        its loop closes can no longer close its sockets."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is self._session:
+            self._session = self._loop = None
+        if session is not None:
+            await session.close()
 
 
 def form_upload(purpose: str, filename: str, content: bytes) -> aiohttp.FormData:

@@ -133,6 +133,10 @@ class OpenAIBackend:
         if self._batch is not None and cache is not None:
             self._batch.attach_cache(cache)
 
+    async def release_connections(self) -> None:
+        """Close the HTTP connections of the running event loop; the backend stays usable."""
+        await self._http.aclose()
+
     async def aclose(self) -> None:
         if self._batch is not None:
             await self._batch.aclose()

@@ -185,17 +185,24 @@ class JudgeDetector:
         return list(await asyncio.gather(*(self._one(sem, p, r)
                                            for p, r in zip(prompts, responses))))
 
+    async def _detect_in_own_loop(self, prompts: Sequence[str],
+                                  responses: Sequence[str]) -> list[Verdict]:
+        try:
+            return await self.adetect(prompts, responses)
+        finally:  # the loop ends with this call: its connections must be closed inside it
+            await self.endpoint.release_connections()
+
     def detect(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         """Synchronous wrapper; safe to call from inside a running event loop (runs in a thread)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.adetect(prompts, responses))
+            return asyncio.run(self._detect_in_own_loop(prompts, responses))
         box: dict[str, Any] = {}
 
         def run() -> None:
             try:
-                box["v"] = asyncio.run(self.adetect(prompts, responses))
+                box["v"] = asyncio.run(self._detect_in_own_loop(prompts, responses))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["e"] = exc
 
