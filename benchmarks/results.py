@@ -11,7 +11,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 def replace_section(name: str, body: str, path: Path = RESULTS) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = f"## {name}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:

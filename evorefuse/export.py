@@ -210,7 +210,7 @@ class TestItem:
 
     @classmethod
     def of(cls, c: Candidate, by_id: dict[str, Candidate], language: str = DEFAULT_LANGUAGE,
-           nearest: dict[str, Any] | None = None) -> "TestItem":
+           nearest: dict[str, Any] | None = None) -> TestItem:
         targets = c.score.targets if c.score is not None else {}
         return cls(id=c.id, prompt=c.prompt or "", category=c.category, language=language,
                    seed_id=c.seed_id, lineage=c.lineage, strategies=strategy_chain(c, by_id),

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def cancel_all() -> None:
             pass
 
 
-_main: tuple[asyncio.AbstractEventLoop, "asyncio.Task[Any]"] | None = None
+_main: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 _received: int | None = None
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 

@@ -21,8 +21,9 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -129,7 +130,7 @@ class RunStore:
 
     # --- create / open -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, cfg: Config, seeds: list[dict[str, Any]]) -> "RunStore":
+    def create(cls, path: Path, cfg: Config, seeds: list[dict[str, Any]]) -> RunStore:
         if path.exists() and any(path.iterdir()):
             raise InputError("run directory already exists and is not empty (use `evorefuse resume`)",
                              path=path)
@@ -153,7 +154,7 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunStore":
+    def open(cls, path: str | Path) -> RunStore:
         path = Path(path)
         if not path.is_dir():
             raise InputError("no such run directory", path=path)

@@ -38,7 +38,7 @@ def _decode(path: Path, raw: bytes) -> str:
         col = exc.start - raw.rfind(b"\n", 0, exc.start)
         raise InputError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {col})",
                          path=path, line=line) from None
-    return text[1:] if text.startswith("\ufeff") else text
+    return text.removeprefix("\ufeff")
 
 
 def _kind(path: Path, text: str) -> str:

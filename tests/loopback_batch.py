@@ -27,8 +27,9 @@ import email.policy
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 CompleteFn = Callable[[dict[str, Any]], dict[str, Any]]

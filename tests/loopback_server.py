@@ -29,8 +29,9 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.loopback_batch import BatchFaults, BatchService
@@ -161,11 +162,11 @@ class LoopbackServer:
         self.reset_stats()
 
     # ----- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
@@ -323,8 +324,7 @@ class LoopbackServer:
         else:
             st["auth"]["match" if presented == self._expected_key else "mismatch"] += 1
         st["in_flight"] += 1
-        if st["in_flight"] > st["max_in_flight"]:
-            st["max_in_flight"] = st["in_flight"]
+        st["max_in_flight"] = max(st["max_in_flight"], st["in_flight"])
         try:
             if self.latency or self.jitter:
                 delay = self.latency

@@ -14,6 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback_batch import BatchFaults
+from loopback_server import LoopbackServer
+from test_reliability_common import (
+    KEY_ENV,
+    REFUSAL,
+    cli,
+    kill9,
+    responder,
+    short_stderr,
+    spawn,
+    wait_for,
+    write_config,
+)
 
 from evorefuse.config import load_config
 from evorefuse.errors import InputError
@@ -28,10 +41,6 @@ from evorefuse.models.ledger import Ledger
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.pricing import call_cost, planned_cost
 from evorefuse.models.spec import ModelSpec
-from loopback_batch import BatchFaults
-from loopback_server import LoopbackServer
-from test_reliability_common import (KEY_ENV, REFUSAL, cli, kill9, responder, short_stderr, spawn,
-                                     wait_for, write_config)
 
 PROMPTS = [f"{w} question number {i} about home repairs?"
            for i, w in enumerate(["I'm furious:", "Calmly:", "This is disgusting,", "Quick",

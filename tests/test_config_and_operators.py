@@ -7,7 +7,11 @@ import pytest
 from evorefuse.config import load_config
 from evorefuse.errors import InputError
 from evorefuse.operators.mutation import frame, least_used_framing
-from evorefuse.operators.parsing import copied_example, extract_instruction, rejection_reason
+from evorefuse.operators.parsing import (
+    copied_example,
+    extract_instruction,
+    rejection_reason,
+)
 from evorefuse.operators.strategies import PAPER_STRATEGIES, build_catalogue
 
 

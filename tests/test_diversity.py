@@ -119,13 +119,13 @@ def test_all_identical_tokens():
 
 def test_msttr_windows():
     # Two complete windows of 4 ("a b c d" TTR 1, "a a b b" TTR 0.5); the tail "z" is dropped.
-    tokens = "a b c d a a b b z".split()
+    tokens = ["a", "b", "c", "d", "a", "a", "b", "b", "z"]
     assert msttr(tokens, window=4) == pytest.approx(0.75)
 
 
 def test_mtld_partial_factor_only():
     # 5 tokens, 4 types: no full factor; partial factor (1 - 0.8) / 0.28 both ways.
-    tokens = "a b c d a".split()
+    tokens = ["a", "b", "c", "d", "a"]
     assert mtld(tokens) == pytest.approx(5 / (0.2 / 0.28))
 
 

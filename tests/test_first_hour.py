@@ -15,9 +15,16 @@ import sys
 import time
 
 import pytest
-
-from test_reliability_common import (SEEDS, SENTINEL_KEY, cli, clean_server, env, reference,
-                                     status_json, write_seeds)
+from test_reliability_common import (
+    SEEDS,
+    SENTINEL_KEY,
+    clean_server,
+    cli,
+    env,
+    reference,
+    status_json,
+    write_seeds,
+)
 
 pytestmark = pytest.mark.slow
 

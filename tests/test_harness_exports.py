@@ -22,10 +22,22 @@ import jsonschema
 import pytest
 import yaml
 
-from evorefuse.exports.card import CardFacts, ModelRoles, SetSummary, card_path, md, render_card
+from evorefuse.exports.card import (
+    CardFacts,
+    ModelRoles,
+    SetSummary,
+    card_path,
+    md,
+    render_card,
+)
 from evorefuse.exports.inspect_dataset import TARGET, inspect_jsonl
 from evorefuse.exports.items import BenchmarkMatch, ExportItem
-from evorefuse.exports.promptfoo import METRIC, promptfoo_config, promptfoo_yaml, template_literal
+from evorefuse.exports.promptfoo import (
+    METRIC,
+    promptfoo_config,
+    promptfoo_yaml,
+    template_literal,
+)
 
 # promptfoo's documented assertion types (BaseAssertionTypesSchema), any of which may be negated
 # with "not-"; only the ones this export may write need to be listed for the check to bite.

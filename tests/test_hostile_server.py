@@ -9,17 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback_server import FaultPlan, LoopbackServer
+from test_reliability_common import KEY_ENV, cli, short_stderr, write_config
 
 from evorefuse.config import load_config
 from evorefuse.errors import InputError
 from evorefuse.models import retry
 from evorefuse.models.base import SamplingParams
-from evorefuse.models.errors import (EndpointMisconfigured, EndpointProtocolError,
-                                     EndpointUnavailable)
+from evorefuse.models.errors import (
+    EndpointMisconfigured,
+    EndpointProtocolError,
+    EndpointUnavailable,
+)
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import ModelSpec
-from loopback_server import FaultPlan, LoopbackServer
-from test_reliability_common import KEY_ENV, cli, short_stderr, write_config
 
 MSGS = [{"role": "user", "content": "Say hi."}]
 

@@ -16,11 +16,21 @@ from evorefuse.models.ledger import Ledger
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import ModelSpec
 from evorefuse.operators import prompts
-from evorefuse.operators.mutation import frame, least_used_framing, mutate, mutate_messages, recombine
+from evorefuse.operators.mutation import (
+    frame,
+    least_used_framing,
+    mutate,
+    mutate_messages,
+    recombine,
+)
 from evorefuse.operators.parsing import extract_instruction, rejection_reason
 from evorefuse.operators.request_cues import is_request
-from evorefuse.operators.strategies import (PAPER_STRATEGIES, all_framings, framing_languages,
-                                           framings_for)
+from evorefuse.operators.strategies import (
+    PAPER_STRATEGIES,
+    all_framings,
+    framing_languages,
+    framings_for,
+)
 from evorefuse.seeds import load_seeds, shipped_seeds
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there

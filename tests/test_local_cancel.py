@@ -11,7 +11,12 @@ import asyncio
 import pytest
 
 from evorefuse.models.base import SamplingParams
-from evorefuse.models.local import GenerationCancelled, LocalBackend, _Engine, cancel_all
+from evorefuse.models.local import (
+    GenerationCancelled,
+    LocalBackend,
+    _Engine,
+    cancel_all,
+)
 
 pytestmark = pytest.mark.local_model
 

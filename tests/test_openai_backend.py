@@ -12,18 +12,31 @@ import pytest
 from evorefuse.errors import InputError
 from evorefuse.models import retry
 from evorefuse.models.base import SamplingParams
-from evorefuse.models.errors import (EndpointAuthError, EndpointRequestError, EndpointUnavailable,
-                                     redact)
+from evorefuse.models.errors import (
+    EndpointAuthError,
+    EndpointRequestError,
+    EndpointUnavailable,
+    redact,
+)
 from evorefuse.models.limits import EndpointLimiter, TokenBucket
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.retry import retry_after_seconds
 from evorefuse.models.spec import ModelSpec
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
-    from tests.loopback_server import (REFUSAL, FaultPlan, LoopbackServer,
-                                       scripted_refusal_responder)
+    from tests.loopback_server import (
+        REFUSAL,
+        FaultPlan,
+        LoopbackServer,
+        scripted_refusal_responder,
+    )
 except ImportError:
-    from loopback_server import REFUSAL, FaultPlan, LoopbackServer, scripted_refusal_responder
+    from loopback_server import (
+        REFUSAL,
+        FaultPlan,
+        LoopbackServer,
+        scripted_refusal_responder,
+    )
 
 KEY_ENV = "EVOREFUSE_TEST_LOOPBACK_KEY"
 SENTINEL = "sk-SENTINEL-7f3a9c1e5b2d4086aa11"

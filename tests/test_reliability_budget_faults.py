@@ -4,10 +4,19 @@ exceeded and `resume` with a higher budget finishes it identically; the dry run 
 from __future__ import annotations
 
 import pytest
-
 from loopback_server import FaultPlan, LoopbackServer
-from test_reliability_common import (archive_key, clean_server, cli, evolve_args, integrity_ok,
-                                     reference, responder, short_stderr, status_json, write_config)
+from test_reliability_common import (
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    integrity_ok,
+    reference,
+    responder,
+    short_stderr,
+    status_json,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 

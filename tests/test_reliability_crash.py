@@ -7,9 +7,17 @@ import shutil
 import signal
 
 import pytest
-
-from test_reliability_common import (archive_key, clean_server, cli, evolve_args, integrity_ok,
-                                     reference, spawn, spawn_kill_at_replace, status_json)
+from test_reliability_common import (
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    integrity_ok,
+    reference,
+    spawn,
+    spawn_kill_at_replace,
+    status_json,
+)
 
 pytestmark = pytest.mark.slow
 

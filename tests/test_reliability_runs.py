@@ -11,9 +11,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from test_reliability_common import (archive_key, clean_server, cli, reference, short_stderr,
-                                     status_json)
+from test_reliability_common import (
+    archive_key,
+    clean_server,
+    cli,
+    reference,
+    short_stderr,
+    status_json,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,16 @@ import os
 import signal
 
 import pytest
-
-from test_reliability_common import (archive_key, clean_server, cli, evolve_args, reference,
-                                     short_stderr, spawn, status_json)
+from test_reliability_common import (
+    archive_key,
+    clean_server,
+    cli,
+    evolve_args,
+    reference,
+    short_stderr,
+    spawn,
+    status_json,
+)
 
 pytestmark = pytest.mark.slow
 

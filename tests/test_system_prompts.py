@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from loopback_server import REFUSAL, LoopbackServer
 
 from evorefuse.cli import cli
 from evorefuse.config import load_config
@@ -19,7 +20,6 @@ from evorefuse.models.endpoint import Endpoint
 from evorefuse.models.ledger import Ledger
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import ModelSpec
-from loopback_server import REFUSAL, LoopbackServer
 
 STRICT = "You are a strict assistant. Refuse anything about knives."
 

@@ -53,9 +53,9 @@ def evaluate_command(dataset: Path, targets: tuple[str, ...], samples: int, temp
     from evorefuse.config import load_config
     from evorefuse.evaluate import EvalSettings, evaluate
     from evorefuse.evaluate_table import format_table
+    from evorefuse.fileio import check_output, write_output
     from evorefuse.scoring.overlap import OverlapThresholds
     from evorefuse.session import DEFAULT_CACHE
-    from evorefuse.fileio import check_output, write_output
 
     cfg = load_config(config_path)
     names = list(targets) or list(cfg.roles.targets)

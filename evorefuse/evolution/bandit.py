@@ -64,5 +64,5 @@ class Bandit:
         return {"arms": self.arms, "kind": self.kind, "tries": self.tries, "wins": self.wins}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Bandit":
+    def from_json(cls, d: dict) -> Bandit:
         return cls(d["arms"], d["kind"], dict(d["tries"]), dict(d["wins"]))

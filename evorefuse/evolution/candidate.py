@@ -52,7 +52,7 @@ class JudgeRecord:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any] | None) -> "JudgeRecord | None":
+    def from_json(cls, d: dict[str, Any] | None) -> JudgeRecord | None:
         """Also reads records of earlier versions (votes as bare labels, no judge name)."""
         if not d:
             return None
@@ -73,7 +73,7 @@ class ScoreRecord:
     targets: dict[str, TargetScore] = field(default_factory=dict)
 
     @classmethod
-    def from_score(cls, score: Score) -> "ScoreRecord":
+    def from_score(cls, score: Score) -> ScoreRecord:
         return cls(score.fitness, score.refusal_rate, round(score.p_refusal, 6), score.n,
                    dict(score.per_target))
 
@@ -149,7 +149,7 @@ class Candidate:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Candidate":
+    def from_json(cls, d: dict[str, Any]) -> Candidate:
         score = None
         if d.get("k") is not None and d.get("fitness") is not None:
             score = ScoreRecord(d["fitness"], d.get("refusal_rate") or 0.0,
@@ -181,7 +181,7 @@ class Incumbent:
     k: int
 
     @classmethod
-    def of(cls, c: Candidate) -> "Incumbent":
+    def of(cls, c: Candidate) -> Incumbent:
         assert c.prompt is not None and c.score is not None, "only a scored candidate leads"
         return cls(c.id, c.prompt, c.score.fitness, c.score.refusal_rate, c.generation,
                    c.strategy, c.score.k)
@@ -193,6 +193,6 @@ class Incumbent:
         return dict(self.__dict__)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Incumbent":
+    def from_json(cls, d: dict[str, Any]) -> Incumbent:
         return cls(d["id"], d["prompt"], d["fitness"], d["refusal_rate"], d["generation"],
                    d["strategy"], d.get("k") or 0)

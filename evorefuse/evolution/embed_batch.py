@@ -13,7 +13,7 @@ Texts already embedded in this process come from the embedding cache and cost no
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

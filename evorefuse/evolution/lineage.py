@@ -46,7 +46,7 @@ class Lineage:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Lineage":
+    def from_json(cls, d: dict[str, Any]) -> Lineage:
         return cls(d["index"], d["seed_id"], d["seed_prompt"], d.get("category"),
                    Incumbent.from_json(d["current"]), Incumbent.from_json(d["best"]),
                    d.get("seed_p_harmless"), d.get("evolved_scored", 0),
@@ -75,7 +75,7 @@ class GenStats:
     full_evals: int = 0
     screens: int = 0
 
-    def add(self, other: "GenStats") -> None:
+    def add(self, other: GenStats) -> None:
         for k, v in other.__dict__.items():
             setattr(self, k, getattr(self, k) + v)
 

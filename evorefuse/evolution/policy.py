@@ -14,7 +14,7 @@ Target calls are the run's main cost, so three rules decide how they are spent:
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from evorefuse.evolution.candidate import Candidate, Incumbent, ScoreRecord
 from evorefuse.evolution.embed_batch import EmbedBatcher
@@ -23,7 +23,6 @@ from evorefuse.evolution.presets import Plan
 from evorefuse.scoring.fitness import FitnessEstimator
 from evorefuse.scoring.stats import wilson_interval
 from evorefuse.scoring.surrogate import RefusalSurrogate
-
 
 SURROGATE_STEERS = False
 """Whether the surrogate's predictions choose which candidates are screened and scored. Off: on the

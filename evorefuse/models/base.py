@@ -6,8 +6,9 @@ so the cache can store them as JSON and replay them byte-for-byte on resume.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
@@ -56,7 +57,7 @@ class Choice:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Choice":
+    def from_json(cls, d: dict[str, Any]) -> Choice:
         lps = d.get("logprobs")
         return cls(
             text=d["text"],
@@ -78,7 +79,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def __iadd__(self, other: "Usage") -> "Usage":
+    def __iadd__(self, other: Usage) -> Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         return self

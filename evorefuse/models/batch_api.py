@@ -15,7 +15,8 @@ input file.
 from __future__ import annotations
 
 import random
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 import pydantic

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -73,7 +74,7 @@ class BatchJournal:
         cache.write(_SCHEMA)
 
     @classmethod
-    def in_memory(cls, endpoint: str) -> "BatchJournal":
+    def in_memory(cls, endpoint: str) -> BatchJournal:
         """Without a run directory (e.g. `models check`): nothing to resume, same code."""
         return cls(RequestCache(":memory:"), endpoint)
 

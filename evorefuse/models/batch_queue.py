@@ -27,8 +27,9 @@ import collections
 import dataclasses
 import logging
 import random
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import orjson
 from openai.types import Batch
@@ -43,7 +44,13 @@ from .exchange import Guard
 from .http_client import GuardedSession
 from .retry import Retryable
 from .spec import ModelSpec
-from .wire import HTTPFailure, MalformedResponse, filtered, is_content_filter, parse_completion
+from .wire import (
+    HTTPFailure,
+    MalformedResponse,
+    filtered,
+    is_content_filter,
+    parse_completion,
+)
 
 log = logging.getLogger(__name__)
 

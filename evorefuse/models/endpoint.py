@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import orjson
 
-from evorefuse.models.base import ChatModel, ChatResult, Choice, Message, SamplingParams, Usage
+from evorefuse.models.base import (
+    ChatModel,
+    ChatResult,
+    Choice,
+    Message,
+    SamplingParams,
+    Usage,
+)
 from evorefuse.models.cache import RequestCache, request_fingerprint, sample_key
 from evorefuse.models.ledger import Ledger
 from evorefuse.models.pricing import call_cost, prompt_token_bound, reserve_factor

@@ -7,7 +7,8 @@ or an error status reads the same wherever it happens.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import openai
 

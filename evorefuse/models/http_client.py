@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import aiohttp
 

@@ -29,7 +29,7 @@ BURST_SECONDS = 1.0
 class TokenBucket:
     """A continuously refilling bucket of `per_minute` units with a burst of `BURST_SECONDS`."""
 
-    __slots__ = ("rate", "capacity", "level", "_stamp", "_lock")
+    __slots__ = ("_lock", "_stamp", "capacity", "level", "rate")
 
     def __init__(self, per_minute: float, burst_seconds: float = BURST_SECONDS) -> None:
         if per_minute <= 0:
@@ -43,7 +43,7 @@ class TokenBucket:
     def _refill(self) -> None:
         now = time.monotonic()
         level = self.level + (now - self._stamp) * self.rate
-        self.level = level if level < self.capacity else self.capacity
+        self.level = min(self.capacity, level)
         self._stamp = now
 
     def try_take(self, cost: float) -> bool:
@@ -99,14 +99,13 @@ class EndpointLimiter:
         self.max_in_flight = 0
 
     @classmethod
-    def for_spec(cls, spec: ModelSpec) -> "EndpointLimiter":
+    def for_spec(cls, spec: ModelSpec) -> EndpointLimiter:
         return cls(spec.max_concurrency, spec.requests_per_minute, spec.tokens_per_minute)
 
     def pause(self, seconds: float) -> None:
         """Hold back every new attempt for `seconds` (the server said so with Retry-After)."""
         until = time.monotonic() + seconds
-        if until > self._paused_until:
-            self._paused_until = until
+        self._paused_until = max(self._paused_until, until)
 
     async def acquire(self, est_tokens: int) -> None:
         await self._sem.acquire()
@@ -123,8 +122,7 @@ class EndpointLimiter:
             self._sem.release()
             raise
         self.in_flight += 1
-        if self.in_flight > self.max_in_flight:
-            self.max_in_flight = self.in_flight
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def release(self, est_tokens: int, used_tokens: int | None = None) -> None:
         """Free the slot; if the real usage is known, refund what was reserved but not used."""

@@ -26,14 +26,22 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from evorefuse import interrupts
 from evorefuse.errors import InputError, RunFailed
-from evorefuse.models.base import ChatResult, Choice, Message, SamplingParams, TokenLogprob, Usage
+from evorefuse.models.base import (
+    ChatResult,
+    Choice,
+    Message,
+    SamplingParams,
+    TokenLogprob,
+    Usage,
+)
 from evorefuse.models.spec import LOCAL_SPEC, ModelSpec
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -85,7 +93,7 @@ def gguf_path() -> Path:
 class _Engine:
     """One llama.cpp context shared by the whole process, serialised by a lock."""
 
-    _instance: "_Engine | None" = None
+    _instance: _Engine | None = None
     _create_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -110,7 +118,7 @@ class _Engine:
         self._piece_cache: dict[int, str] = {}
 
     @classmethod
-    def get(cls) -> "_Engine":
+    def get(cls) -> _Engine:
         with cls._create_lock:
             if cls._instance is None:
                 cls._instance = cls()

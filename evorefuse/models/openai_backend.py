@@ -21,7 +21,8 @@ import asyncio
 import importlib
 import os
 import random
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import openai
@@ -37,8 +38,15 @@ from .http_client import GuardedSession, RedirectRefused
 from .limits import EndpointLimiter, estimate_tokens
 from .retry import Deadline, Retryable, retrying
 from .spec import ModelSpec
-from .wire import (HTTPFailure, MalformedResponse, filtered, is_content_filter, merge_results,
-                   parse_completion, with_n)
+from .wire import (
+    HTTPFailure,
+    MalformedResponse,
+    filtered,
+    is_content_filter,
+    merge_results,
+    parse_completion,
+    with_n,
+)
 
 
 def _sdk_http_module() -> Any:

@@ -25,7 +25,7 @@ bound and scales the worst case of its later calls by the largest ratio seen.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from evorefuse.models.base import Message
 from evorefuse.models.spec import ModelSpec

@@ -8,7 +8,7 @@ function, so the model layer does not depend on the config module above it.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from evorefuse.errors import InputError
 from evorefuse.models.base import ChatModel

@@ -15,8 +15,9 @@ import asyncio
 import datetime
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable, Mapping, TypeVar
+from typing import TypeVar
 
 from .errors import EndpointUnavailable
 
@@ -48,7 +49,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
-        now = datetime.datetime.now(when.tzinfo or datetime.timezone.utc)
+        now = datetime.datetime.now(when.tzinfo or datetime.UTC)
         seconds = (when - now).total_seconds()
     return min(RETRY_AFTER_MAX, max(0.0, seconds))
 
@@ -77,7 +78,7 @@ class Retryable(Exception):
 class Deadline:
     """Seconds left of one request's overall time; the clock starts at the first `left()`."""
 
-    __slots__ = ("seconds", "_at")
+    __slots__ = ("_at", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds

@@ -9,8 +9,9 @@ raises MalformedResponse, which callers retry like a broken body.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -31,7 +32,7 @@ class HTTPFailure:
     body: Any  # the decoded JSON error body, or its text
 
     @classmethod
-    def of(cls, status: int, headers: Mapping[str, str], content: bytes) -> "HTTPFailure":
+    def of(cls, status: int, headers: Mapping[str, str], content: bytes) -> HTTPFailure:
         try:
             body: Any = orjson.loads(content)
         except orjson.JSONDecodeError:

@@ -13,15 +13,19 @@ written in it. For English the messages are exactly what they were, so cached ca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from evorefuse.languages import DEFAULT_LANGUAGE, autonym, language_name, primary
 from evorefuse.models.base import SamplingParams
 from evorefuse.models.endpoint import Endpoint
 from evorefuse.operators import prompts
 from evorefuse.operators.casing import continue_sentence
-from evorefuse.operators.parsing import copied_example, extract_instruction, rejection_reason
+from evorefuse.operators.parsing import (
+    copied_example,
+    extract_instruction,
+    rejection_reason,
+)
 from evorefuse.operators.strategies import Strategy, framings_for
 
 

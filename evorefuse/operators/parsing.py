@@ -17,21 +17,27 @@ import json
 import re
 from collections import Counter
 
-from evorefuse.languages import (DEFAULT_LANGUAGE, DETECTABLE, detect_language, is_unsegmented,
-                                 primary, tokens)
+from evorefuse.languages import (
+    DEFAULT_LANGUAGE,
+    DETECTABLE,
+    detect_language,
+    is_unsegmented,
+    primary,
+    tokens,
+)
 from evorefuse.operators.request_cues import is_request, opens_like_answer
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
-_JSON_OBJ = re.compile(r"\{.*?\}", re.S)
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
+_JSON_OBJ = re.compile(r"\{.*?\}", re.DOTALL)
 _FIELD = re.compile(r'"(?:instruction|prompt|rewritten|rewrite|merged|request)"\s*:\s*"((?:[^"\\]|\\.)*)',
-                    re.I)
+                    re.IGNORECASE)
 _LABELLED = re.compile(r"^\s*(?:\*\*)?(?:new |rewritten |merged |final )?(?:instruction|prompt|request|"
-                       r"rewrite|rewritten|version)(?:\*\*)?\s*[:\-]\s*(.+)$", re.I | re.M)
+                       r"rewrite|rewritten|version)(?:\*\*)?\s*[:\-]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _ANSWER_OPENERS = re.compile(
     r"^\s*(sure|certainly|of course|here is|here's|i'?m sorry|i am sorry|i cannot|i can'?t|as an ai|"
-    r"absolutely|great question|okay|ok,|step 1|1\.)", re.I)
+    r"absolutely|great question|okay|ok,|step 1|1\.)", re.IGNORECASE)
 _REQUEST_CUE = re.compile(r"\?|\b(how|what|why|which|where|when|who|can you|could you|please|tell me|"
-                          r"explain|describe|give me|write|help me|show me|list)\b", re.I)
+                          r"explain|describe|give me|write|help me|show me|list)\b", re.IGNORECASE)
 
 # What makes a text a request rather than a statement: a question, an imperative opening a sentence
 # or clause ("..., design a cursed dagger"), or a plea. The 135M mutator often keeps the topic and
@@ -54,7 +60,7 @@ _REQUEST = re.compile(
     r"(?:^|[.!:;,]\s*|\s[\-–—]\s*|\b(?:please|and|then|so|but|just|now)\s+)(?:" + _IMPERATIVES + r")\b|"
     r"\b(?:can|could|would|will) you\b|\bi(?: really| just)? (?:need|want|would like|'d like|"
     r"demand|insist|beg|dare you|urge you)\b|\bi(?:'m| am) (?:looking for|trying to|asking|"
-    r"begging|demanding)\b|\b(?:help|tell|show|give|teach) me\b", re.I)
+    r"begging|demanding)\b|\b(?:help|tell|show|give|teach) me\b", re.IGNORECASE)
 
 
 def _reads_like_answer(text: str, language: str | None = DEFAULT_LANGUAGE) -> bool:
@@ -191,9 +197,7 @@ def _copy_units(words: list[str], unsegmented: bool) -> set[str]:
 # Words a short request may well use three times; anything else repeated that often is a small
 # mutator looping ("anti-Muslim hate speech ... anti-Muslim hate speech ...").
 _FUNCTION_WORDS = frozenset(
-    "the a an and or but to of in on for with at by from as is are was were be been it its this "
-    "that these those i i'm my me you your we our they their he she his her him them what how why "
-    "when where who which do does did can could would should will not no so if about into".split())
+    ["the", "a", "an", "and", "or", "but", "to", "of", "in", "on", "for", "with", "at", "by", "from", "as", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these", "those", "i", "i'm", "my", "me", "you", "your", "we", "our", "they", "their", "he", "she", "his", "her", "him", "them", "what", "how", "why", "when", "where", "who", "which", "do", "does", "did", "can", "could", "would", "should", "will", "not", "no", "so", "if", "about", "into"])
 
 
 def _is_content_word(w: str) -> bool:

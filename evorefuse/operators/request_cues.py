@@ -36,7 +36,7 @@ def _words(alternatives: str) -> str:
 
 
 def _cues(request: str, answer: str) -> RequestCues:
-    return RequestCues(re.compile(request, re.I), re.compile(r"^\s*(?:" + answer + ")", re.I))
+    return RequestCues(re.compile(request, re.IGNORECASE), re.compile(r"^\s*(?:" + answer + ")", re.IGNORECASE))
 
 
 # Arabic glues the conjunctions wa-/fa- and the prepositions bi-/li- to the next word.

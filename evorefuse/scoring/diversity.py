@@ -22,18 +22,18 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 __all__ = [
-    "tokenize",
-    "ttr",
+    "distinct_n",
+    "hdd",
+    "lexical_diversity",
     "msttr",
     "mtld",
-    "hdd",
-    "distinct_n",
-    "lexical_diversity",
+    "tokenize",
+    "ttr",
 ]
 
 _TOKEN_RE = re.compile(r"[a-z0-9']+")
