@@ -44,6 +44,7 @@ class BatchFaults:
     unknown_ids: int = 0             # extra output lines naming custom ids never sent
     fail_batches: int = 0            # the first N batches fail validation
     hold: threading.Event = field(default_factory=threading.Event)  # set: stay in_progress
+    sparse_objects: bool = False     # files and batches carry only the fields a client reads
 
 
 def _error(message: str, type_: str = "invalid_request_error", code: str | None = None) -> dict:
@@ -109,7 +110,18 @@ class BatchService:
     def _json(self, obj: dict[str, Any] | None, kind: str, ident: str) -> tuple[int, bytes]:
         if obj is None:
             return 404, self._missing(kind, ident)
-        return 200, json.dumps(obj).encode()
+        return 200, json.dumps(self._shown(obj)).encode()
+
+    # What a terse server leaves out: a file's deprecated status, and the fields a client sends
+    # or never needs back (OpenAI's own file example has no status).
+    SPARSE_DROPS = frozenset({"status", "bytes", "filename", "purpose", "completion_window",
+                              "created_at", "endpoint", "object", "expires_at", "metadata"})
+
+    def _shown(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if not self.faults.sparse_objects:
+            return obj
+        keep = {"status"} if obj.get("object") == "batch" else set()
+        return {k: v for k, v in obj.items() if k in keep or k not in self.SPARSE_DROPS}
 
     # ----- files ---------------------------------------------------------------------------------
     def _upload(self, content_type: str, body: bytes) -> tuple[int, bytes]:
@@ -117,7 +129,8 @@ class BatchService:
         if "file" not in parts or parts.get("purpose", (None, b""))[1] != b"batch":
             return 400, json.dumps(_error("expected a file with purpose 'batch'")).encode()
         filename, content = parts["file"]
-        return 200, json.dumps(self._store(content, filename or "upload.jsonl", "batch")).encode()
+        return 200, json.dumps(self._shown(self._store(content, filename or "upload.jsonl",
+                                                          "batch"))).encode()
 
     def _store(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
         fid = f"file-{len(self.files) + 1:06d}"
@@ -151,7 +164,7 @@ class BatchService:
                  "metadata": req.get("metadata")}
         self.batches[bid] = batch
         self.stats["batches_created"] += 1
-        return 200, json.dumps(batch).encode()
+        return 200, json.dumps(self._shown(batch)).encode()
 
     def _list(self, query: dict[str, list[str]]) -> tuple[int, bytes]:
         limit = int(query.get("limit", ["20"])[0])
@@ -160,7 +173,7 @@ class BatchService:
         if after is not None:
             ordered = [b for b in ordered if b["id"] < after]
         page = ordered[:limit]
-        return 200, json.dumps({"object": "list", "data": page,
+        return 200, json.dumps({"object": "list", "data": [self._shown(b) for b in page],
                                 "first_id": page[0]["id"] if page else None,
                                 "last_id": page[-1]["id"] if page else None,
                                 "has_more": len(ordered) > limit}).encode()
@@ -172,7 +185,7 @@ class BatchService:
         if batch["status"] in ("validating", "in_progress"):
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(time.time())
-        return 200, json.dumps(batch).encode()
+        return 200, json.dumps(self._shown(batch)).encode()
 
     def _poll(self, bid: str) -> tuple[int, bytes]:
         batch = self.batches.get(bid)
@@ -201,7 +214,8 @@ class BatchService:
             expired = batch.pop("_expired", False)
             batch.update(status="expired" if expired else "completed",
                          **{"expired_at" if expired else "completed_at": now})
-        return 200, json.dumps({k: v for k, v in batch.items() if not k.startswith("_")}).encode()
+        return 200, json.dumps(self._shown({k: v for k, v in batch.items()
+                                            if not k.startswith("_")})).encode()
 
     def _requests(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         content = self.files[batch["input_file_id"]]["content"]

@@ -390,3 +390,16 @@ def test_the_dry_run_prices_a_batched_model_at_the_batch_rate(tmp_path: Path) ->
         total = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("total")][0]
         totals.append(float(total[-1]))
     assert totals[0] > 0 and totals[1] == pytest.approx(0.4 * totals[0], rel=1e-3)
+
+
+def test_a_server_that_leaves_out_unread_fields_is_not_malformed(tmp_path: Path) -> None:
+    """OpenAI's own example of a file object has no `status` (deprecated), and terse servers
+    leave out what the client sent (endpoint, window) or never reads: every call still goes
+    through one batch, nothing is retried or paid twice."""
+    with LoopbackServer(batch_faults=BatchFaults(sparse_objects=True)) as srv:
+        results, ledger = ask_all(batch_spec(srv), PROMPTS[:6], tmp_path / "c.sqlite")
+        st = srv.stats
+        assert st["requests"] == 0 and st["files_uploaded"] == 1 and st["batches_created"] == 1
+        assert sorted(st["batch_line_counts"].values()) == [1] * 6
+        assert [r.choices[0].text for r in results] == direct_texts(srv, PROMPTS[:6])
+    assert ledger.entry("target", "bat").retries == 0

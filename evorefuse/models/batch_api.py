@@ -30,6 +30,13 @@ from .spec import ModelSpec
 T = TypeVar("T")
 CHAT_URL = "/v1/chat/completions"   # the `url` of every request line and the batch's endpoint
 LIST_PAGES = 10                     # batches looked through (100 a page) for a lost create
+# Fields the SDK's types require but we never read: a server that leaves them out (OpenAI's own
+# examples omit a file's deprecated `status`) is not malformed for us. What we read (ids, status,
+# file ids, counts) is still required and type-checked.
+FILE_DEFAULTS: dict[str, Any] = {"object": "file", "bytes": 0, "created_at": 0, "filename": "",
+                                 "purpose": "batch", "status": "processed"}
+BATCH_DEFAULTS: dict[str, Any] = {"object": "batch", "completion_window": "24h", "created_at": 0,
+                                  "endpoint": CHAT_URL}
 
 
 class BatchAPI:
@@ -59,7 +66,7 @@ class BatchAPI:
         async def attempt(clock: Deadline, _: int) -> str:
             data = await self._json(clock, "POST", "/files",
                                     form=form_upload("batch", filename, content))
-            return _validated(FileObject, data, "file").id
+            return _validated(FileObject, data, "file", FILE_DEFAULTS).id
         return await self._call(attempt)
 
     async def create(self, input_file_id: str, metadata: dict[str, str]) -> Batch:
@@ -73,13 +80,13 @@ class BatchAPI:
             body = orjson.dumps({"input_file_id": input_file_id, "endpoint": CHAT_URL,
                                  "completion_window": "24h", "metadata": metadata})
             return _validated(Batch, await self._json(clock, "POST", "/batches", body=body),
-                              "batch")
+                              "batch", BATCH_DEFAULTS)
         return await self._call(attempt)
 
     async def retrieve(self, batch_id: str) -> Batch:
         async def attempt(clock: Deadline, _: int) -> Batch:
             return _validated(Batch, await self._json(clock, "GET", f"/batches/{batch_id}"),
-                              "batch")
+                              "batch", BATCH_DEFAULTS)
         return await self._call(attempt)
 
     async def reachable(self) -> None:
@@ -102,7 +109,7 @@ class BatchAPI:
                 return None
             for item in data:
                 if isinstance(item, dict) and item.get("input_file_id") == input_file_id:
-                    return _validated(Batch, item, "batch")
+                    return _validated(Batch, item, "batch", BATCH_DEFAULTS)
             if not page.get("has_more") or not data:
                 return None
             after = str(data[-1].get("id")) if isinstance(data[-1], dict) else None
@@ -122,8 +129,9 @@ class BatchAPI:
         await self._call(attempt, deadline=seconds * (self._spec.max_retries + 1))
 
 
-def _validated(model: type[Any], data: Any, what: str) -> Any:
+def _validated(model: type[Any], data: Any, what: str, defaults: dict[str, Any]) -> Any:
+    """`data` as the SDK's `model`, with `defaults` for the fields we never read."""
     try:
-        return model.model_validate(data)
+        return model.model_validate({**defaults, **data} if isinstance(data, dict) else data)
     except pydantic.ValidationError as err:
         raise Retryable(f"malformed {what} object ({err.error_count()} problems)") from None
