@@ -63,6 +63,7 @@ class Outcome:
     served: int
     status: dict
     rows: list
+    embed_cpu: float  # CPU seconds of the sentence embedder's thread (its model's load included)
 
 
 def run_once(a: argparse.Namespace, backend: str) -> Outcome:
@@ -117,9 +118,11 @@ price_out = 0.6
                      e.get("checkpoint_bytes"), e.get("archive_bytes"), e["candidates"],
                      e.get("duplicates"), e["mean_best_refusal_rate"]))
         prev_t = e["t"]
+    gens = [e for e in events if e["event"] == "generation"]
+    embed_cpu = float(gens[-1].get("embedding_cpu_s", float("nan"))) if gens else float("nan")
     status = json.loads(subprocess.run([sys.executable, "-m", "evorefuse", "status", str(run_dir),
                                         "--json"], cwd=ROOT, capture_output=True, text=True).stdout)
-    return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows)
+    return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows, embed_cpu)
 
 
 def main() -> None:
@@ -149,7 +152,7 @@ def main() -> None:
         + (f", and the {a.baseline} backend (the float model as before) in the same run for the ratios."
            if len(runs) > 1 else "."),
         "",
-        "| figure | " + " | ".join(r.backend for r in runs) + (" | ratio |" if len(runs) > 1 else ""),
+        "| figure | " + " | ".join(r.backend for r in runs) + (" | ratio |" if len(runs) > 1 else " |"),
         "|---|" + "---:|" * (len(runs) + (len(runs) > 1)),
     ]
 
@@ -164,6 +167,15 @@ def main() -> None:
     row("sustained requests/s", [r.served / r.wall for r in runs], ".1f")
     row("evorefuse CPU time, user+sys (s)", [r.cpu for r in runs], ".1f")
     row("evorefuse CPU per request (ms)", [r.cpu / max(1, r.served) * 1000 for r in runs], ".2f")
+    # The embedder's share is its model thread's CPU time: exact for onnxruntime on one thread,
+    # an undercount for torch, whose worker threads it does not see; so onnx only.
+    pad = " |" * (len(runs) - 1)
+    ms_embed = new.embed_cpu / max(1, new.served) * 1000
+    lines.append(f"| of which the sentence embedder's thread (ms) |{pad} {ms_embed:.2f} |"
+                 + (" |" if len(runs) > 1 else ""))
+    lines.append(f"| of which everything else (ms) |{pad} "
+                 f"{(new.cpu - new.embed_cpu) / max(1, new.served) * 1000:.2f} |"
+                 + (" |" if len(runs) > 1 else ""))
     row("peak RSS of evorefuse (MB)", [r.peak_mb for r in runs], ".0f")
     row("refusal rate of the seeds", [r.status["refusal_rate_seeds"] for r in runs], ".3f", False)
     row("refusal rate of the best", [r.status["refusal_rate_best"] for r in runs], ".3f", False)

@@ -375,6 +375,7 @@ class Engine:
             "cost": round(self.ledger.total_cost, 6), "checkpoint_ms": checkpoint_ms,
             "checkpoint_bytes": self.log.checkpoint_file.stat().st_size,
             "archive_bytes": self.log.archive_file.stat().st_size,
+            "embedding_cpu_s": embeddings.cache_info()["encode_cpu_s"],  # this process, so far
         }
         self.log.event("generation", **line)
         self.progress.generation(line)
