@@ -96,8 +96,9 @@ class GuardedSession:
         # a worker thread) at the same time, without one replacing and orphaning the other's.
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary())
-        self._session: aiohttp.ClientSession | None = None  # of the loop used last: the fast path
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop used last and its session, as one tuple: read and replaced atomically, so a
+        # thread never pairs one loop with another loop's session (the hot path's shortcut).
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         """The running loop's session, created on first use inside that loop as aiohttp requires."""
@@ -111,7 +112,7 @@ class GuardedSession:
                 # the per-request lookup (environment and ~/.netrc) would triple the CPU per call.
                 trust_env=_proxy_configured())
             self._sessions[loop] = session
-        self._session, self._loop = session, loop
+        self._last = (loop, session)
         return session
 
     def url(self, path: str) -> str:
@@ -119,9 +120,9 @@ class GuardedSession:
 
     async def post_json(self, body: bytes) -> Answer:
         """POST /chat/completions: the hot path, one call per request attempt."""
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self._open()
+        last = self._last
+        session = last[1] if last is not None and last[0] is asyncio.get_running_loop() else (
+            self._open())
         async with session.post(self.chat_url, data=body, headers=self._headers,
                                 allow_redirects=False) as resp:
             return await self._answer(resp)
@@ -176,9 +177,11 @@ class GuardedSession:
         """Close the running loop's connections; the client stays usable (a later call, under this
         loop or another, opens a new session). Call it before a loop ends: a session left open when
         its loop closes can no longer close its sockets."""
-        session = self._sessions.pop(asyncio.get_running_loop(), None)
-        if session is self._session:
-            self._session = self._loop = None
+        loop = asyncio.get_running_loop()
+        session = self._sessions.pop(loop, None)
+        last = self._last
+        if last is not None and last[0] is loop:
+            self._last = None
         if session is not None:
             await session.close()
 
