@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import functools
 import hashlib
 import json
 import math
 import random
 import sys
 import threading
+import zlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,11 +41,22 @@ except ImportError:
     from loopback_batch import BatchFaults, BatchService  # type: ignore[no-redef]
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "malformed", "truncated", "401",
-               "content_filter", "huge", "huge_declared", "drip", "redirect")
+               "content_filter", "huge", "huge_declared", "gzip_bomb", "drip", "redirect")
 HUGE_BYTES = 50 << 20  # what "huge" sends: 50 MB for a few requested tokens
+BOMB_BYTES = 256 << 20  # what "gzip_bomb" expands to: 256 MB from about 250 KB on the wire
 REFUSAL = "I'm sorry, but I can't help with that."
 
 Responder = Callable[[list[dict[str, Any]], dict[str, Any]], str]
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """gzip of a JSON body whose content string is BOMB_BYTES of "x" (built once, about 250 KB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    chunk = b"x" * (1 << 20)
+    parts = [packer.compress(b'{"choices": [{"message": {"content": "')]
+    parts += [packer.compress(chunk) for _ in range(BOMB_BYTES >> 20)]
+    return b"".join(parts) + packer.flush()
 
 
 @dataclass
@@ -395,6 +408,18 @@ class LoopbackServer:
                 for _ in range(HUGE_BYTES >> 20):
                     writer.write(chunk)
                     await writer.drain()
+            except ConnectionError:
+                pass
+            return False
+        elif kind == "gzip_bomb":
+            # A small, honestly declared body that gzip-expands to 256 MB of a JSON string.
+            body = _gzip_bomb()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Encoding: gzip\r\nConnection: close\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode())
+            try:
+                writer.write(body)
+                await writer.drain()
             except ConnectionError:
                 pass
             return False

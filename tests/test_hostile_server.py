@@ -1,4 +1,4 @@
-"""A server that misbehaves on purpose: huge bodies, bodies that drip in, redirects, bad URLs.
+"""A server that misbehaves on purpose: huge bodies, gzip bombs, bodies that drip in, redirects, bad URLs.
 Each ends in one clear line, without reading what it should not and without retrying for long."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def call(spec: ModelSpec) -> Any:
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("kind", ["huge", "huge_declared"])
+@pytest.mark.parametrize("kind", ["huge", "huge_declared", "gzip_bomb"])
 def test_a_50_mb_body_is_refused_while_reading_not_held_in_memory(kind: str) -> None:
     with LoopbackServer(faults=FaultPlan(script=[kind])) as srv:
         tracemalloc.start()
