@@ -1,5 +1,6 @@
-"""A server that misbehaves on purpose: huge bodies, gzip bombs, bodies that drip in, redirects, bad URLs.
-Each ends in one clear line, without reading what it should not and without retrying for long."""
+"""A server that misbehaves on purpose: huge bodies, gzip bombs, bodies that drip in, redirects,
+bad URLs. Each ends in one clear line, without reading what it should not and without retrying for
+long."""
 
 from __future__ import annotations
 
