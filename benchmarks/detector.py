@@ -51,6 +51,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import load_note  # noqa: E402
+
 from evorefuse.scoring.refusal import fit as F
 from evorefuse.scoring.refusal import sources as S
 from evorefuse.scoring.refusal.auto import AutoDetector
@@ -332,6 +334,7 @@ def main() -> int:
     ap.add_argument("--embeddings", action="store_true", help="also measure `learned` (MiniLM)")
     ap.add_argument("--judge-n", type=int, default=0, help="tiered detector with the local judge")
     args = ap.parse_args()
+    load0 = os.getloadavg()[0]
     for path in (S.MISTRAL_CSV, S.CHATGPT_JSONL):
         if not path.is_file():
             print(f"reference data not available: {path} is missing", file=sys.stderr)
@@ -380,7 +383,7 @@ def main() -> int:
         ("Command: `python benchmarks/detector.py --write"
         f"{' --embeddings' if args.embeddings else ''}"
         f"{f' --judge-n {args.judge_n}' if args.judge_n else ''}` · date {date.today()} · "
-        f"machine: `nproc` = {os.cpu_count()}, {cpu}, shared with other jobs while measured."), "",
+        f"machine: `nproc` = {os.cpu_count()}, {cpu}, {load_note(load0)}."), "",
         ("Refusal (full or partial) is the positive class; Brier is on p_refusal. Sources: XSTest's "
         f"{len(c.mistral)} Mistral-7B-Instruct responses (`mistral`), the ChatGPT-3.5 study's "
         f"dev half ({len(c.chatgpt)} responses with an XSTest label after mapping tones, README "

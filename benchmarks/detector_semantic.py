@@ -21,6 +21,7 @@ Nothing here ships: the variants are measured, the figures and the command go to
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -32,6 +33,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.detector import Corpus, Metrics, complied_rejected, wilson
+from benchmarks.results import load_note
 from evorefuse.scoring.embeddings import embed
 from evorefuse.scoring.refusal import fit as F
 from evorefuse.scoring.refusal.base import COMPLIANCE, Verdict, strip_reasoning
@@ -234,6 +236,7 @@ def main() -> int:
     ap.add_argument("--views", default="head2,c256,last,full",
                     help=f"comma-separated views to embed, of {', '.join(VIEWS)}")
     args = ap.parse_args()
+    load0 = os.getloadavg()[0]
     views = [v for v in args.views.split(",") if v]
     if "head2" not in views or any(v not in VIEWS for v in views):
         ap.error(f"--views must include head2 and name only {', '.join(VIEWS)}")
@@ -264,7 +267,7 @@ def main() -> int:
     speeds = ", ".join(f"{v} {n / s:.0f} texts/s" for v, (n, s) in b.embed_seconds.items())
     text = "\n".join([
         (f"Command: `python benchmarks/detector_semantic.py --write --views {','.join(views)}` · "
-         f"date {date.today()} · machine shared with other jobs while measured."), "",
+         f"date {date.today()} · {load_note(load0)}."), "",
         ("Could an embedding stage lift `auto` to the 0.95 goal on assistants it never saw? Each "
          "variant is fitted on the project's examples plus one reference file and measured on the "
          "other (the same corpus, openings and pattern gate as `## detector`; 95% Wilson "

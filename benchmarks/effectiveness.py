@@ -48,7 +48,7 @@ from evorefuse.paths import REFERENCE_DIR  # noqa: E402
 REFERENCE = REFERENCE_DIR / "evo_test.jsonl"
 
 from benchmarks.intervals import bootstrap, nanmean
-from benchmarks.results import replace_section
+from benchmarks.results import load_note, replace_section
 from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey, cli
 from evorefuse.scoring.diversity import lexical_diversity
 
@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     if not REFERENCE.exists():
         sys.exit(f"reference data missing: {REFERENCE}")
     command = (f".venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --reps {a.reps} "
@@ -134,7 +135,7 @@ def main() -> None:
                for t in a.targets}
     lines = [f"Command: `{command}`",
              (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
-             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             f"{platform.python_version()}; {load_note(load0)}."), "",
              (f"{len(ids)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) (`--seed` "
              f"0-{a.reps - 1}), {a.generations} generation(s), default preset, the embedded model as "
              "mutator and judge. Refusal: greedy, 50 tokens, detector auto; mean over seeds of "

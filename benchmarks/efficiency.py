@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.intervals import bootstrap, t_interval
-from benchmarks.results import replace_section
+from benchmarks.results import load_note, replace_section
 from benchmarks.rungrid import DEFAULT_WORK, Grid, RunKey
 
 PRESETS = ("fast", "paper")
@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--write", action="store_true", help="update RESULTS.md and the plot")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     grid = Grid(a.work, a.seeds, a.generations)
     t0 = time.perf_counter()
     command = (f".venv/bin/python benchmarks/efficiency.py --seeds {a.seeds} --reps {a.reps} "
@@ -167,7 +168,7 @@ def main() -> None:
     print(command, flush=True)
     lines = [f"Command: `{command}`",
              (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
-             f"{platform.python_version()}; the machine was shared with other jobs."), "",
+             f"{platform.python_version()}; {load_note(load0)}."), "",
              (f"{len(grid.seeds)} shipped seeds ({grid.describe()}), {a.reps} repetition(s) "
              f"(`--seed` 0-{a.reps - 1}), {a.generations} generation(s), the embedded model as "
              "mutator and judge. Curves, intervals and the goal as the script's docstring defines "

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
+from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.scoring import embeddings  # noqa: E402
 from evorefuse.scoring.harm import train as T  # noqa: E402
 from evorefuse.scoring.harm.classifier import Band, HarmClassifier, shipped_model  # noqa: E402
@@ -228,11 +228,9 @@ def main() -> int:
             f"{fmt(int(np.sum(out_c & ys)), k)}, benign let through {fmt(int(np.sum(~out_c & ~ys)), k)}.",
             f"Speed of the LLM judge: {llm_s:.1f} prompts/s (one 2-token call each, logprobs), "
             f"{clf_s / llm_s:.0f}x slower than the classifier."]
-    load1 = os.getloadavg()[0]
     body = "\n".join([
         f"Command: `python benchmarks/gate.py --write` · date {date.today()} · machine: nproc "
-        f"{os.cpu_count()}, Python {platform.python_version()}, 1-minute load average {load0:.1f} "
-        f"before and {load1:.1f} after (the cores were shared with other jobs).",
+        f"{os.cpu_count()}, Python {platform.python_version()}, {load_note(load0)}.",
         "",
         "Positive class: harmful. Kept out = verdict not `harmless` (controversial, harmful or "
         "unknown); let through = `harmless` on a harmless prompt. Intervals: Wilson 95%. Goal on "

@@ -45,7 +45,7 @@ XSTEST = REFERENCE_DIR / "xstest_prompts.csv"
 EVERYDAY = ROOT / "benchmarks" / "everyday_requests.jsonl"
 SEEDS = ROOT / "seeds" / "default.jsonl"
 
-from benchmarks.results import replace_section
+from benchmarks.results import load_note, replace_section
 from evorefuse.config import Config
 from evorefuse.evaluate import EvalSettings, evaluate
 from evorefuse.models.spec import GUARDED_SYSTEM_PROMPT, LOCAL_SPEC
@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--fit-only", action="store_true", help="measure the fit half only")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     if not XSTEST.exists():
         sys.exit(f"reference data missing: {XSTEST}")
     a.work.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ def main() -> None:
         (f"Command: `.venv/bin/python benchmarks/guarded.py{f' --limit {a.limit}' if a.limit else ''}"
         " --write`"),
         (f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python "
-        f"{platform.python_version()}; {wall:.0f} s wall (machine shared with other jobs); "
+        f"{platform.python_version()}; {wall:.0f} s wall, {load_note(load0)}; "
         "the embedded SmolLM2-135M, greedy, 32 tokens, detector auto."),
         "",
         ("Candidate safety system prompts on the fit half (XSTest rows with an even id: "

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def load_note(before: float) -> str:
+    """The 1-minute load average before (`before`, read at the start) and now: what a reader needs
+    to weigh times measured on shared cores, instead of a fixed sentence saying they were shared."""
+    return f"1-minute load average {before:.2f} before and {os.getloadavg()[0]:.2f} after"
 
 
 def replace_section(name: str, body: str, path: Path = RESULTS) -> None:
