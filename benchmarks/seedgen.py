@@ -3,8 +3,10 @@ gate, with and without a policy's text in the request, and whether it can list a
 categories itself (the alternative to reading them from the policy's structure).
 
 Categories of our own choosing (not those of the shipped seeds); a policy written for this
-benchmark (`POLICY`). The accepted seeds are written to OUT_DIR for reading: the README reports
-how many read as usable (harmless, on the category, sounding sensitive), by hand.
+benchmark (`POLICY`). The accepted seeds are written to OUT_DIR for reading; whether each reads as
+usable (harmless, on its category, sounding sensitive) was judged by hand once and is kept in
+`benchmarks/seedgen_labels.jsonl`, which this script counts (a seed without a label is counted
+as such, to be labelled).
 
     .venv/bin/python benchmarks/seedgen.py [--per-category 5] [--out-dir DIR] [--write]
 """
@@ -82,6 +84,20 @@ def _parsed_categories(raw: str) -> list[str]:
         return []
 
 
+LABELS = Path(__file__).resolve().parent / "seedgen_labels.jsonl"
+
+
+def hand_read(label: str, tallies: list) -> str:
+    """How many accepted seeds were labelled usable by hand, e.g. "categories 0 of 9"."""
+    labels = {r["prompt"]: r for r in map(json.loads, LABELS.read_text().splitlines()) if r}
+    prompts = [s["prompt"] for t in tallies for s in t.seeds]
+    usable = [p for p in prompts if labels.get(p, {}).get("usable")]
+    missing = sum(p not in labels for p in prompts)
+    return (f"{label} {len(usable)} of {len(prompts)}"
+            + (f" ({missing} not labelled yet)" if missing else "")
+            + "".join(f" ({labels[p]['note']}: \"{p}\")" for p in usable))
+
+
 def table(label: str, tallies: list, seconds: float) -> list[str]:
     rows = []
     for t in tallies:
@@ -124,7 +140,11 @@ def main() -> None:
             f"model asked to list them ({len(answers)} samples): "
             f"{sum(bool(p) for p in parsed)} parseable answers, "
             f"{sum(len(p) for p in parsed)} names in all: "
-            + "; ".join(", ".join(p) or "(none)" for p in parsed))
+            + "; ".join(", ".join(p) or "(none)" for p in parsed)
+            + "\n\nRead by hand (labels in `benchmarks/seedgen_labels.jsonl`; usable = harmless, on its "
+            "category, sounding sensitive): " + "; ".join([
+                hand_read("categories", named), hand_read("policy text", with_text),
+                hand_read("policy category names only", names_only)]) + ".")
     print(body)
     if args.write:
         replace_section("seedgen", body)
