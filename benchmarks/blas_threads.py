@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
+from benchmarks.results import load_note, replace_section  # noqa: E402
 
 CHILD = """
 import json, resource, sys
@@ -111,7 +111,7 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/blas_threads.py --archive {a.archive} --checks {a.checks} "
         f"--rounds {a.rounds} --write`",
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}; "
-        f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after.",
+        f"{load_note(load_before)}.",
         "",
         f"CPU time of the archive check (`NearDuplicates.repeated`: {a.per_check} candidates against "
         f"{a.archive} archive rows), per check, in a child process; median (range) of {a.rounds} "
@@ -123,8 +123,9 @@ def main() -> None:
     for busy, got, ratios in rows:
         def cell(v: list[float]) -> str:
             return f"{statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})"
-        lines.append(f"| {'one busy process added per core' if busy else 'none added (see the load average)'} | {cell(got['1'])} "
-                     f"| {cell(got['default'])} | {statistics.median(ratios):.1f}x "
+        neighbours = "one busy process added per core" if busy else "none added (see the load average)"
+        lines.append(f"| {neighbours} | {cell(got['1'])} | {cell(got['default'])} | "
+                     f"{statistics.median(ratios):.1f}x "
                      f"({min(ratios):.1f}-{max(ratios):.1f}) |")
     body = "\n".join(lines)
     print(body)

@@ -59,9 +59,9 @@ def main() -> None:
     """Entry point: click without its own Ctrl-C handling, so an interrupted command exits 130
     (143 for SIGTERM) and says what was kept, instead of "Aborted!" and exit 1."""
     # Our matrix products are small (a few candidates against the archive); OpenBLAS's worker
-    # threads mostly spin on them: about 4-6x the CPU of one thread for the archive check
-    # (benchmarks/RESULTS.md, blas_threads). Read when numpy loads, hence before any command is
-    # imported; a user's own setting wins.
+    # threads mostly spin on them: 1.7x the CPU of one thread for the archive check on an idle
+    # machine, 2.6x beside busy processes (benchmarks/RESULTS.md, blas_threads). Read when numpy
+    # loads, hence before any command is imported; a user's own setting wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     interrupts.install()
     try:
