@@ -89,7 +89,8 @@ LABELS = Path(__file__).resolve().parent / "seedgen_labels.jsonl"
 
 def hand_read(label: str, tallies: list) -> str:
     """How many accepted seeds were labelled usable by hand, e.g. "categories 0 of 9"."""
-    labels = {r["prompt"]: r for r in map(json.loads, LABELS.read_text().splitlines()) if r}
+    labels = {r["prompt"]: r for r in (json.loads(line) for line in LABELS.read_text().splitlines()
+                                       if line.strip())}
     prompts = [s["prompt"] for t in tallies for s in t.seeds]
     usable = [p for p in prompts if labels.get(p, {}).get("usable")]
     missing = sum(p not in labels for p in prompts)
