@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
+from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.config import EvolutionSection  # noqa: E402
 from evorefuse.evolution.gate import MIN_SEED_SIMILARITY as SHIPPED_MIN_SEED_SIMILARITY  # noqa: E402
 from evorefuse.operators.strategies import PAPER_STRATEGIES  # noqa: E402
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds per backend")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     if not (REFERENCE / "evo_test.jsonl").is_file():
         sys.exit(f"reference data missing: {REFERENCE} (XSTest and EvoRefuse-Test are needed)")
     src = sources()
@@ -182,7 +183,7 @@ def main() -> None:
     lines = [
         f"Command: `.venv/bin/python benchmarks/embeddings.py --rounds {a.rounds} --write`",
         f"Date: {time.strftime('%Y-%m-%d')}; nproc: {os.cpu_count()}; Python {platform.python_version()}; "
-        f"the machine was shared, so read the ratio.",
+        f"{load_note(load0)} (read the ratio: the machine may be shared).",
         "",
         f"{len(pool)} texts: {', '.join(f'{k} {len(v)}' for k, v in src.items())}, each also framed "
         f"like an engine incumbent. Old: sentence-transformers on torch, float32 (threads as the "

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
+from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.models.base import SamplingParams  # noqa: E402
 from evorefuse.models.local import LocalBackend, _Engine  # noqa: E402
 
@@ -112,9 +112,8 @@ def main() -> None:
         exits = [evolve_sigint(Path(tmp) / str(i), args.evolve_wait) for i in range(3)]
     body = "\n".join([
         "Command: `.venv/bin/python benchmarks/local_cancel.py --write`.",
-        f"Date: {datetime.date.today().isoformat()}; 1-minute load average {load_before:.2f} "
-        f"before and {os.getloadavg()[0]:.2f} after (the machine is shared; times are noisy, "
-        "the count of tokens sampled after a cancel is the figure that carries over).",
+        f"Date: {datetime.date.today().isoformat()}; {load_note(load_before)} (times depend on "
+        "the load; the count of tokens sampled after a cancel is the figure that carries over).",
         "",
         f"Tokens sampled after the cancel, in all {len(after)} trials: at most {max(after)} "
         f"(median {statistics.median(after):g}); this count does not depend on the machine's "

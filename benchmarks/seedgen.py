@@ -87,10 +87,14 @@ def _parsed_categories(raw: str) -> list[str]:
 LABELS = Path(__file__).resolve().parent / "seedgen_labels.jsonl"
 
 
-def hand_read(label: str, tallies: list) -> str:
+def hand_labels() -> dict[str, dict]:
+    """The by-hand labels, by prompt."""
+    return {r["prompt"]: r for r in (json.loads(line) for line in LABELS.read_text().splitlines()
+                                     if line.strip())}
+
+
+def hand_read(label: str, tallies: list, labels: dict[str, dict]) -> str:
     """How many accepted seeds were labelled usable by hand, e.g. "categories 0 of 9"."""
-    labels = {r["prompt"]: r for r in (json.loads(line) for line in LABELS.read_text().splitlines()
-                                       if line.strip())}
     prompts = [s["prompt"] for t in tallies for s in t.seeds]
     usable = [p for p in prompts if labels.get(p, {}).get("usable")]
     missing = sum(p not in labels for p in prompts)
@@ -134,6 +138,7 @@ def main() -> None:
     answers = derive_with_model(cache)
     parsed = [_parsed_categories(a) for a in answers]
     (args.out_dir / "derive.json").write_text(json.dumps(answers, indent=1))
+    labels = hand_labels()
     body = (f"Command: `.venv/bin/python benchmarks/seedgen.py --per-category {args.per_category} "
             f"--write` ({platform.machine()}, 2 shared cores; the embedded model in every role, "
             "seed 0). Seeds are in --out-dir for reading.\n\n" + "\n".join(rows)
@@ -144,8 +149,8 @@ def main() -> None:
             + "; ".join(", ".join(p) or "(none)" for p in parsed)
             + "\n\nRead by hand (labels in `benchmarks/seedgen_labels.jsonl`; usable = harmless, on its "
             "category, sounding sensitive): " + "; ".join([
-                hand_read("categories", named), hand_read("policy text", with_text),
-                hand_read("policy category names only", names_only)]) + ".")
+                hand_read("categories", named, labels), hand_read("policy text", with_text, labels),
+                hand_read("policy category names only", names_only, labels)]) + ".")
     print(body)
     if args.write:
         replace_section("seedgen", body)

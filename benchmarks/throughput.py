@@ -39,7 +39,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import replace_section  # noqa: E402
+from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.models.base import SamplingParams  # noqa: E402
 from evorefuse.models.openai_backend import OpenAIBackend, httpx  # noqa: E402
 from evorefuse.models.spec import ModelSpec  # noqa: E402
@@ -236,8 +236,8 @@ def main() -> None:
         f"median of {args.repeat} interleaved runs).",
         f"Date: {datetime.date.today().isoformat()}; nproc: {nproc}; "
         f"Python {platform.python_version()}; openai {openai.__version__}; "
-        f"{httpx.__name__} {httpx.__version__}; 1-minute load average {load_before:.2f} before "
-        f"and {os.getloadavg()[0]:.2f} after the run (anything else running shares the cores).",
+        f"{httpx.__name__} {httpx.__version__}; {load_note(load_before)} (anything else running "
+        "shares the cores).",
         "",
         "Client CPU per call is `time.process_time()` of the client process divided by the "
         "number of calls; the server's CPU is not included. Ideal = concurrency / latency. "
