@@ -7,8 +7,10 @@ Measured:
 - cross-validated: every training prompt scored by a classifier refitted without its fold
   (`train.fit_model`, the shipped procedure, band included);
 - across sources: refitted without one source and scored on it (XSTest, EvoRefuse-Test, the
-  project's chat-style and multilingual prompts), and the shipped model on the everyday-style
-  check set it never saw (`data/heldout/`);
+  project's chat-style and multilingual prompts), and the shipped model on the check sets it never
+  saw (`data/heldout/`: everyday-style English, and requests in ten other languages);
+- every figure with the classifier's language rule (a prompt in a language it cannot read is
+  never `harmless`) and, where that rule changes something, also without it;
 - seed calibration: each out-of-fold candidate paired with its nearest shipped seed (MiniLM
   cosine); among `controversial` candidates, how many harmless and harmful ones the rule
   "P(harmless) >= the seed's - margin" would let through;
@@ -42,7 +44,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.scoring import embeddings  # noqa: E402
 from evorefuse.scoring.harm import train as T  # noqa: E402
-from evorefuse.scoring.harm.classifier import Band, HarmClassifier, shipped_model  # noqa: E402
+from evorefuse.scoring.harm.classifier import (  # noqa: E402
+    Band,
+    HarmClassifier,
+    shipped_model,
+    unreadable_language,
+)
 from evorefuse.scoring.harm.data import (  # noqa: E402
     REFERENCE_DIR,
     Example,
@@ -58,8 +65,11 @@ CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
 """The project's prompts written like chatbot logs (lowercase, typos, everyday and toxic asks)."""
 
 
-def rates(p: np.ndarray, harmful: np.ndarray, band: Band) -> dict[str, float]:
-    out = (p < band.hi)
+def rates(p: np.ndarray, harmful: np.ndarray, band: Band,
+          unreadable: np.ndarray | None = None) -> dict[str, float]:
+    """Figures of P(harmless) under `band`; prompts in `unreadable` are never let through (the
+    classifier's language rule, `classifier.unreadable_language`)."""
+    out = (p < band.hi) if unreadable is None else (p < band.hi) | unreadable
     tp, fp = int(np.sum(out & harmful)), int(np.sum(out & ~harmful))
     n_h, n_ok = int(harmful.sum()), int((~harmful).sum())
     return {"n": len(p), "n_harmful": n_h, "n_harmless": n_ok,
@@ -176,6 +186,7 @@ def main() -> int:
     held = load_heldout()
     feats = T.features(examples)
     y = np.asarray([e.harmful for e in examples])
+    unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in examples])
     shipped = shipped_model()
 
     print("cross-validating", file=sys.stderr)
@@ -184,22 +195,43 @@ def main() -> int:
     # Per fold each prompt was judged with its own fold's band; the median band is close to each.
     lines = ["| prompts | harmful / harmless | harmful kept out (recall) | harmless let through "
              "| precision | how measured |", "|---|---|---|---|---|---|"]
-    lines.append(row("all training sources", rates(p_cv, y, band_cv),
+    lines.append(row("all training sources", rates(p_cv, y, band_cv, unreadable),
                      f"{args.folds}-fold CV, refitted per fold (median band {band_cv.lo:.2f}-"
                      f"{band_cv.hi:.2f})"))
+    lines.append(row("all training sources, P(harmless) alone", rates(p_cv, y, band_cv),
+                     f"the same, without the language rule ({int(unreadable.sum())} prompts in a "
+                     "language the classifier cannot read)"))
     for name in ("XSTest", "EvoRefuse-Test", "project chat-style", "project multilingual"):
         mask = by_source(examples, name)
         tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
         m = T.fit_model(feats.take(tr), [examples[i] for i in tr])
         p = T.predict(m, feats.take(te))
-        lines.append(row(name, rates(p, y[te], Band(*m["band"])),
+        lines.append(row(name, rates(p, y[te], Band(*m["band"]), unreadable[te]),
                          f"refitted without these {len(te)} prompts"))
+        if unreadable[te].any():
+            lines.append(row(f"{name}, P(harmless) alone", rates(p, y[te], Band(*m["band"])),
+                             f"the same, without the language rule ({int(unreadable[te].sum())} "
+                             "of these prompts are in a language the classifier cannot read)"))
         print(f"  across sources: {name} done", file=sys.stderr)
     clf = HarmClassifier()
     p_held = clf.p_harmless([e.prompt for e in held])
     y_held = np.asarray([e.harmful for e in held])
-    lines.append(row("**everyday-style check set**", rates(p_held, y_held, shipped.band),
+    held_unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in held])
+    lines.append(row("**everyday-style check set**",
+                     rates(p_held, y_held, shipped.band, held_unreadable),
                      f"shipped model (band {shipped.band.lo}-{shipped.band.hi}); never fitted on"))
+    langs = load_heldout("languages")
+    p_lang = clf.p_harmless([e.prompt for e in langs])
+    y_lang = np.asarray([e.harmful for e in langs])
+    lang_unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in langs])
+    n_lang = len({e.lang for e in langs})
+    lines.append(row(f"**{n_lang}-language check set**",
+                     rates(p_lang, y_lang, shipped.band, lang_unreadable),
+                     "shipped model; written after it was fitted, never fitted on"))
+    lines.append(row(f"{n_lang}-language check set, P(harmless) alone",
+                     rates(p_lang, y_lang, shipped.band),
+                     f"the same, without the language rule ({int(lang_unreadable.sum())} of "
+                     f"{len(langs)} prompts in a language the classifier cannot read)"))
 
     calib = calibration(examples, p_cv, feats, band_cv)
 
@@ -218,8 +250,7 @@ def main() -> int:
         tp, tn = int(np.sum(out & ys)), int(np.sum(~out & ~ys))
         unknown = sum(lab == "unknown" for lab in labels)
         mean_tox, mean_ok = np.nanmean(p_llm[ys]), np.nanmean(p_llm[~ys])
-        p_clf = clf.p_harmless([e.prompt for e in sample])
-        out_c = p_clf < shipped.band.hi
+        out_c = np.asarray([v.verdict != "harmless" for v in clf.verdicts([e.prompt for e in sample])])
         llm_lines = [
             f"Embedded 135M model as judge (`local-llm`) on a balanced sample of the check set "
             f"({k} toxic, {k} benign, seed 0): toxic kept out {fmt(tp, k)}, benign let through "

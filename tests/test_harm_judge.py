@@ -119,6 +119,27 @@ def test_classifier_is_not_fooled_by_another_language(classifier) -> None:
     assert all(v.verdict != "harmless" for v in verdicts)
 
 
+def test_classifier_never_calls_a_prompt_it_cannot_read_harmless(classifier) -> None:
+    """The 10-language check set (written after the fit): every harmful request stays out, and a
+    benign one the head scores as harmless is `controversial` with the language as the reason."""
+    from evorefuse.scoring.harm.data import load_heldout
+
+    held = load_heldout("languages")
+    verdicts = classifier.verdicts([e.prompt for e in held])
+    assert all(v.verdict != "harmless" for v in verdicts)
+    capped = [(e, v) for e, v in zip(held, verdicts) if v.reason is not None]
+    # Without the rule, the head alone would have let some of them through (0.56 of the benign
+    # ones when measured): the rule, not the head, keeps these out.
+    assert capped and all(v.p_harmless >= classifier.band.hi and v.verdict == "controversial"
+                          for _, v in capped)
+    assert all("reads English only" in v.reason for _, v in capped)
+    assert any("Chinese" in v.reason for e, v in capped if e.lang == "zh")
+    back = HarmVerdict.from_json(orjson.loads(orjson.dumps(capped[0][1].to_json())))
+    assert (back.verdict, back.reason) == (capped[0][1].verdict, capped[0][1].reason)
+    english = classifier.verdicts(["What's a good recipe for banana bread?"])[0]
+    assert english.verdict == "harmless" and english.reason is None and "reason" not in english.to_json()
+
+
 # --- LLM judges on a real server ------------------------------------------------------------
 
 def _answers(messages, params) -> str:
@@ -174,6 +195,13 @@ def test_tiered_mode_asks_the_llm_only_what_the_classifier_is_unsure_about(class
                 assert v.judge == "classifier+gpt" and len(v.votes) == 2
             else:
                 assert v.judge == "classifier" and v.verdict == classifier.band.label(pi)
+        # Outside the band but in a language the classifier cannot read: the LLM decides it.
+        german = "Wie backe ich ein einfaches Brot (bread) ohne Hefe?"
+        assert classifier.p_harmless([german])[0] >= classifier.band.hi
+        before = srv.stats["requests"]
+        v = asyncio.run(_judge(judge, [german]))[0]
+        assert srv.stats["requests"] == before + 1
+        assert v.judge == "classifier+gpt" and v.verdict == "harmless" and v.reason is None
         # Everything unsure: the LLM decides every prompt, and says No to all but bread.
         wide = build_prompt_judge(["gpt"], {"gpt": _endpoint(srv, "gpt")}, mode="tiered",
                                   band=(0.0, 1.0), classifier=classifier)

@@ -253,3 +253,27 @@ def test_evolve_carries_english_seeds_into_german(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert rows and {row["language"] for row in rows} == {"de"}
+
+
+def test_offline_gate_keeps_out_what_its_judge_cannot_read_and_says_why() -> None:
+    """The offline classifier reads English only: a German candidate it would score harmless is
+    rejected as `controversial` with the reason, and counted apart in the generation's stats."""
+    from evorefuse.scoring.harm.judge import build_prompt_judge
+
+    english = "How do I learn to play the guitar?"
+    german = "Wie lerne ich am besten Gitarre?"
+    inc = Incumbent("seed-0", english, -1.0, 0.0, 0, "seed", 1)
+    lin = Lineage(0, "s", english, None, inc, inc)
+    cands = [Candidate(id=f"c{i}", prompt=t, seed_id="s", lineage=0, parents=[],
+                       strategy="anger", generation=1) for i, t in enumerate([english, german])]
+    stats = GenStats()
+
+    async def go() -> None:
+        gate = BenignGate(build_prompt_judge(["local"]), EmbedBatcher(), asyncio.Semaphore(2),
+                          judge_seed=0, near_duplicate=0.95, judge_margin=None)
+        await gate.judge(cands, lin, stats)
+    asyncio.run(go())
+    assert cands[0].status is Status.BENIGN and cands[0].judge.verdict.reason is None
+    assert cands[1].rejected == "judge:controversial"
+    assert "German" in cands[1].judge.to_json()["reason"]
+    assert (stats.judge_rejected, stats.judge_unreadable, stats.benign) == (1, 1, 1)

@@ -102,15 +102,20 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
               for label in ("harmless", "controversial", "harmful", "unknown")}
     figures = gold_score(prompts, verdicts)
     name = "+".join(judge.names)
+    # Verdicts the classifier capped (a language it cannot read) and no LLM judge decided.
+    capped = sum(v.reason is not None for v in verdicts)
     if as_json:
         summary = {"n": len(verdicts), "counts": counts, "judge": name, "mode": judge.mode,
-                   "llm_calls": judge.llm_calls, "prompts_per_s": round(len(verdicts) / elapsed, 2),
+                   "not_readable": capped, "llm_calls": judge.llm_calls, "prompts_per_s": round(len(verdicts) / elapsed, 2),
                    "gold": figures.to_json() if figures else None, "out": str(out) if out else None}
         write_stdout(orjson.dumps(summary) + b"\n")
         return
     n = len(verdicts)
     click.echo(f"judge: {n} prompts: {counts['harmless']} harmless, {counts['controversial']} "
-               f"controversial, {counts['harmful']} harmful"
+               "controversial"
+               + (f" ({capped} of them only because the classifier cannot read their language: "
+                  "see `reason`)" if capped else "")
+               + f", {counts['harmful']} harmful"
                + (f", {counts['unknown']} unknown" if counts["unknown"] else "")
                + f" (judge {name}" + (f", mode {judge.mode}" if judge.mode != name else "")
                + f"; {n / elapsed:.1f} prompts/s)"

@@ -25,8 +25,10 @@ class TerminalProgress:
         tqdm.write(
             f"gen {s['generation']}: best {s['best_fitness']:.3f} mean {s['mean_fitness']:.3f} "
             f"refusal(best) {s['mean_best_refusal_rate']:.2f} | {s['benign']}/{s['candidates']} "
-            f"benign, {s['accepted']} accepted, {s['judge_rejected']} judge-rejected, "
-            f"{s['parse_failures']} unparsed, {s['duplicates']} dup | calls {s['calls']} "
+            f"benign, {s['accepted']} accepted, {s['judge_rejected']} judge-rejected"
+            + (f" ({s['judge_unreadable']} only for their language: the offline judge reads "
+               "English, name an LLM judge)" if s.get("judge_unreadable") else "")
+            + f", {s['parse_failures']} unparsed, {s['duplicates']} dup | calls {s['calls']} "
             f"hits {s['cache_hits']} cost ${s['cost']:.4f}")
 
     def notice(self, text: str) -> None:

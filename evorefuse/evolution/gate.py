@@ -171,4 +171,5 @@ class BenignGate:
             else:
                 c.reject(f"judge:{v.verdict}")
                 stats.judge_rejected += 1
+                stats.judge_unreadable += v.reason is not None
         stats.benign += sum(c.status is Status.BENIGN for c in pending)

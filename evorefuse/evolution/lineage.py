@@ -68,6 +68,7 @@ class GenStats:
     candidates: int = 0
     benign: int = 0
     judge_rejected: int = 0
+    judge_unreadable: int = 0  # of those, kept out only because the judge cannot read the language
     parse_failures: int = 0
     duplicates: int = 0
     off_topic: int = 0

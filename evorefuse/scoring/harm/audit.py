@@ -70,8 +70,8 @@ async def judge_prompts(judge: PromptJudge, texts: Sequence[str], *, seed: int =
 
 
 def labelled_rows(table: Table, verdicts: Sequence[HarmVerdict]) -> list[dict[str, Any]]:
-    """Each input record with `verdict`, `p_harmless`, `judge` and `votes` added (replacing
-    input fields of the same names)."""
+    """Each input record with `verdict`, `p_harmless`, `judge`, `votes` and, where there is one,
+    `reason` added (replacing input fields of the same names)."""
     return [{**rec, **v.to_json()} for rec, v in zip(table.records, verdicts, strict=True)]
 
 

@@ -9,6 +9,17 @@ minus the harmful class's probability after Platt scaling on out-of-fold scores,
 Why it ships as coefficients in JSON (`model.json`, tens of KB) and not a pickle: inference is
 numpy only, and the file can be diffed and reproduced by `python -m evorefuse.scoring.harm.train`.
 The embedding model is the one the rest of evorefuse already loads (`scoring.embeddings`).
+
+Why it never calls a prompt in another language `harmless`: MiniLM was trained on English, and the
+few words of other languages among the lexical cues do not make up for it. Refitted without the
+project's multilingual prompts, the classifier kept out 10% of the harmful ones (`benchmarks/gate.py`,
+"project multilingual"); with them, it still let through 4 of 16 harmful requests written later in
+eight languages (a Portuguese request to clone a card at P(harmless) 0.91). A prompt it cannot read
+cannot be certified harmless, so such a prompt is at most `controversial` (with the reason in the
+verdict): kept out of test sets offline, and sent to the LLM judge in tiered mode. Which prompts it
+reads: those `languages.detect_language` does not confidently place in another language; that is
+all 3,771 English prompts measured (the project's, XSTest's, EvoRefuse-Test's and the ChatGPT
+study's).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from evorefuse.languages import detect_language, language_name, primary
 from evorefuse.scoring.harm.names import CLASSIFIER
 from evorefuse.scoring.harm.features import (
     FEATURE_VERSION,
@@ -42,6 +54,15 @@ NAME = CLASSIFIER
 """The judge name verdicts of this classifier carry."""
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+READS = "en"
+"""The language the classifier can read (its embedding model's)."""
+
+
+def unreadable_language(text: str) -> str | None:
+    """The language of `text` when it is confidently one the classifier cannot read, else None."""
+    code = detect_language(text, default=READS).language
+    return None if primary(code) == READS else code
 
 
 def _default_embed(texts: Sequence[str]) -> np.ndarray:
@@ -143,9 +164,17 @@ class HarmClassifier:
         return p
 
     def verdicts(self, texts: Sequence[str]) -> list[HarmVerdict]:
+        """One verdict per prompt; `harmless` only for a prompt the classifier can read (module
+        docstring), else at most `controversial`, with the reason."""
         out = []
-        for p in self.p_harmless(texts):
+        for text, p in zip(texts, self.p_harmless(texts)):
             p = float(p)
             label = self.band.label(p)
-            out.append(HarmVerdict(label, p, self.name, (Vote(self.name, label, p),)))
+            reason = None
+            other = unreadable_language(text) if label == HARMLESS else None
+            if other is not None:
+                label = CONTROVERSIAL
+                reason = (f"written in {language_name(other)} ({other}): the offline classifier "
+                          "reads English only")
+            out.append(HarmVerdict(label, p, self.name, (Vote(self.name, label, p),), reason))
         return out

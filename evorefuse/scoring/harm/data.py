@@ -78,10 +78,18 @@ def load_own() -> list[Example]:
     return out
 
 
-def load_heldout() -> list[Example]:
-    """The everyday-style check set (never fitted on)."""
+HELDOUT_SETS = ("everyday", "languages")
+"""Check sets never fitted on: `everyday`, chat-style English requests; `languages`, requests in
+ten other languages, written after the classifier was fitted (what its language rule is for)."""
+
+
+def load_heldout(name: str = "everyday") -> list[Example]:
+    """One check set of `HELDOUT_SETS`."""
+    if name not in HELDOUT_SETS:
+        raise ValueError(f"no check set {name!r} (known: {', '.join(HELDOUT_SETS)})")
+    rows = _package_jsonl("heldout")[name]
     return [Example(r["prompt"], _kind(r, name), f"heldout:{name}", r.get("lang", "en"))
-            for name, rows in _package_jsonl("heldout").items() for r in rows]
+            for r in rows]
 
 
 def load_xstest(folder: Path = REFERENCE_DIR) -> list[Example]:

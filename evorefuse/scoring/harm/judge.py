@@ -8,8 +8,8 @@ Modes:
 - `classifier`: the classifier alone (the default when every judge name is `local`/`classifier`);
 - `llm`: every named judge votes on every prompt (`verdict.combine_votes`); the classifier votes
   too when it is named;
-- `tiered`: the classifier decides what it is sure about (P(harmless) outside its band); the LLM
-  judges see only the rest, and their vote decides those. One LLM call per unsure prompt instead of
+- `tiered`: the classifier decides what it is sure about (P(harmless) outside its band, in
+  English); the LLM judges see only the rest, and their vote decides those. One LLM call per unsure prompt instead of
   one per prompt, and an LLM never lets through what the classifier finds clearly harmful.
 """
 
@@ -24,7 +24,7 @@ from evorefuse.scoring.harm.classifier import Band, HarmClassifier
 from evorefuse.scoring.harm.llm import llm_vote
 from evorefuse.scoring.harm.names import (CLASSIFIER, CLASSIFIER_ALIASES, MODES, Mode,
                                           is_classifier, llm_judge_names)
-from evorefuse.scoring.harm.verdict import HarmVerdict, Vote, combine_votes
+from evorefuse.scoring.harm.verdict import CONTROVERSIAL, HarmVerdict, Vote, combine_votes
 
 if TYPE_CHECKING:  # pragma: no cover
     from evorefuse.models.endpoint import Endpoint
@@ -76,9 +76,8 @@ class PromptJudge:
         base = await self._classify(texts) if self.classifier is not None else None
         if self.mode == "tiered":
             assert base is not None and self.classifier is not None
-            band = self.classifier.band
-            unsure = [i for i, v in enumerate(base)
-                      if v.p_harmless is not None and band.unsure(v.p_harmless)]
+            # Inside the band, or outside it but in a language the classifier cannot read.
+            unsure = [i for i, v in enumerate(base) if v.verdict == CONTROVERSIAL]
             votes = await asyncio.gather(*(self._llm_votes(texts[i], seed) for i in unsure))
             out = list(base)
             for i, llm in zip(unsure, votes):

@@ -52,6 +52,9 @@ class HarmVerdict:
     p_harmless: float | None
     judge: str
     votes: tuple[Vote, ...] = field(default_factory=tuple)
+    reason: str | None = None
+    """Why the label is not what P(harmless) alone would give (e.g. a language the classifier
+    cannot read); None when it is."""
 
     @property
     def benign(self) -> bool:
@@ -60,9 +63,12 @@ class HarmVerdict:
 
     def to_json(self) -> dict[str, Any]:
         """The small dict records, reports and `status` carry."""
-        return {"verdict": self.verdict,
-                "p_harmless": None if self.p_harmless is None else round(self.p_harmless, 4),
-                "votes": [v.to_json() for v in self.votes], "judge": self.judge}
+        out = {"verdict": self.verdict,
+               "p_harmless": None if self.p_harmless is None else round(self.p_harmless, 4),
+               "votes": [v.to_json() for v in self.votes], "judge": self.judge}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "HarmVerdict":
@@ -80,7 +86,9 @@ class HarmVerdict:
                 votes.append(Vote(str(v.get("judge", name)), v.get("verdict", UNKNOWN),
                                   v.get("p_harmless")))
         p = data.get("p_harmless")
-        return cls(verdict, None if p is None else float(p), name, tuple(votes))
+        reason = data.get("reason")
+        return cls(verdict, None if p is None else float(p), name, tuple(votes),
+                   str(reason) if reason else None)
 
 
 def passes_gate(verdict: HarmVerdict, *, seed_p_harmless: float | None = None,
