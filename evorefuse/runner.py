@@ -27,6 +27,7 @@ from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.preflight import reachable
 from evorefuse.runstore import RunStore, write_json
+from evorefuse.scoring.harm.judge import resolve_mode
 from evorefuse.seeds import Seed
 from evorefuse.session import Session
 
@@ -88,11 +89,30 @@ def _record(seed: Seed, carried_into: str | None = None) -> dict[str, Any]:
     return record
 
 
+def unreadable_lineages(cfg: Config, seeds: Sequence[dict[str, Any]]) -> str | None:
+    """What to tell a user whose lineages are in languages the offline judge cannot read: their
+    candidates will all be kept out (`scoring.harm.classifier`), which they should hear before
+    the run, not discover from an empty export."""
+    if resolve_mode(cfg.judges(), cfg.roles.judge_mode) != "classifier":
+        return None
+    languages = [str(s.get("target_language") or s.get("language") or "en") for s in seeds]
+    other = [code for code in languages if primary(code) != "en"]
+    if not other:
+        return None
+    n, codes = len(other), sorted(set(other))
+    return (f"{n} of {len(seeds)} lineages are in {', '.join(codes)}: the offline judge reads "
+            "English only, so their candidates will not pass the benign gate; name an LLM judge "
+            "(--judge NAME, or roles.judge) to evolve them")
+
+
 def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
           checkpoint: dict[str, Any] | None, progress: Progress) -> None:
     """Run (or continue) the engine to `cfg.run.generations`; raises BudgetStop when the budget
     would be exceeded (everything up to the last generation is saved)."""
     session = Session.for_run(store, cfg)
+    unreadable = unreadable_lineages(cfg, seeds)
+    if unreadable:
+        session.notices.append(unreadable)
     for notice in session.notices:
         progress.notice(notice)
         store.event("notice", text=notice)

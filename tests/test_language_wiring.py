@@ -277,3 +277,17 @@ def test_offline_gate_keeps_out_what_its_judge_cannot_read_and_says_why() -> Non
     assert cands[1].rejected == "judge:controversial"
     assert "German" in cands[1].judge.to_json()["reason"]
     assert (stats.judge_rejected, stats.judge_unreadable, stats.benign) == (1, 1, 1)
+
+
+def test_a_run_says_before_it_starts_which_lineages_the_offline_judge_cannot_read() -> None:
+    from evorefuse.config import Config
+    from evorefuse.runner import unreadable_lineages
+
+    seeds = [{"id": "a", "prompt": "x", "language": "en"},
+             {"id": "b", "prompt": "y", "language": "de"},
+             {"id": "c@ja", "prompt": "z", "language": "en", "target_language": "ja"}]
+    note = unreadable_lineages(Config(), seeds)
+    assert note is not None and note.startswith("2 of 3 lineages are in de, ja")
+    assert unreadable_lineages(Config(), seeds[:1]) is None
+    llm = Config().with_overrides(judge="local-llm")
+    assert unreadable_lineages(llm, seeds) is None
