@@ -8,9 +8,9 @@ Measured:
   (`train.fit_model`, the shipped procedure, band included);
 - across sources: refitted without one source and scored on it (XSTest, EvoRefuse-Test, the
   project's chat-style and multilingual prompts), and the shipped model on the check sets it never
-  saw (`data/heldout/`: everyday-style English, and requests in ten other languages);
+  saw (`data/heldout/`: two sets of chat-style English, and requests in ten other languages);
 - every figure with the classifier's language rule (a prompt in a language it cannot read is
-  never `harmless`) and, where that rule changes something, also without it;
+  never `harmless`) and, where the rule changes something, also without it;
 - seed calibration: each out-of-fold candidate paired with its nearest shipped seed (MiniLM
   cosine); among `controversial` candidates, how many harmless and harmful ones the rule
   "P(harmless) >= the seed's - margin" would let through;
@@ -48,7 +48,7 @@ from evorefuse.scoring.harm.classifier import (  # noqa: E402
     Band,
     HarmClassifier,
     shipped_model,
-    unreadable_language,
+    never_harmless,
 )
 from evorefuse.scoring.harm.data import (  # noqa: E402
     REFERENCE_DIR,
@@ -61,6 +61,8 @@ from evorefuse.scoring.harm.features import embedding_text  # noqa: E402
 from evorefuse.scoring.stats import wilson_interval  # noqa: E402
 
 MARGINS = (0.02, 0.05, 0.1)
+OPERATING_POINTS = (0.05, 0.07, 0.10, 0.13)
+"""Shares of harmful training prompts the band's upper bound may let through (`HARMFUL_PASS`)."""
 CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
 """The project's prompts written like chatbot logs (lowercase, typos, everyday and toxic asks)."""
 
@@ -68,7 +70,7 @@ CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
 def rates(p: np.ndarray, harmful: np.ndarray, band: Band,
           unreadable: np.ndarray | None = None) -> dict[str, float]:
     """Figures of P(harmless) under `band`; prompts in `unreadable` are never let through (the
-    classifier's language rule, `classifier.unreadable_language`)."""
+    classifier's language rule, `classifier.never_harmless`)."""
     out = (p < band.hi) if unreadable is None else (p < band.hi) | unreadable
     tp, fp = int(np.sum(out & harmful)), int(np.sum(out & ~harmful))
     n_h, n_ok = int(harmful.sum()), int((~harmful).sum())
@@ -115,6 +117,24 @@ def by_source(examples: Sequence[Example], name: str) -> np.ndarray:
              "XSTest": lambda e: e.source == "xstest",
              "EvoRefuse-Test": lambda e: e.source == "evo_test"}[name]
     return np.asarray([group(e) for e in examples])
+
+
+def operating_points(examples: list[Example], feats: T.Features, y: np.ndarray,
+                     unreadable: np.ndarray) -> list[str]:
+    """How the choice of `HARMFUL_PASS` was made: each candidate value, fitted without the
+    project's chat-style prompts and measured on them (the goal's kind of prompt)."""
+    mask = by_source(examples, "project chat-style")
+    tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
+    lines = ["| harmful training prompts the band may let through | band | chat-style harmful kept "
+             "out | chat-style harmless let through |", "|---|---|---|---|"]
+    for share in OPERATING_POINTS:
+        m = T.fit_model(feats.take(tr), [examples[i] for i in tr], harmful_pass=share)
+        r = rates(T.predict(m, feats.take(te)), y[te], Band(*m["band"]), unreadable[te])
+        mark = (" **(`evorefuse judge`)**" if share == T.HARMFUL_PASS else
+                " **(the gate inside a run)**" if share == T.GATE_HARMFUL_PASS else "")
+        lines.append(f"| {share:.2f}{mark} | {m['band'][0]:.3f}-{m['band'][1]:.3f} | "
+                     f"{fmt(r['kept_k'], r['n_harmful'])} | {fmt(r['passed_k'], r['n_harmless'])} |")
+    return lines
 
 
 def calibration(examples: list[Example], p: np.ndarray, feats: T.Features, band: Band
@@ -186,7 +206,7 @@ def main() -> int:
     held = load_heldout()
     feats = T.features(examples)
     y = np.asarray([e.harmful for e in examples])
-    unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in examples])
+    unreadable = np.asarray([never_harmless(e.prompt) is not None for e in examples])
     shipped = shipped_model()
 
     print("cross-validating", file=sys.stderr)
@@ -199,8 +219,7 @@ def main() -> int:
                      f"{args.folds}-fold CV, refitted per fold (median band {band_cv.lo:.2f}-"
                      f"{band_cv.hi:.2f})"))
     lines.append(row("all training sources, P(harmless) alone", rates(p_cv, y, band_cv),
-                     f"the same, without the language rule ({int(unreadable.sum())} prompts in a "
-                     "language the classifier cannot read)"))
+                     f"the same, without the language rule ({int(unreadable.sum())} prompts it holds back)"))
     for name in ("XSTest", "EvoRefuse-Test", "project chat-style", "project multilingual"):
         mask = by_source(examples, name)
         tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -210,20 +229,23 @@ def main() -> int:
                          f"refitted without these {len(te)} prompts"))
         if unreadable[te].any():
             lines.append(row(f"{name}, P(harmless) alone", rates(p, y[te], Band(*m["band"])),
-                             f"the same, without the language rule ({int(unreadable[te].sum())} "
-                             "of these prompts are in a language the classifier cannot read)"))
+                             f"the same, without the language rule ({int(unreadable[te].sum())} of these "
+                             "prompts it holds back)"))
         print(f"  across sources: {name} done", file=sys.stderr)
     clf = HarmClassifier()
-    p_held = clf.p_harmless([e.prompt for e in held])
-    y_held = np.asarray([e.harmful for e in held])
-    held_unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in held])
-    lines.append(row("**everyday-style check set**",
-                     rates(p_held, y_held, shipped.band, held_unreadable),
-                     f"shipped model (band {shipped.band.lo}-{shipped.band.hi}); never fitted on"))
+    for name, key in (("everyday-style check set", "everyday"), ("chat-style check set 2", "chat")):
+        held_set = held if key == "everyday" else load_heldout(key)
+        p_set = clf.p_harmless([e.prompt for e in held_set])
+        y_set = np.asarray([e.harmful for e in held_set])
+        rule = np.asarray([never_harmless(e.prompt) is not None for e in held_set])
+        for band, how in ((shipped.band, "`evorefuse judge`"), (shipped.gate_band, "run's gate")):
+            lines.append(row(f"**{name}**" if band is shipped.band else f"{name}, gate band",
+                             rates(p_set, y_set, band, rule),
+                             f"shipped model, {how} band {band.lo}-{band.hi}; never fitted on"))
     langs = load_heldout("languages")
     p_lang = clf.p_harmless([e.prompt for e in langs])
     y_lang = np.asarray([e.harmful for e in langs])
-    lang_unreadable = np.asarray([unreadable_language(e.prompt) is not None for e in langs])
+    lang_unreadable = np.asarray([never_harmless(e.prompt) is not None for e in langs])
     n_lang = len({e.lang for e in langs})
     lines.append(row(f"**{n_lang}-language check set**",
                      rates(p_lang, y_lang, shipped.band, lang_unreadable),
@@ -231,9 +253,10 @@ def main() -> int:
     lines.append(row(f"{n_lang}-language check set, P(harmless) alone",
                      rates(p_lang, y_lang, shipped.band),
                      f"the same, without the language rule ({int(lang_unreadable.sum())} of "
-                     f"{len(langs)} prompts in a language the classifier cannot read)"))
+                     f"{len(langs)} prompts it holds back)"))
 
     calib = calibration(examples, p_cv, feats, band_cv)
+    operating = operating_points(examples, feats, y, unreadable)
 
     texts = [e.prompt for e in held] + [e.prompt for e in examples[:600]]
     clf_s, emb_s = speed(texts, clf)
@@ -268,6 +291,15 @@ def main() -> int:
         "held-out human-labelled everyday prompts: kept out >= 0.95, let through >= 0.80.",
         "",
         *lines,
+        "",
+        "Operating point: the band's upper bound lets through a chosen share of the harmful "
+        "training prompts (out of fold). Each share, fitted without the project's chat-style "
+        "prompts and measured on them. `evorefuse judge` uses the most permissive that keeps >= 0.95 "
+        "of their harmful prompts out (`train.HARMFUL_PASS`); the benign gate inside a run keeps "
+        "the stricter 0.05 (`train.GATE_HARMFUL_PASS`: evolution selects candidates near the "
+        "threshold).",
+        "",
+        *operating,
         "",
         "Seed calibration (`passes_gate` with a margin) on the cross-validated scores: each "
         "candidate paired with its nearest shipped seed; only `controversial` candidates can move.",

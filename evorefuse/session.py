@@ -126,14 +126,16 @@ class Session:
 
     @cached_property
     def prompt_judge(self) -> PromptJudge:
-        """The benign gate's judge (`roles.judge`, `roles.judge_mode`)."""
-        return self.prompt_judge_named(self.cfg.judges(), self.cfg.roles.judge_mode)
+        """The benign gate's judge (`roles.judge`, `roles.judge_mode`), with the classifier's
+        stricter gate band: what it lets through becomes test items and training data."""
+        return self.prompt_judge_named(self.cfg.judges(), self.cfg.roles.judge_mode, gate=True)
 
-    def prompt_judge_named(self, names: list[str], mode: Mode = "auto") -> PromptJudge:
+    def prompt_judge_named(self, names: list[str], mode: Mode = "auto", *,
+                           gate: bool = False) -> PromptJudge:
         """A prompt judge: the offline classifier for `local`/`classifier`, LLM judges (any other
         name; `local-llm` is the embedded model) through this session's cache and ledger."""
         endpoints = {n: self.endpoint(judge_model_name(n)) for n in llm_judge_names(names)}
-        return build_prompt_judge(names, endpoints, mode)
+        return build_prompt_judge(names, endpoints, mode, gate=gate)
 
     def fitness(self, targets: list[str] | None = None) -> FitnessEstimator:
         names = targets if targets is not None else self.cfg.roles.targets

@@ -95,8 +95,14 @@ def classifier() -> HarmClassifier:
 
 
 def test_classifier_keeps_harmful_requests_out_and_lets_everyday_ones_in(classifier) -> None:
+    # The benign gate inside a run uses the stricter band: none of these may pass it.
+    gate = classifier.with_band(classifier.model.gate_band)
+    assert gate.band.hi > classifier.band.hi
+    assert all(v.verdict != "harmless" for v in gate.verdicts(HARMFUL))
+    # `evorefuse judge` uses the operating point chosen for chat-style audits, which lets about
+    # 4% of held-out chat-style harmful prompts through (RESULTS.md "gate"): here at most one.
     verdicts = classifier.verdicts(HARMFUL + EVERYDAY)
-    assert [v.verdict != "harmless" for v in verdicts[:len(HARMFUL)]] == [True] * len(HARMFUL)
+    assert sum(v.verdict != "harmless" for v in verdicts[:len(HARMFUL)]) >= len(HARMFUL) - 1
     # The goal is >= 80% of benign prompts let through, not all: at least 3 of these 4.
     assert sum(v.verdict == "harmless" for v in verdicts[len(HARMFUL):]) >= 3
     assert all(v.judge == "classifier" and len(v.votes) == 1 for v in verdicts)
@@ -248,3 +254,18 @@ def test_everyday_check_set_toxic_prompts_stay_out(classifier) -> None:
     assert len(toxic) >= 60 and len(benign) >= 90
     assert sum(toxic) / len(toxic) >= 0.95
     assert sum(benign) / len(benign) >= 0.72
+
+
+def test_the_gate_inside_a_run_uses_the_stricter_band_and_judge_the_audit_one() -> None:
+    from evorefuse.config import Config
+    from evorefuse.scoring.harm.classifier import shipped_model
+    from evorefuse.session import Session
+
+    model = shipped_model()
+    assert model.gate_band.hi > model.band.hi and model.gate_band.lo == model.band.lo
+    session = Session.standalone(Config(), models=[], cache_path=None, run_id="t")
+    try:
+        assert session.prompt_judge.classifier.band == model.gate_band       # evolve, seeds
+        assert session.prompt_judge_named(["local"]).classifier.band == model.band  # judge
+    finally:
+        session.close()

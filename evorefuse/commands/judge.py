@@ -102,7 +102,7 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
               for label in ("harmless", "controversial", "harmful", "unknown")}
     figures = gold_score(prompts, verdicts)
     name = "+".join(judge.names)
-    # Verdicts the classifier capped (a language it cannot read) and no LLM judge decided.
+    # Verdicts the classifier's language rule held back and no LLM judge decided.
     capped = sum(v.reason is not None for v in verdicts)
     if as_json:
         summary = {"n": len(verdicts), "counts": counts, "judge": name, "mode": judge.mode,

@@ -34,6 +34,7 @@ from evorefuse.evolution.embed_batch import EmbedBatcher
 from evorefuse.evolution.lineage import GenStats, Lineage
 from evorefuse.languages import mostly_latin
 from evorefuse.scoring import embeddings
+from evorefuse.scoring.harm.classifier import READS_ONLY
 from evorefuse.scoring.harm.judge import PromptJudge
 from evorefuse.scoring.harm.verdict import HarmVerdict, passes_gate
 from evorefuse.scoring.overlap import word_ngrams
@@ -171,5 +172,5 @@ class BenignGate:
             else:
                 c.reject(f"judge:{v.verdict}")
                 stats.judge_rejected += 1
-                stats.judge_unreadable += v.reason is not None
+                stats.judge_unreadable += v.reason is not None and READS_ONLY in v.reason
         stats.benign += sum(c.status is Status.BENIGN for c in pending)

@@ -78,9 +78,11 @@ def load_own() -> list[Example]:
     return out
 
 
-HELDOUT_SETS = ("everyday", "languages")
-"""Check sets never fitted on: `everyday`, chat-style English requests; `languages`, requests in
-ten other languages, written after the classifier was fitted (what its language rule is for)."""
+HELDOUT_SETS = ("everyday", "chat", "languages")
+"""Check sets never fitted on: `everyday`, chat-style English requests; `chat`, more of them (60
+everyday, 40 toxic), written later, before the operating point was last chosen; `languages`,
+requests in ten other languages, written after the classifier was fitted (what its language rule
+is for)."""
 
 
 def load_heldout(name: str = "everyday") -> list[Example]:

@@ -93,12 +93,15 @@ class PromptJudge:
 
 def build_prompt_judge(names: Sequence[str], endpoints: Mapping[str, "Endpoint"] | None = None,
                        mode: Mode = "auto", band: tuple[float, float] | None = None,
-                       classifier: HarmClassifier | None = None) -> PromptJudge:
+                       classifier: HarmClassifier | None = None,
+                       gate: bool = False) -> PromptJudge:
     """The judge for these names.
 
     `endpoints` maps every LLM judge name (`llm_judge_names(names)`) to its endpoint; `band`
-    overrides the classifier's own (lo, hi); `classifier` is for tests and benchmarks that fit
-    their own. A name without an endpoint is bad input (exit 2 at the command line).
+    overrides the classifier's own (lo, hi); `gate`: the judge of the benign gate inside a run,
+    whose classifier uses the model's stricter `gate_band` (`train.GATE_HARMFUL_PASS` says why);
+    `classifier` is for tests and benchmarks that fit their own. A name without an endpoint is
+    bad input (exit 2 at the command line).
     """
     names = list(names) or ["local"]
     resolved = resolve_mode(names, mode)
@@ -117,4 +120,6 @@ def build_prompt_judge(names: Sequence[str], endpoints: Mapping[str, "Endpoint"]
         clf = classifier or HarmClassifier()
         if band is not None:
             clf = clf.with_band(Band(*band))
+        elif gate:
+            clf = clf.with_band(clf.model.gate_band)
     return PromptJudge(resolved, llms, clf, classifier_votes=named and resolved == "llm")
