@@ -155,7 +155,7 @@ def calibration(examples: list[Example], p: np.ndarray, feats: T.Features, band:
 
 
 def speed(texts: list[str], clf: HarmClassifier, repeats: int = 3) -> tuple[float, float]:
-    """(classifier prompts/s, embedding-alone prompts/s), median of interleaved runs, cold cache."""
+    """(classifier verdicts/s, embedding-alone prompts/s), median of interleaved runs, cold cache."""
     clf_t, emb_t = [], []
     for _ in range(repeats):
         embeddings.clear_cache()
@@ -164,7 +164,7 @@ def speed(texts: list[str], clf: HarmClassifier, repeats: int = 3) -> tuple[floa
         emb_t.append(time.perf_counter() - t)
         embeddings.clear_cache()
         t = time.perf_counter()
-        clf.p_harmless(texts)
+        clf.verdicts(texts)  # the verdicts: the language rule included
         clf_t.append(time.perf_counter() - t)
     return len(texts) / float(np.median(clf_t)), len(texts) / float(np.median(emb_t))
 
