@@ -60,6 +60,22 @@ def test_csv_with_gold_prints_figures_and_the_confusion_matrix(tmp_path: Path) -
     assert "recall 1.000" in text.output and "gold / verdict" in text.output
 
 
+def test_a_prompt_in_another_language_is_held_back_and_says_why(tmp_path: Path) -> None:
+    src = tmp_path / "p.txt"
+    german = "Wie lerne ich am besten Gitarre?"  # the head alone scores it harmless
+    src.write_text(f"{EVERYDAY}\n{german}\n")
+    out = tmp_path / "out.jsonl"
+    result = _run(str(src), "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["not_readable"] == 1 and summary["counts"]["harmless"] == 1
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert "reason" not in rows[0] and rows[1]["verdict"] == "controversial"
+    assert rows[1]["reason"].startswith("written in German (de)")
+    text = _run(str(src))
+    assert "1 of them only because the classifier cannot read their language" in text.output
+
+
 def test_txt_one_prompt_per_line(tmp_path: Path) -> None:
     src = tmp_path / "p.txt"
     src.write_text(f"# my prompts\n{EVERYDAY}\n\n{HARMFUL}\n")

@@ -106,7 +106,8 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
     capped = sum(v.reason is not None for v in verdicts)
     if as_json:
         summary = {"n": len(verdicts), "counts": counts, "judge": name, "mode": judge.mode,
-                   "not_readable": capped, "llm_calls": judge.llm_calls, "prompts_per_s": round(len(verdicts) / elapsed, 2),
+                   "not_readable": capped, "llm_calls": judge.llm_calls,
+                   "prompts_per_s": round(len(verdicts) / elapsed, 2),
                    "gold": figures.to_json() if figures else None, "out": str(out) if out else None}
         write_stdout(orjson.dumps(summary) + b"\n")
         return

@@ -9,8 +9,9 @@ Modes:
 - `llm`: every named judge votes on every prompt (`verdict.combine_votes`); the classifier votes
   too when it is named;
 - `tiered`: the classifier decides what it is sure about (P(harmless) outside its band, in
-  English); the LLM judges see only the rest, and their vote decides those. One LLM call per unsure prompt instead of
-  one per prompt, and an LLM never lets through what the classifier finds clearly harmful.
+  English); the LLM judges see only the rest, and their vote decides those. One LLM call per
+  unsure prompt instead of one per prompt, and an LLM never lets through what the classifier
+  finds clearly harmful.
 """
 
 from __future__ import annotations

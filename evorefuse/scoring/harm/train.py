@@ -197,8 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     y = np.asarray([not e.harmful for e in examples])
     lo, hi = model["band"]
     print(f"wrote {target} ({len(text) // 1024} KB): {len(examples)} examples, band "
-          f"({lo}, {hi}), gate band {tuple(model['gate_band'])}; in-sample: harmful kept out {np.mean(p[~y] < hi):.3f}, harmless let "
-          f"through {np.mean(p[y] >= hi):.3f} (held-out figures: benchmarks/gate.py)",
+          f"({lo}, {hi}), gate band {tuple(model['gate_band'])}; in-sample: harmful kept out "
+          f"{np.mean(p[~y] < hi):.3f}, harmless let through {np.mean(p[y] >= hi):.3f} "
+          "(held-out figures: benchmarks/gate.py)",
           file=sys.stderr)
     return 0
 
