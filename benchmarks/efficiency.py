@@ -31,11 +31,13 @@ hours: the paper preset's 10 samples of 50 tokens per candidate dominate.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,27 @@ def curves(grid: Grid, target: str, preset: str, reps: int) -> tuple[np.ndarray,
     refused = np.array([[[float(answers[grid.norm(b[g][sid])]) for g in range(grid.generations + 1)]
                          for b in best] for sid in ids])
     return tokens, refused
+
+
+def fates(grid: Grid, target: str, preset: str, reps: int) -> str:
+    """What became of one preset's offspring (generations 1 on, every repetition): how many the
+    free checks and the judge let through, and the commonest reasons they did not. Why: a preset
+    whose offspring are all rejected cannot raise the refusal rate, whatever it spends."""
+    counts: Counter[str] = Counter()
+    for r in range(reps):
+        archive = grid.run_dir(RunKey(target, preset, r)) / "archive.jsonl"
+        for line in archive.open(encoding="utf-8"):
+            c = json.loads(line)
+            if 1 <= c.get("generation", 0) <= grid.generations:
+                reason = c.get("rejected") or c.get("status") or "?"
+                counts["judge" if reason.startswith("judge:") else reason] += 1
+    total = sum(counts.values())
+    if not total:
+        return f"{preset}: no offspring"
+    benign = counts.pop("benign", 0) + counts.pop("skipped", 0)
+    top = ", ".join(f"{k} {v / total:.0%}" for k, v in counts.most_common(4))
+    return (f"{preset}: {total} offspring, {benign} ({benign / total:.0%}) passed the free checks "
+            f"and the judge; rejected as {top}")
 
 
 def tokens_to_reach(rate: float, tokens: np.ndarray, curve: np.ndarray) -> float:
@@ -179,6 +202,9 @@ def main() -> None:
         for preset in PRESETS:
             tok[preset], ref[preset] = curves(grid, target, preset, a.reps)
         plots[target] = summarise(target, tok, ref, lines)
+        lines += ["Offspring, generations 1 on, all repetitions ('passed' includes those scored "
+                  "or skipped for budget; a rejection reason per candidate):", "",
+                  *(f"- {fates(grid, target, p, a.reps)}" for p in PRESETS), ""]
     wall = sum(p.wall_s for t in a.targets for pr in PRESETS for r in range(a.reps)
                for p in grid.curve(RunKey(t, pr, r))[: a.generations + 1])
     lines.append(f"Evolution wall time, all runs: {wall / 3600:.2f} h (this invocation: "
