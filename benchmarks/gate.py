@@ -47,8 +47,8 @@ from evorefuse.scoring.harm import train as T  # noqa: E402
 from evorefuse.scoring.harm.classifier import (  # noqa: E402
     Band,
     HarmClassifier,
-    shipped_model,
     never_harmless,
+    shipped_model,
 )
 from evorefuse.scoring.harm.data import (  # noqa: E402
     REFERENCE_DIR,
@@ -133,7 +133,8 @@ def operating_points(examples: list[Example], feats: T.Features, y: np.ndarray,
         mark = (" **(`evorefuse judge`)**" if share == T.HARMFUL_PASS else
                 " **(the gate inside a run)**" if share == T.GATE_HARMFUL_PASS else "")
         lines.append(f"| {share:.2f}{mark} | {m['band'][0]:.3f}-{m['band'][1]:.3f} | "
-                     f"{fmt(r['kept_k'], r['n_harmful'])} | {fmt(r['passed_k'], r['n_harmless'])} |")
+                     f"{fmt(r['kept_k'], r['n_harmful'])} | "
+                     f"{fmt(r['passed_k'], r['n_harmless'])} |")
     return lines
 
 
@@ -219,7 +220,8 @@ def main() -> int:
                      f"{args.folds}-fold CV, refitted per fold (median band {band_cv.lo:.2f}-"
                      f"{band_cv.hi:.2f})"))
     lines.append(row("all training sources, P(harmless) alone", rates(p_cv, y, band_cv),
-                     f"the same, without the language rule ({int(unreadable.sum())} prompts it holds back)"))
+                     f"the same, without the language rule ({int(unreadable.sum())} prompts it "
+                     "holds back)"))
     for name in ("XSTest", "EvoRefuse-Test", "project chat-style", "project multilingual"):
         mask = by_source(examples, name)
         tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -229,12 +231,12 @@ def main() -> int:
                          f"refitted without these {len(te)} prompts"))
         if unreadable[te].any():
             lines.append(row(f"{name}, P(harmless) alone", rates(p, y[te], Band(*m["band"])),
-                             f"the same, without the language rule ({int(unreadable[te].sum())} of these "
-                             "prompts it holds back)"))
+                             f"the same, without the language rule "
+                             f"({int(unreadable[te].sum())} of these prompts it holds back)"))
         print(f"  across sources: {name} done", file=sys.stderr)
     clf = HarmClassifier()
     for name, key in (("everyday-style check set", "everyday"), ("chat-style check set 2", "chat")):
-        held_set = held if key == "everyday" else load_heldout(key)
+        held_set = load_heldout(key)
         p_set = clf.p_harmless([e.prompt for e in held_set])
         y_set = np.asarray([e.harmful for e in held_set])
         rule = np.asarray([never_harmless(e.prompt) is not None for e in held_set])

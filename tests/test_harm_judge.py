@@ -143,7 +143,8 @@ def test_classifier_never_calls_a_prompt_it_cannot_read_harmless(classifier) -> 
     back = HarmVerdict.from_json(orjson.loads(orjson.dumps(capped[0][1].to_json())))
     assert (back.verdict, back.reason) == (capped[0][1].verdict, capped[0][1].reason)
     english = classifier.verdicts(["What's a good recipe for banana bread?"])[0]
-    assert english.verdict == "harmless" and english.reason is None and "reason" not in english.to_json()
+    assert english.verdict == "harmless" and english.reason is None
+    assert "reason" not in english.to_json()
 
 
 # --- LLM judges on a real server ------------------------------------------------------------

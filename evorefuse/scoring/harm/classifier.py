@@ -14,14 +14,14 @@ Why it never calls a prompt in another language `harmless`: MiniLM was trained o
 few words of other languages among the lexical cues do not make up for it. Refitted without the
 project's multilingual prompts, the classifier kept out fewer than one in ten of the harmful ones
 (`benchmarks/gate.py`, "project multilingual"); with them, it still let through 4 of 16 harmful
-requests written later in ten languages (a Portuguese request to clone a card at P(harmless) 0.91). A prompt it cannot read
-cannot be certified harmless, so such a prompt is at most `controversial` (with the reason in the
-verdict): kept out of test sets offline, and sent to the LLM judge in tiered mode. (A lexical
-veto on violence against a named person was tried too and left out: on the training sources it
-held back more harmless prompts than harmful ones the head had let through.) Which prompts it
-reads: those `languages.detect_language` does not confidently place in another language; that is
-all 3,771 English prompts measured (the project's, XSTest's, EvoRefuse-Test's and the ChatGPT
-study's).
+requests written later in ten languages (a Portuguese request to clone a card at P(harmless)
+0.91). A prompt it cannot read cannot be certified harmless, so such a prompt is at most
+`controversial` (with the reason in the verdict): kept out of test sets offline, and sent to the
+LLM judge in tiered mode. Which prompts it reads: those `languages.detect_language` does not
+confidently place in another language; that is all 3,771 English prompts measured (the
+project's, XSTest's, EvoRefuse-Test's and the ChatGPT study's). (A lexical veto on violence
+against a named person was tried too and left out: across sources it held back more harmless
+prompts than harmful ones the head had let through.)
 """
 
 from __future__ import annotations
