@@ -21,12 +21,14 @@ from evorefuse import interrupts
 from evorefuse.config import Config, config_from_run, first_difference, load_config
 from evorefuse.errors import InputError, Interrupted
 from evorefuse.evolution.engine import BudgetStop
+from evorefuse.evolution.lineage import seed_languages
 from evorefuse.evolution.progress import Progress
 from evorefuse.languages import language_name, primary
 from evorefuse.models.registry import check_credentials
 from evorefuse.operators.strategies import build_catalogue
 from evorefuse.preflight import reachable
 from evorefuse.runstore import RunStore, write_json
+from evorefuse.scoring.harm.classifier import READS
 from evorefuse.scoring.harm.judge import resolve_mode
 from evorefuse.seeds import Seed
 from evorefuse.session import Session
@@ -95,8 +97,8 @@ def unreadable_lineages(cfg: Config, seeds: Sequence[dict[str, Any]]) -> str | N
     the run, not discover from an empty export."""
     if resolve_mode(cfg.judges(), cfg.roles.judge_mode) != "classifier":
         return None
-    languages = [str(s.get("target_language") or s.get("language") or "en") for s in seeds]
-    other = [code for code in languages if primary(code) != "en"]
+    languages = [str(seed_languages(s)["language"]) for s in seeds]
+    other = [code for code in languages if primary(code) != READS]
     if not other:
         return None
     n, codes = len(other), sorted(set(other))
