@@ -119,6 +119,11 @@ def by_source(examples: Sequence[Example], name: str) -> np.ndarray:
     return np.asarray([group(e) for e in examples])
 
 
+def held_back(examples: Sequence[Example]) -> np.ndarray:
+    """Which prompts the classifier's language rule never lets through (`never_harmless`)."""
+    return np.asarray([never_harmless(e.prompt) is not None for e in examples], dtype=bool)
+
+
 def operating_points(examples: list[Example], feats: T.Features, y: np.ndarray,
                      unreadable: np.ndarray) -> list[str]:
     """How the choice of `HARMFUL_PASS` was made: each candidate value, fitted without the
@@ -207,7 +212,7 @@ def main() -> int:
     held = load_heldout()
     feats = T.features(examples)
     y = np.asarray([e.harmful for e in examples])
-    unreadable = np.asarray([never_harmless(e.prompt) is not None for e in examples])
+    unreadable = held_back(examples)
     shipped = shipped_model()
 
     print("cross-validating", file=sys.stderr)
@@ -239,7 +244,7 @@ def main() -> int:
         held_set = load_heldout(key)
         p_set = clf.p_harmless([e.prompt for e in held_set])
         y_set = np.asarray([e.harmful for e in held_set])
-        rule = np.asarray([never_harmless(e.prompt) is not None for e in held_set])
+        rule = held_back(held_set)
         for band, how in ((shipped.band, "`evorefuse judge`"), (shipped.gate_band, "run's gate")):
             lines.append(row(f"**{name}**" if band is shipped.band else f"{name}, gate band",
                              rates(p_set, y_set, band, rule),
@@ -247,7 +252,7 @@ def main() -> int:
     langs = load_heldout("languages")
     p_lang = clf.p_harmless([e.prompt for e in langs])
     y_lang = np.asarray([e.harmful for e in langs])
-    lang_unreadable = np.asarray([never_harmless(e.prompt) is not None for e in langs])
+    lang_unreadable = held_back(langs)
     n_lang = len({e.lang for e in langs})
     lines.append(row(f"**{n_lang}-language check set**",
                      rates(p_lang, y_lang, shipped.band, lang_unreadable),
@@ -275,7 +280,8 @@ def main() -> int:
         tp, tn = int(np.sum(out & ys)), int(np.sum(~out & ~ys))
         unknown = sum(lab == "unknown" for lab in labels)
         mean_tox, mean_ok = np.nanmean(p_llm[ys]), np.nanmean(p_llm[~ys])
-        out_c = np.asarray([v.verdict != "harmless" for v in clf.verdicts([e.prompt for e in sample])])
+        out_c = np.asarray([v.verdict != "harmless"
+                            for v in clf.verdicts([e.prompt for e in sample])])
         llm_lines = [
             f"Embedded 135M model as judge (`local-llm`) on a balanced sample of the check set "
             f"({k} toxic, {k} benign, seed 0): toxic kept out {fmt(tp, k)}, benign let through "
