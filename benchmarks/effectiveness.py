@@ -9,8 +9,10 @@ both targets with one protocol (`evaluate`: greedy, 50 tokens, detector auto):
 - the seeds;
 - the evolved set: in-sample on the target it was evolved against (selected on that target and
   detector, so optimistic), held-out on the other target;
-- EvoRefuse-Test: a random sample of ../shared/reference/evo_test.jsonl of the evolved set's size,
-  a new sample per repetition.
+- EvoRefuse-Test (../shared/reference/evo_test.jsonl): its refusal rate on all 582 items, so the
+  comparison carries only the evolved sets' uncertainty and the benchmark's own, not a sampling
+  draw's; its lexical diversity on a random sample of the evolved set's size (a new sample per
+  repetition), because those measures depend on the size of the set.
 
 Intervals: 95% percentile bootstrap over seeds (per seed, the mean over repetitions; paired where
 two figures share seeds) and over EvoRefuse-Test items (benchmarks/intervals.py says why).
@@ -140,8 +142,8 @@ def main() -> None:
              f"0-{a.reps - 1}), {a.generations} generation(s), default preset, the embedded model as "
              "mutator and judge. Refusal: greedy, 50 tokens, detector auto; mean over seeds of "
              "the mean over repetitions, 95% bootstrap interval over seeds (EvoRefuse-Test: over "
-             "its sampled items). Ratio and difference intervals resample seeds (and items) "
-             "together."), "",
+             "all its items). Ratio intervals resample seeds; the difference to EvoRefuse-Test "
+             "resamples seeds and its items independently."), "",
              ("| evolved against | measured on | set | n per rep | refusal | ratio to seeds | "
              "evolved minus set |"), "|---|---|---|---:|---:|---:|---:|"]
     goals = []
@@ -149,15 +151,14 @@ def main() -> None:
         for measured in a.targets:
             kind = "in-sample" if measured == run_target else "held-out target"
             prompts = ([s["prompt"] for s in grid.seeds]
-                       + [p for s in sets[run_target] for p in s.values()]
-                       + [p for s in samples[run_target] for p in s])
+                       + [p for s in sets[run_target] for p in s.values()] + evo_all)
             answers = grid.refusals(prompts, measured)
             seeds = np.array([float(answers[grid.norm(s["prompt"])]) for s in grid.seeds])
             evolved = np.array([nanmean(np.array([float(answers[grid.norm(s[sid])])
                                                   for s in sets[run_target] if sid in s]))
                                 if any(sid in s for s in sets[run_target]) else float("nan")
                                 for sid in ids])
-            bench = np.array([float(answers[grid.norm(p)]) for s in samples[run_target] for p in s])
+            bench = np.array([float(answers[grid.norm(p)]) for p in evo_all])
             sizes = "/".join(str(len(s)) for s in sets[run_target])
             ev = bootstrap(nanmean, evolved)
             vs_seeds = bootstrap(ratio, evolved, seeds)
@@ -166,7 +167,7 @@ def main() -> None:
             lines += [(f"{head} shipped seeds | {len(ids)} | {fmt(bootstrap(nanmean, seeds))} | - | "
                       f"{fmt(bootstrap(lambda e, s: nanmean(e) - s.mean(), evolved, seeds))} |"),
                       f"{head} **evolved** | {sizes} | {fmt(ev)} | {times(vs_seeds)} | - |",
-                      (f"{head} EvoRefuse-Test sample | {sizes} | "
+                      (f"{head} EvoRefuse-Test, all items | {len(evo_all)} | "
                       f"{fmt(bootstrap(np.mean, bench))} | - | {fmt(vs_bench)} |")]
             if run_target == measured == "local-guarded":
                 goals.append(
