@@ -19,14 +19,19 @@ two figures share seeds) and over EvoRefuse-Test items (benchmarks/intervals.py 
 Goals (issue 15), against `local-guarded`: refusal rate >= 3x the seeds' and above EvoRefuse-Test's.
 
     .venv/bin/python benchmarks/effectiveness.py [--seeds 33] [--reps 3] [--generations 3]
-        [--targets local-guarded local] [--work runs/bench/grid] [--write]
+        [--targets local-guarded local] [--work runs/bench/grid] [--write] [--section NAME]
 
 Sizes. Smoke: `--seeds 2 --reps 1 --generations 1 --work DIR`. About 30 minutes on two idle
 cores, or about 10 after benchmarks/efficiency.py ran with the same `--seeds`, `--generations`
 and `--work` (its default-preset runs on `local-guarded` are reused; the runs on `local` and the
 measurements are added):
 `--seeds 11 --reps 3 --generations 2 --targets local-guarded local --write`.
-Use the same `--generations` as the efficiency run: a run is exported as it ends.
+Use the same `--generations` as the efficiency run: a run is exported as it ends. What
+RESULTS.md holds: the goals measured with 66 seeds (6 of each category) against `local-guarded`
+(about 1.2 hours: 3 runs of 20 minutes, then the measurements), `--seeds 66 --reps 3
+--generations 5 --targets local-guarded --write`; and both targets, each held out for the
+other, with 33 seeds, `--seeds 33 --reps 3 --generations 5 --targets local-guarded local --write
+--section 'effectiveness: both targets, 33 seeds'`.
 """
 
 from __future__ import annotations
@@ -121,12 +126,15 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", default=["local-guarded", "local"])
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--section", default="effectiveness",
+                    help="the RESULTS.md section --write replaces (a second size keeps its own)")
     a = ap.parse_args()
     load0 = os.getloadavg()[0]
     if not REFERENCE.exists():
         sys.exit(f"reference data missing: {REFERENCE}")
     command = (f".venv/bin/python benchmarks/effectiveness.py --seeds {a.seeds} --reps {a.reps} "
-               f"--generations {a.generations} --targets {' '.join(a.targets)} --write")
+               f"--generations {a.generations} --targets {' '.join(a.targets)} --write"
+               + (f" --section '{a.section}'" if a.section != "effectiveness" else ""))
     print(command, flush=True)
     t0 = time.perf_counter()
     grid = Grid(a.work, a.seeds, a.generations)
@@ -194,7 +202,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if a.write:
-        replace_section("effectiveness", body)
+        replace_section(a.section, body)
 
 
 if __name__ == "__main__":
