@@ -9,7 +9,7 @@ both targets with one protocol (`evaluate`: greedy, 50 tokens, detector auto):
 - the seeds;
 - the evolved set: in-sample on the target it was evolved against (selected on that target and
   detector, so optimistic), held-out on the other target;
-- EvoRefuse-Test (../shared/reference/evo_test.jsonl): its refusal rate on all 582 items, so the
+- EvoRefuse-Test (../shared/reference/evo_test.jsonl): its refusal rate on all its items, so the
   comparison carries only the evolved sets' uncertainty and the benchmark's own, not a sampling
   draw's; its lexical diversity on a random sample of the evolved set's size (a new sample per
   repetition), because those measures depend on the size of the set.
@@ -26,7 +26,9 @@ cores, or about 10 after benchmarks/efficiency.py ran with the same `--seeds`, `
 and `--work` (its default-preset runs on `local-guarded` are reused; the runs on `local` and the
 measurements are added):
 `--seeds 11 --reps 3 --generations 2 --targets local-guarded local --write`.
-Use the same `--generations` as the efficiency run: a run is exported as it ends. What
+Use the same `--generations` as the efficiency run: a run is exported as it ends. Measuring
+EvoRefuse-Test's 582 items on a target the first time adds about 10 minutes (then cached in the
+work directory), smoke runs included. What
 RESULTS.md holds: the goals measured with 66 seeds (6 of each category) against `local-guarded`
 (about 1.2 hours: 3 runs of 20 minutes, then the measurements), `--seeds 66 --reps 3
 --generations 5 --targets local-guarded --write`; and both targets, each held out for the
