@@ -209,7 +209,8 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     started = time.perf_counter()
     examples = load_own() + load_reference(args.reference)
-    held = load_heldout()
+    check_sets = {key: load_heldout(key) for key in ("everyday", "chat")}
+    held = check_sets["everyday"]
     feats = T.features(examples)
     y = np.asarray([e.harmful for e in examples])
     unreadable = held_back(examples)
@@ -241,7 +242,7 @@ def main() -> int:
         print(f"  across sources: {name} done", file=sys.stderr)
     clf = HarmClassifier()
     for name, key in (("everyday-style check set", "everyday"), ("chat-style check set 2", "chat")):
-        held_set = load_heldout(key)
+        held_set = check_sets[key]
         p_set = clf.p_harmless([e.prompt for e in held_set])
         y_set = np.asarray([e.harmful for e in held_set])
         rule = held_back(held_set)
