@@ -7,7 +7,12 @@ thing (`operators.intent`): the embedded 135M mutator mostly garbles or drifts.
 Why framings are tracked here: a framing is a zero-cost operator that wraps the instruction in one
 of its strategy's templates. If every lineage picked the same template the exported set would open
 with the same words again and again, so each framing goes to the template the fewest incumbents
-carry, and a framed incumbent is rewritten only by the LLM strategies (framings do not stack).
+carry. Framings do not stack: a framing arm on a framed incumbent re-frames it, the instruction
+inside in another template (`mutation.unframe`). Why re-frame rather than leave a framed incumbent
+to the LLM strategies: offline, framings are what works (66 seeds x 5 generations against
+`local-guarded`: 75 of the 84 benign candidates after the seeds were framings, 5 of about 900
+rewrites by the embedded mutator were), and a lineage whose first framing moved the target without
+making it refuse used to stop there, with most of its strategy's templates untried.
 
 Every operator writes in the lineage's language: framings use that language's templates (a
 strategy without any there is not offered), and an incumbent not yet in the lineage's language
@@ -33,10 +38,12 @@ from evorefuse.operators import lexicon
 from evorefuse.operators.intent import DEFAULT_INTENT_CHECK, IntentCheck
 from evorefuse.operators.mutation import (
     Offspring,
+    Unframed,
     frame,
     least_used_framing,
     mutate,
     recombine,
+    unframe,
 )
 from evorefuse.operators.strategies import Strategy, all_framings, framings_for
 
@@ -113,15 +120,16 @@ class Breeder:
 
     def _allowed_arms(self, lin: Lineage, arms: Sequence[str]) -> list[str] | None:
         """The arms the bandit may pull for this lineage (None: all of them). Framings are left
-        out when the incumbent is framed already, not yet in the lineage's language, or when
-        the strategy has no framing in that language; the lexicon (English senses) when the
+        out when the incumbent carries a framing that cannot be taken off again (a rewrite
+        broke its template apart), is not yet in the lineage's language, or when the strategy
+        has no framing in that language; the lexicon (English senses) when the
         lineage is not English or no word of the incumbent has a sense to swap."""
         prompt = lin.current.prompt
-        framed = bool(self.framings_in(prompt))
+        frameable = self._inside(prompt) is not None
         swappable = lexicon.applies(prompt, lin.language, protected=self.framing_spans(prompt))
         allowed = [a for a in arms if (a != LEXICON_ARM or swappable) and (
             not a.startswith(FRAMING_ARM) or (
-                not framed and lin.in_language
+                frameable and lin.in_language
                 and framings_for(self.strategies[a.removeprefix(FRAMING_ARM)], lin.language)))]
         return None if len(allowed) == len(arms) else allowed
 
@@ -148,14 +156,33 @@ class Breeder:
             # One rotation per generation, offset by lineage and offspring: lineages that frame
             # with the same strategy in the same generation start at different templates.
             start = derive_seed(self.run_seed, gen, "framing") + lineage * self.mutations + j
-            variant = least_used_framing(strategy, self.template_share, start, language)
-            return frame(cur.prompt, cur.id, strategy, variant, language)
+            inside = self._inside(cur.prompt)
+            assert inside is not None  # `_allowed_arms` offers framings only then
+            return self._frame(inside, cur.id, strategy, start, language)
         async with self.sem:
             o = await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
                              seed=derive_seed(self.run_seed, gen, lineage, j, "mut"),
                              temperature=self.temperature, max_tokens=self.max_tokens,
                              language=language)
         return await self._on_intent(o, lin)
+
+
+    def _frame(self, inside: Unframed, parent_id: str, strategy: Strategy, start: int,
+               language: str | None) -> Offspring:
+        """The instruction in the strategy's least used template, never the one it wears now."""
+        def share(template: str) -> float:
+            return 2.0 if template == inside.template else self.template_share(template)
+
+        variant = least_used_framing(strategy, share, start, language)
+        return frame(inside.instruction, parent_id, strategy, variant, language)
+
+    def _inside(self, prompt: str) -> Unframed | None:
+        """What a framing would wrap: the prompt itself when it is not framed (template None),
+        the instruction inside its framing when it is; None when it carries pieces of a
+        framing that cannot be taken off."""
+        if not self.framings_in(prompt):
+            return Unframed(prompt, None)
+        return unframe(prompt, list(self.strategies.values()))
 
 
 def _candidate(o: Offspring, lin: Lineage, gen: int, cid: str) -> Candidate:

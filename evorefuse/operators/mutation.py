@@ -12,8 +12,10 @@ written in it. For English the messages are exactly what they were, so cached ca
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from evorefuse.languages import DEFAULT_LANGUAGE, autonym, language_name, primary
@@ -26,7 +28,7 @@ from evorefuse.operators.parsing import (
     extract_instruction,
     rejection_reason,
 )
-from evorefuse.operators.strategies import Strategy, framings_for
+from evorefuse.operators.strategies import Strategy, all_framings, framings_for
 
 
 @dataclass
@@ -126,6 +128,47 @@ def frame(instruction: str, parent_id: str, strategy: Strategy, variant: int,
     reason = rejection_reason(cand, [instruction], language)
     return Offspring(cand if reason is None else None, f"framing:{strategy.name}", [parent_id],
                      reason, "framing")
+
+
+@dataclass(frozen=True)
+class Unframed:
+    """A framed text taken apart: the instruction inside and the template around it (None: the
+    text wears no framing)."""
+
+    instruction: str
+    template: str | None
+
+
+@functools.cache
+def _template_patterns(strategies: tuple[Strategy, ...]
+                       ) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each template of every language as a pattern that captures its `{x}`."""
+    out = []
+    for s in strategies:
+        for template in all_framings(s):
+            before, _, after = template.partition("{x}")
+            out.append((template, re.compile(re.escape(before) + r"(?P<x>.+?)" + re.escape(after),
+                                             re.DOTALL)))
+    return tuple(out)
+
+
+def unframe(text: str, strategies: Sequence[Strategy]) -> Unframed | None:
+    """The instruction a framing wraps in `text`, or None when `text` is not exactly one
+    template around an instruction (unframed, or a rewrite that broke the template apart).
+
+    Why: evolution re-frames a framed incumbent (swaps its framing for another) instead of
+    stacking a second framing on it; the instruction gets back the capital letter the framing
+    may have lowered (`continue_sentence`)."""
+    stripped = text.strip()
+    for template, pattern in _template_patterns(tuple(strategies)):
+        m = pattern.fullmatch(stripped)
+        if m is None:
+            continue
+        x = m.group("x").strip()
+        if not x:
+            continue
+        return Unframed(x[0].upper() + x[1:] if x[0].islower() else x, template)
+    return None
 
 
 def least_used_framing(strategy: Strategy, share: Callable[[str], float], seed: int,
