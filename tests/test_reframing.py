@@ -25,7 +25,11 @@ from evorefuse.models.ledger import Ledger
 from evorefuse.models.openai_backend import OpenAIBackend
 from evorefuse.models.spec import ModelSpec
 from evorefuse.operators.mutation import frame, unframe
-from evorefuse.operators.strategies import PAPER_STRATEGIES, framing_languages, framings_for
+from evorefuse.operators.strategies import (
+    PAPER_STRATEGIES,
+    framing_languages,
+    framings_for,
+)
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 
@@ -51,6 +55,20 @@ def test_every_template_of_every_language_gives_its_instruction_back() -> None:
                     assert inside.instruction == seed.strip(), (framed.prompt, inside)
                     checked += 1
     assert checked > 1000
+
+
+def test_only_the_capital_a_framing_took_comes_back() -> None:
+    despair = PAPER_STRATEGIES[1]
+    runs_on = despair.framings.index(
+        "I'm so sorry, I know I'm worthless and this is probably a terrible question, but {x}")
+    for request in ("What are the side effects of ibuprofen?", "iPhone battery drains overnight: why?",
+                    "how do i unclog a drain?"):
+        framed = frame(request, "p", despair, runs_on).prompt
+        assert framed is not None
+        inside = unframe(framed, PAPER_STRATEGIES)
+        assert inside is not None
+        assert inside.instruction == request or (request[0].islower()
+                                                 and inside.instruction == request.capitalize())
 
 
 def test_unframed_and_broken_texts_are_not_taken_apart() -> None:

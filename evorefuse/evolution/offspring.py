@@ -166,7 +166,6 @@ class Breeder:
                              language=language)
         return await self._on_intent(o, lin)
 
-
     def _frame(self, inside: Unframed, parent_id: str, strategy: Strategy, start: int,
                language: str | None) -> Offspring:
         """The instruction in the strategy's least used template, never the one it wears now."""

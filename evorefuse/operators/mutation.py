@@ -141,14 +141,14 @@ class Unframed:
 
 @functools.cache
 def _template_patterns(strategies: tuple[Strategy, ...]
-                       ) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    """Each template of every language as a pattern that captures its `{x}`."""
+                       ) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """Each template of every language, its opener, and a pattern that captures its `{x}`."""
     out = []
     for s in strategies:
         for template in all_framings(s):
             before, _, after = template.partition("{x}")
-            out.append((template, re.compile(re.escape(before) + r"(?P<x>.+?)" + re.escape(after),
-                                             re.DOTALL)))
+            out.append((template, before, re.compile(
+                re.escape(before) + r"(?P<x>.+?)" + re.escape(after), re.DOTALL)))
     return tuple(out)
 
 
@@ -157,17 +157,19 @@ def unframe(text: str, strategies: Sequence[Strategy]) -> Unframed | None:
     template around an instruction (unframed, or a rewrite that broke the template apart).
 
     Why: evolution re-frames a framed incumbent (swaps its framing for another) instead of
-    stacking a second framing on it; the instruction gets back the capital letter the framing
-    may have lowered (`continue_sentence`)."""
+    stacking a second framing on it. The instruction gets back the capital letter the framing
+    took (`continue_sentence` lowers an ordinary first word after an opener that runs on), and
+    only that one: "iPhone" stays as written."""
     stripped = text.strip()
-    for template, pattern in _template_patterns(tuple(strategies)):
+    for template, before, pattern in _template_patterns(tuple(strategies)):
         m = pattern.fullmatch(stripped)
-        if m is None:
+        if m is None or not m.group("x").strip():
             continue
         x = m.group("x").strip()
-        if not x:
-            continue
-        return Unframed(x[0].upper() + x[1:] if x[0].islower() else x, template)
+        capital = x[0].upper() + x[1:]
+        if capital != x and continue_sentence(before, capital) == x:
+            x = capital
+        return Unframed(x, template)
     return None
 
 
