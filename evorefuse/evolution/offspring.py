@@ -10,8 +10,8 @@ with the same words again and again, so each framing goes to the template the fe
 carry. Framings do not stack: a framing arm on a framed incumbent re-frames it, the instruction
 inside in another template (`mutation.unframe`). Why re-frame rather than leave a framed incumbent
 to the LLM strategies: offline, framings are what works (66 seeds x 5 generations against
-`local-guarded`: 75 of the 84 benign candidates after the seeds were framings, 5 of about 900
-rewrites by the embedded mutator were), and a lineage whose first framing moved the target without
+`local-guarded`: 75 of 422 framings passed the checks and the judge, 5 of 601 rewrites and
+recombinations by the embedded mutator did), and a lineage whose first framing moved the target without
 making it refuse used to stop there, with most of its strategy's templates untried.
 
 Every operator writes in the lineage's language: framings use that language's templates (a
@@ -157,7 +157,8 @@ class Breeder:
             # with the same strategy in the same generation start at different templates.
             start = derive_seed(self.run_seed, gen, "framing") + lineage * self.mutations + j
             inside = self._inside(cur.prompt)
-            assert inside is not None  # `_allowed_arms` offers framings only then
+            if inside is None:  # only when the bandit had no other arm to offer
+                return Offspring(None, arm, [cur.id], "no_framing")
             return self._frame(inside, cur.id, strategy, start, language)
         async with self.sem:
             o = await mutate(self.mutator, cur.prompt, cur.id, self.strategies[arm],
