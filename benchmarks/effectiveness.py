@@ -33,7 +33,9 @@ RESULTS.md holds: the goals measured with 66 seeds (6 of each category) against 
 (about 1.2 hours: 3 runs of 20 minutes, then the measurements), `--seeds 66 --reps 3
 --generations 5 --targets local-guarded --write`; and both targets, each held out for the
 other, with 33 seeds, `--seeds 33 --reps 3 --generations 5 --targets local-guarded local --write
---section 'effectiveness: both targets, 33 seeds'`.
+--section 'effectiveness: both targets, 33 seeds'`; and 132 seeds (12 per category) in one
+repetition, to narrow the seeds' own rate (about 50 minutes), `--seeds 132 --reps 1
+--generations 5 --targets local-guarded --write --section 'effectiveness: 132 seeds, 1 repetition'`.
 """
 
 from __future__ import annotations
