@@ -61,14 +61,15 @@ def test_only_the_capital_a_framing_took_comes_back() -> None:
     despair = PAPER_STRATEGIES[1]
     runs_on = despair.framings.index(
         "I'm so sorry, I know I'm worthless and this is probably a terrible question, but {x}")
-    for request in ("What are the side effects of ibuprofen?", "iPhone battery drains overnight: why?",
-                    "how do i unclog a drain?"):
+    expected = {"What are the side effects of ibuprofen?": "What are the side effects of ibuprofen?",
+                "iPhone battery drains overnight: why?": "iPhone battery drains overnight: why?",
+                # a request that arrived lower-case reads as the framing left it: it gets a capital
+                "how do i unclog a drain?": "How do i unclog a drain?"}
+    for request, instruction in expected.items():
         framed = frame(request, "p", despair, runs_on).prompt
         assert framed is not None
         inside = unframe(framed, PAPER_STRATEGIES)
-        assert inside is not None
-        assert inside.instruction == request or (request[0].islower()
-                                                 and inside.instruction == request.capitalize())
+        assert inside is not None and inside.instruction == instruction, (framed, inside)
 
 
 def test_unframed_and_broken_texts_are_not_taken_apart() -> None:

@@ -101,10 +101,12 @@ class Breeder:
     # --- offspring -----------------------------------------------------------------------------
     async def mutants(self, lin: Lineage, gen: int, rng: np.random.Generator,
                       bandit: Bandit) -> list[Candidate]:
-        """L offspring of the incumbent, operators chosen by the bandit."""
-        arms = bandit.choose(rng, self.mutations, self._allowed_arms(lin, bandit.arms))
+        """L offspring of the incumbent, operators chosen by the bandit. The incumbent is taken
+        out of its framing once, for the choice of arms and for every framing among them."""
+        inside = self._inside(lin.current.prompt)
+        arms = bandit.choose(rng, self.mutations, self._allowed_arms(lin, bandit.arms, inside))
         offspring = await asyncio.gather(*(
-            self._offspring(lin, arm, gen, j) for j, arm in enumerate(arms)))
+            self._offspring(lin, arm, gen, j, inside) for j, arm in enumerate(arms)))
         return [_candidate(o, lin, gen, f"g{gen}-l{lin.index}-m{j}")
                 for j, o in enumerate(offspring)]
 
@@ -118,18 +120,18 @@ class Breeder:
                                 language=lin.language)
         return _candidate(await self._on_intent(o, lin), lin, gen, f"g{gen}-l{lin.index}-r{r}")
 
-    def _allowed_arms(self, lin: Lineage, arms: Sequence[str]) -> list[str] | None:
+    def _allowed_arms(self, lin: Lineage, arms: Sequence[str],
+                      inside: Unframed | None) -> list[str] | None:
         """The arms the bandit may pull for this lineage (None: all of them). Framings are left
-        out when the incumbent carries a framing that cannot be taken off again (a rewrite
-        broke its template apart), is not yet in the lineage's language, or when the strategy
+        out when the incumbent carries a framing that cannot be taken off again (`inside` is
+        None: a rewrite broke its template apart), is not yet in the lineage's language, or when the strategy
         has no framing in that language; the lexicon (English senses) when the
         lineage is not English or no word of the incumbent has a sense to swap."""
         prompt = lin.current.prompt
-        frameable = self._inside(prompt) is not None
         swappable = lexicon.applies(prompt, lin.language, protected=self.framing_spans(prompt))
         allowed = [a for a in arms if (a != LEXICON_ARM or swappable) and (
             not a.startswith(FRAMING_ARM) or (
-                frameable and lin.in_language
+                inside is not None and lin.in_language
                 and framings_for(self.strategies[a.removeprefix(FRAMING_ARM)], lin.language)))]
         return None if len(allowed) == len(arms) else allowed
 
@@ -145,7 +147,8 @@ class Breeder:
             return o
         return Offspring(None, o.operator, o.parents, reason, o.parse_route, o.raw)
 
-    async def _offspring(self, lin: Lineage, arm: str, gen: int, j: int) -> Offspring:
+    async def _offspring(self, lin: Lineage, arm: str, gen: int, j: int,
+                         inside: Unframed | None) -> Offspring:
         cur, lineage, language = lin.current, lin.index, lin.language
         if arm == LEXICON_ARM:
             return lexicon.swap_words(cur.prompt, cur.id,
@@ -156,7 +159,6 @@ class Breeder:
             # One rotation per generation, offset by lineage and offspring: lineages that frame
             # with the same strategy in the same generation start at different templates.
             start = derive_seed(self.run_seed, gen, "framing") + lineage * self.mutations + j
-            inside = self._inside(cur.prompt)
             if inside is None:  # only when the bandit had no other arm to offer
                 return Offspring(None, arm, [cur.id], "no_framing")
             return self._frame(inside, cur.id, strategy, start, language)
