@@ -64,6 +64,7 @@ class Outcome:
     status: dict
     rows: list
     embed_cpu: float  # CPU seconds of the sentence embedder's thread (its model's load included)
+    run_dir: Path  # kept: its archive holds every candidate (benchmarks/cheaper_embedders.py)
 
 
 def run_once(a: argparse.Namespace, backend: str) -> Outcome:
@@ -122,7 +123,8 @@ price_out = 0.6
     embed_cpu = float(gens[-1].get("embedding_cpu_s", float("nan"))) if gens else float("nan")
     status = json.loads(subprocess.run([sys.executable, "-m", "evorefuse", "status", str(run_dir),
                                         "--json"], cwd=ROOT, capture_output=True, text=True).stdout)
-    return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows, embed_cpu)
+    return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows, embed_cpu,
+                   run_dir)
 
 
 def main() -> None:

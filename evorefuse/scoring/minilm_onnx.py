@@ -62,11 +62,12 @@ def model_dir(weights: str) -> Path:
     return cache_root() / f"minilm-onnx-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def build(weights: str, out_dir: Path) -> Path:
+def build(weights: str, out_dir: Path, layers: int | None = None) -> Path:
     """Export the float model to ONNX, check it against torch, quantise it; returns the int8 file.
 
     Written to a temporary name and renamed, so a concurrent or killed build never leaves a
-    partial model behind.
+    partial model behind. `layers` keeps only the first transformer layers: never shipped, it is
+    how ``benchmarks/cheaper_embedders.py`` measures what a shallower model would decide.
     """
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -85,6 +86,8 @@ def build(weights: str, out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     bert = AutoModel.from_pretrained(weights, attn_implementation="eager").eval()
+    if layers is not None:
+        bert.encoder.layer = bert.encoder.layer[:layers]
     tok = AutoTokenizer.from_pretrained(weights)
     probe = tok(_PROBES, padding=True, return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
