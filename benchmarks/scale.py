@@ -64,6 +64,7 @@ class Outcome:
     status: dict
     rows: list
     embed_cpu: float  # CPU seconds of the sentence embedder's thread (its model's load included)
+    embedded: int  # texts the embedder encoded (cache misses)
     run_dir: Path  # kept: its archive holds every candidate (benchmarks/cheaper_embedders.py)
 
 
@@ -121,10 +122,11 @@ price_out = 0.6
         prev_t = e["t"]
     gens = [e for e in events if e["event"] == "generation"]
     embed_cpu = float(gens[-1].get("embedding_cpu_s", float("nan"))) if gens else float("nan")
+    embedded = int(gens[-1].get("embedded_texts", 0)) if gens else 0
     status = json.loads(subprocess.run([sys.executable, "-m", "evorefuse", "status", str(run_dir),
                                         "--json"], cwd=ROOT, capture_output=True, text=True).stdout)
     return Outcome(backend, wall, cpu, usage.ru_maxrss / 1024, served, status, rows, embed_cpu,
-                   run_dir)
+                   embedded, run_dir)
 
 
 def main() -> None:
@@ -177,6 +179,10 @@ def main() -> None:
                  + (" |" if len(runs) > 1 else ""))
     lines.append(f"| of which everything else (ms) |{pad} "
                  f"{(new.cpu - new.embed_cpu) / max(1, new.served) * 1000:.2f} |"
+                 + (" |" if len(runs) > 1 else ""))
+    lines.append(f"| texts embedded per request; embedder CPU per text (ms) |{pad} "
+                 f"{new.embedded / max(1, new.served):.2f}; "
+                 f"{new.embed_cpu / max(1, new.embedded) * 1000:.2f} |"
                  + (" |" if len(runs) > 1 else ""))
     row("peak RSS of evorefuse (MB)", [r.peak_mb for r in runs], ".0f")
     row("refusal rate of the seeds", [r.status["refusal_rate_seeds"] for r in runs], ".3f", False)

@@ -376,6 +376,7 @@ class Engine:
             "checkpoint_bytes": self.log.checkpoint_file.stat().st_size,
             "archive_bytes": self.log.archive_file.stat().st_size,
             "embedding_cpu_s": embeddings.cache_info()["encode_cpu_s"],  # this process, so far
+            "embedded_texts": embeddings.cache_info()["misses"],  # texts encoded, so far
         }
         self.log.event("generation", **line)
         self.progress.generation(line)
