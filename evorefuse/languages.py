@@ -123,9 +123,9 @@ def mostly_latin(text: str) -> bool:
     cosine similarity of 0.73 (Chinese and Japanese 0.55, English 0.07), so similarity means
     something only between texts for which this is true.
 
-    The gate asks this of every text it compares, several times each, so answers are remembered
-    per text, ASCII text is answered by whether it has a letter (every ASCII letter is Latin), and
-    the Unicode name of other letters is looked up once per character."""
+    The gate asks this of every text it compares, several times each: ASCII text is answered by
+    whether it has a letter (every ASCII letter is Latin); for other text the answer is remembered
+    (the most recent texts), and each letter's Unicode name is looked up once per character."""
     if text.isascii():
         return _ASCII_LETTER.search(text) is not None
     return _mostly_latin(text)
@@ -134,7 +134,7 @@ def mostly_latin(text: str) -> bool:
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _mostly_latin(text: str) -> bool:
     """`mostly_latin` of a text that is not all ASCII."""
     letters = [c for c in text if c.isalpha()]
