@@ -90,9 +90,20 @@ def autonym(code: str) -> str:
 
 
 def is_unsegmented(text: str) -> bool:
-    """Whether most letters of `text` are in a script written without spaces (Chinese, Japanese)."""
-    letters = [c for c in text if c.isalpha()]
-    return bool(letters) and sum(bool(_UNSEGMENTED.match(c)) for c in letters) * 2 > len(letters)
+    """Whether most letters of `text` are in a script written without spaces (Chinese, Japanese).
+
+    Called on every candidate, so ASCII text (no such letter) is answered without a scan, and the
+    script's characters are found by one regex search instead of a test per letter."""
+    if text.isascii():
+        return False
+    letters = _count_letters(text)
+    unsegmented = sum(1 for c in _UNSEGMENTED.findall(text) if c.isalpha())
+    return bool(letters) and unsegmented * 2 > letters
+
+
+def _count_letters(text: str) -> int:
+    """How many characters of `text` are letters (`str.isalpha`)."""
+    return sum(1 for c in text if c.isalpha())
 
 
 def tokens(text: str, language: str | None = DEFAULT_LANGUAGE) -> list[str]:
@@ -110,9 +121,31 @@ def mostly_latin(text: str) -> bool:
     """Whether most letters of `text` are Latin script. all-MiniLM-L6-v2 is an English model: on
     German, French or Spanish it still tells texts apart, but unrelated Arabic requests average a
     cosine similarity of 0.73 (Chinese and Japanese 0.55, English 0.07), so similarity means
-    something only between texts for which this is true."""
+    something only between texts for which this is true.
+
+    The gate asks this of every text it compares, several times each: ASCII text is answered by
+    whether it has a letter (every ASCII letter is Latin); for other text the answer is remembered
+    (the most recent texts), and each letter's Unicode name is looked up once per character."""
+    if text.isascii():
+        return _ASCII_LETTER.search(text) is not None
+    return _mostly_latin(text)
+
+
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+@functools.lru_cache(maxsize=16384)
+def _mostly_latin(text: str) -> bool:
+    """`mostly_latin` of a text that is not all ASCII."""
     letters = [c for c in text if c.isalpha()]
-    return bool(letters) and sum("LATIN" in unicodedata.name(c, "") for c in letters) * 2 > len(letters)
+    latin = sum(1 for c in letters if c.isascii() or _is_latin_letter(c))
+    return bool(letters) and latin * 2 > len(letters)
+
+
+@functools.cache
+def _is_latin_letter(char: str) -> bool:
+    """Whether the character's Unicode name says Latin script (the set of letters is bounded)."""
+    return "LATIN" in unicodedata.name(char, "")
 
 
 def neutral_tokens(text: str) -> list[str]:

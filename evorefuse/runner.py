@@ -7,10 +7,12 @@ line's; tests and benchmarks drive runs through the same functions.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shutil
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,31 @@ def unreadable_lineages(cfg: Config, seeds: Sequence[dict[str, Any]]) -> str | N
             "(--judge NAME, or roles.judge) to evolve them")
 
 
+RUN_GC_THRESHOLD = 50_000
+"""Net container allocations between two young-generation collections during a run (Python's
+default is 700). A run keeps up to `max_concurrency` requests in flight, and each parsed response
+is thousands of lists and dicts (a target's top-20 logprobs at every token) alive for the request's
+latency: at 700, young collections run thousands of times, promote what is in flight, and the
+oldest generation then grows fast enough to be collected in full, the whole heap each time.
+Measured at 1,000 lineages x 3 generations: 56 full collections of about 0.1 s each, a quarter of
+the main thread's CPU; at 50,000 none. Only cyclic garbage waits longer: reference counting frees
+everything else at once."""
+
+
+@contextmanager
+def collecting_less_often(threshold: int = RUN_GC_THRESHOLD) -> Iterator[None]:
+    """Raise the young generation's collection threshold for the duration, then put back the
+    previous thresholds (a process that drives several runs, or a test, keeps its own). A
+    threshold of 0 (automatic collection off) is left alone."""
+    before = gc.get_threshold()
+    if before[0]:
+        gc.set_threshold(max(threshold, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
           checkpoint: dict[str, Any] | None, progress: Progress) -> None:
     """Run (or continue) the engine to `cfg.run.generations`; raises BudgetStop when the budget
@@ -131,7 +158,8 @@ def drive(store: RunStore, cfg: Config, seeds: list[dict[str, Any]],
             await session.aclose()
 
     try:
-        interrupts.run(go())
+        with collecting_less_often():
+            interrupts.run(go())
     except (KeyboardInterrupt, interrupts.Terminated) as exc:
         cp = store.checkpoint()
         done = cp["generation"] if cp else None

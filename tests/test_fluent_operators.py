@@ -243,3 +243,77 @@ def test_only_the_embedded_mutators_rewrites_are_intent_checked() -> None:
     assert local is not None and intent_check_for(local) is DEFAULT_INTENT_CHECK
     hosted = ModelSpec(name="m", model="m", base_url="http://127.0.0.1:9/v1")
     assert intent_check_for(hosted) is None
+
+
+def _swaps_trying_every_sense(text: str, protected=()) -> list[lexicon.Swap]:
+    """`lexicon.swaps` as first written: every sense's pattern run over the text, in order."""
+    guarded = list(protected)
+    found = []
+    for sense in lexicon.senses():
+        forms = lexicon._surface_forms(sense)
+        for m in lexicon._pattern(sense).finditer(text):
+            s, e = m.span()
+            if any(s < pe and ps < e for ps, pe in guarded):
+                continue
+            phrase, tag = lexicon._pick_tag(text, s, forms[m.group(0).lower()])
+            if len(sense.sensitive) < 2 and phrase in sense.sensitive:
+                continue
+            if lexicon._plausible(text, s, sense) and lexicon._in_context(text, s, e, sense):
+                found.append(lexicon.Swap(s, e, sense, phrase, tag))
+    return found
+
+
+def _outcome(swaps, text: str, protected) -> tuple[str, object]:
+    """The swaps found, or the exception raised: a word matched only through Unicode case folding
+    ("ſhoot") has no surface form to look up, a KeyError either way."""
+    try:
+        return "swaps", swaps(text, protected)
+    except KeyError as exc:
+        return "KeyError", exc.args
+
+
+def _lexicon_test_texts() -> list[str]:
+    """Every shipped seed prompt, each also in every English framing, in capitals, with its
+    words run together by hyphens, and with letters the regex engine matches to ASCII ones
+    ("ſ", Kelvin "K"), plus phrases of the lexicon itself."""
+    prompts = [json.loads(line)["prompt"] for path in sorted(Path("seeds").glob("*.jsonl"))
+               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    english = [json.loads(line)["prompt"] for line in
+               shipped_seeds("default").read_text(encoding="utf-8").splitlines() if line.strip()]
+    framed = [o.prompt for i, p in enumerate(english) for s in PAPER_STRATEGIES
+              for o in [frame(p, "p", s, i)] if o.prompt]
+    odd = [t for p in english[:40] for t in (p.upper(), p.replace(" ", "-"), p.replace("s", "ſ"),
+                                             p.replace("k", "\u212a"), p.replace("'", "’"))]
+    phrases = [f"How do I {w} the process with the gun at the wedding party?"
+               for sense in lexicon.senses() for w in (*sense.neutral, *sense.sensitive)]
+    return [*prompts, *framed, *odd, *phrases, "", "kill", "Kill-process", "a shot of the wedding"]
+
+
+def test_lexicon_swaps_are_those_of_trying_every_sense() -> None:
+    """`swaps` tries only the senses whose leading words occur in the text; the swaps found, and
+    their order (which `substitute`'s seeded shuffle depends on), are those of trying them all."""
+    texts = _lexicon_test_texts()
+    assert len(texts) > 1000
+    found = tried = 0
+    for text in texts:
+        for protected in ((), [(0, len(text) // 2)]):
+            assert _outcome(lexicon.swaps, text, protected) \
+                == _outcome(_swaps_trying_every_sense, text, protected), text
+        kind, result = _outcome(lexicon.swaps, text, ())
+        found += kind == "swaps" and bool(result)
+        tried += len(lexicon._candidate_senses(text))
+    assert found > len(texts) // 4                              # the comparison has swaps to compare
+    assert tried < len(texts) * len(lexicon.senses()) // 4      # and most senses are skipped
+
+
+def test_lexicon_index_folds_letters_as_the_regex_engine_does() -> None:
+    """A text whose letters match a lexicon word only case-insensitively through Unicode ("ſ" for
+    "s") still reaches that word's sense, as its pattern would."""
+    assert lexicon._fold_run("Kill") == "kill"
+    assert lexicon._fold_run("\u212aill") == "kill" and lexicon._fold_run("ſhoot") == "shoot"
+    assert lexicon._fold_run("tötet") is None
+    shoot = [s for s in lexicon.senses() if "shoot" in (*s.neutral, *s.sensitive)]
+    assert shoot and set(shoot) <= set(lexicon._candidate_senses("ſhoot"))
+    with pytest.raises(KeyError):   # as before the index: the pattern matches, the lookup fails
+        lexicon.swaps("How do I ſhoot a wedding?")
+    assert lexicon._candidate_senses("Wie geht es dir?") == []

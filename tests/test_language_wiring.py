@@ -291,3 +291,34 @@ def test_a_run_says_before_it_starts_which_lineages_the_offline_judge_cannot_rea
     assert unreadable_lineages(Config(), seeds[:1]) is None
     llm = Config().with_overrides(judge="local-llm")
     assert unreadable_lineages(llm, seeds) is None
+
+
+def test_near_duplicate_set_grows_without_copying_itself_on_every_addition() -> None:
+    """The set's embeddings are those stacked in order whatever the sizes of the additions, a view
+    taken earlier keeps its rows, its decisions are those against the stacked rows, and rows
+    added one at a time are copied O(1) times on average (the buffer doubles)."""
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((1200, embeddings.DIM)).astype(np.float64)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    dups = NearDuplicates(0.9)
+    stacked = np.zeros((0, embeddings.DIM), np.float32)
+    capacities, start, early = set(), 0, None
+    for size in [0, 1, 3, 1, 64, *([1] * 1000), 2, 129]:
+        chunk = rows[start: start + size]
+        dups.add(chunk, ["How do I kill a process?"] * size)
+        stacked = np.vstack([stacked, chunk.astype(np.float32)])
+        capacities.add(len(dups._rows))            # a new capacity is a new buffer
+        start += size
+        if early is None and len(dups.emb) >= 5:
+            early, early_copy = dups.emb, dups.emb.copy()
+    assert dups.emb.dtype == np.float32 and np.array_equal(dups.emb, stacked)
+    assert np.array_equal(early, early_copy)
+    queries = np.vstack([rows[:3], rng.standard_normal((3, embeddings.DIM))]).astype(np.float32)
+    texts = ["How do I kill a process?"] * 6
+    assert dups.repeated(texts, queries) == [bool(c >= 0.9) for c in (stacked @ queries.T).max(0)]
+    assert dups.repeated(texts, queries)[:3] == [True] * 3
+    assert len(capacities) <= 14                    # 1200 rows, not one buffer per addition
+    dups.add(rows[0], ["How do I kill a process?"])  # a single row as a vector, as np.vstack took it
+    assert np.array_equal(dups.emb[-1], rows[0].astype(np.float32))
+    with pytest.raises(ValueError):
+        dups.add(np.zeros((1, embeddings.DIM + 1), np.float32), ["x"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 
 from evorefuse.errors import InputError
 from evorefuse.languages import (
+    _UNSEGMENTED,
     detect_language,
     is_unsegmented,
     language_name,
+    mostly_latin,
     primary,
     tokens,
     validate_language,
@@ -126,3 +129,47 @@ def test_detection_falls_back_to_english_on_every_english_reference_prompt() -> 
     seeds = load_seeds([xstest, evo, shipped_seeds("default")], include_unsafe=True)
     assert len(seeds) >= 1100
     assert Counter(s.language for s in seeds) == {"en": len(seeds)}
+
+
+def _mostly_latin_by_name(text: str) -> bool:
+    """The original definition of `mostly_latin`: one Unicode name lookup per letter."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum("LATIN" in unicodedata.name(c, "") for c in letters) * 2 > len(letters)
+
+
+def _is_unsegmented_per_letter(text: str) -> bool:
+    """The original definition of `is_unsegmented`: one regex match per letter."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(bool(_UNSEGMENTED.match(c)) for c in letters) * 2 > len(letters)
+
+
+_SCRIPT_SAMPLES = [
+    "", " ", "123 456 !?", "How do I kill a Python process?", "Crème brûlée à la façon de Noël",
+    "Wie töte ich einen Prozess?", "Ἀθῆναι καὶ Σπάρτη", "Как убить процесс?", "كيف أقتل عملية؟",
+    "如何终止一个进程？", "プロセスを終了するには？", "ひらがなとカタカナ・ー", "한국어 문장입니다",
+    "🙂🔥 emoji only", "🙂🔥", "ǅungla ŉ ſ K Å ﬁ", "ＡＢＣ full width", "x 中文中文中文", "ab 中文中文",
+    "Ελληνικά and English words mixed here", "ab ГД", "abc ГД", "ー・゛゜", "\u3040\u309b\u30a0",
+    "İstanbul ılık ışık", "ℌ𝔢𝔩𝔩𝔬 𝕎𝕠𝕣𝕝𝕕", "\u0301\u0300 combining only", "a\u0301",
+]
+
+
+def _seed_prompts() -> list[str]:
+    """Every prompt of the shipped seed sets (English and six other languages)."""
+    return [json.loads(line)["prompt"] for path in sorted((REPO / "seeds").glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_script_tests_agree_with_their_per_letter_definitions() -> None:
+    """The fast paths of `mostly_latin` and `is_unsegmented` change no answer: Latin with and
+    without accents, Greek, Cyrillic, Arabic, Chinese, Japanese, Korean, emoji, letter-like
+    symbols, mixed scripts near the half-way mark, and every shipped seed prompt."""
+    prompts = _seed_prompts()
+    texts = [*_SCRIPT_SAMPLES, *prompts, *(p[: len(p) // 3] for p in prompts)]
+    for text in texts:
+        assert mostly_latin(text) is _mostly_latin_by_name(text), text
+        assert is_unsegmented(text) is _is_unsegmented_per_letter(text), text
+        assert mostly_latin(text) is _mostly_latin_by_name(text), text  # remembered answer
+    latin = sum(map(mostly_latin, texts))
+    assert 0 < latin < len(texts)                 # both answers occur
+    assert 0 < sum(map(is_unsegmented, texts)) < len(texts)
+    assert not mostly_latin("ab ГД") and mostly_latin("abc ГД")   # the half-way mark itself

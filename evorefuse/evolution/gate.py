@@ -64,20 +64,41 @@ class NearDuplicates:
     def __init__(self, cosine: float, jaccard: float = NEAR_DUPLICATE_JACCARD) -> None:
         self.cosine = cosine
         self.jaccard = jaccard
-        self.emb: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)
+        self._rows: np.ndarray = np.zeros((0, embeddings.DIM), np.float32)  # filled, then spare
+        self._filled = 0
         self._sizes: list[int] = []                      # 3-grams of each non-Latin text
         self._index: dict[tuple[str, ...], list[int]] = defaultdict(list)
+
+    @property
+    def emb(self) -> np.ndarray:
+        """The embeddings added so far, one row each, in order (a view: rows never change once
+        added)."""
+        return self._rows[: self._filled]
 
     def add(self, emb: np.ndarray, texts: Sequence[str]) -> None:
         """Add texts (rows of `emb`); only embeddings are kept of those mostly in Latin script."""
         if len(emb):
-            self.emb = np.vstack([self.emb, emb.astype(np.float32)])
+            self._append_rows(np.atleast_2d(emb.astype(np.float32)))
         for text in texts:
             if not mostly_latin(text):
                 grams = word_ngrams(text)
                 for g in grams:
                     self._index[g].append(len(self._sizes))
                 self._sizes.append(len(grams))
+
+    def _append_rows(self, rows: np.ndarray) -> None:
+        """Copy `rows` after the filled ones, doubling the buffer when it is full: a set that
+        grows one text at a time (a run's archive, a seed writer's prompts) then copies each row
+        O(1) times on average instead of the whole set on every addition."""
+        if rows.shape[1:] != self._rows.shape[1:]:
+            raise ValueError(f"rows of shape {rows.shape[1:]}, the set's are {self._rows.shape[1:]}")
+        need = self._filled + len(rows)
+        if need > len(self._rows):
+            grown = np.empty((max(need, 2 * len(self._rows)), *rows.shape[1:]), np.float32)
+            grown[: self._filled] = self._rows[: self._filled]
+            self._rows = grown
+        self._rows[self._filled: need] = rows
+        self._filled = need
 
     def repeated(self, texts: Sequence[str], emb: np.ndarray) -> list[bool]:
         """For each text (a row of `emb`), whether it repeats a text of the set."""

@@ -39,6 +39,9 @@ MAX_SWAPS = 2
 _VERB_TAGS = ("VB", "VBZ", "VBG", "VBD", "VBN")
 _NOUN_TAGS = ("NN", "NNS")
 _WORD = re.compile(r"[A-Za-z][\w'’-]*")
+_BOUNDARY_CHARS = r"[\w'’-]"
+_RUN = re.compile(_BOUNDARY_CHARS + "+", re.IGNORECASE)
+"""A maximal run of the characters the sense patterns' look-arounds treat as part of a word."""
 _DETERMINERS = frozenset(["the", "a", "an", "my", "your", "his", "her", "its", "our", "their", "this", "that", "these", "those"])
 _SUBJECTS = frozenset(["to", "i", "you", "we", "they", "he", "she", "it", "can", "could", "should", "would", "will", "do", "does", "did", "don't", "doesn't"])
 _PERFECT = frozenset(["have", "has", "had", "having", "been", "be", "is", "are", "was", "were", "get", "got", "gets"])
@@ -106,8 +109,8 @@ def _surface_forms(sense: Sense) -> dict[str, list[tuple[str, str]]]:
 @functools.cache
 def _pattern(sense: Sense) -> re.Pattern[str]:
     alternatives = sorted(_surface_forms(sense), key=len, reverse=True)
-    return re.compile(r"(?<![\w'’-])(" + "|".join(map(re.escape, alternatives)) + r")(?![\w'’-])",
-                      re.IGNORECASE)
+    return re.compile(f"(?<!{_BOUNDARY_CHARS})(" + "|".join(map(re.escape, alternatives))
+                      + f")(?!{_BOUNDARY_CHARS})", re.IGNORECASE)
 
 
 @functools.cache
@@ -158,11 +161,83 @@ def _pick_tag(text: str, start: int, options: list[tuple[str, str]]) -> tuple[st
     return options[0]
 
 
+_AMBIGUOUS = "\0"
+"""`_ascii_fold` of a character that matches several ASCII letters: every sense is then tried."""
+
+
+@functools.cache
+def _ascii_fold(char: str) -> str | None:
+    """The lower-case ASCII character that `char` matches case-insensitively in a pattern
+    ("ſ" -> "s", "K" (Kelvin) -> "k"), None when it matches none, `_AMBIGUOUS` when several (no
+    such character is known). Asked of the regex engine itself, so the index below agrees with the
+    patterns by construction."""
+    if char.isascii():
+        return char.lower()
+    found = {a.lower() for a in map(chr, range(128))
+             if re.fullmatch(re.escape(a), char, re.IGNORECASE)}
+    return found.pop() if len(found) == 1 else _AMBIGUOUS if found else None
+
+
+def _fold_run(run: str) -> str | None:
+    """The lower-case ASCII spelling a run of `text` matches case-insensitively, None when it
+    matches no ASCII spelling, or `_AMBIGUOUS`."""
+    if run.isascii():
+        return run.lower()
+    folded = [_ascii_fold(c) for c in run]
+    if None in folded:
+        return None
+    return _AMBIGUOUS if _AMBIGUOUS in folded else "".join(folded)  # type: ignore[arg-type]
+
+
+def _first_run(form: str) -> str | None:
+    """The leading word run of a surface form ("take" of "take over"), None when it has none."""
+    m = _RUN.match(form)
+    return m.group(0) if m and form.isascii() else None
+
+
+@functools.cache
+def _sense_index() -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+    """Leading word run of a surface form -> the senses (by position) that have such a form, and
+    the senses that must always be tried (a form not ASCII or not starting with a word run).
+
+    Why this is exact: a sense's pattern matches only where a run of `text` starts (its
+    look-behind), and the matched form's leading run then covers that whole run of `text` (its
+    look-ahead, or the non-word character that ends the run in the form). So a sense none of whose
+    leading runs occurs among the runs of `text` cannot match, and is skipped unasked."""
+    index: dict[str, list[int]] = {}
+    always: list[int] = []
+    for i, sense in enumerate(senses()):
+        runs = {_first_run(form) for form in _surface_forms(sense)}
+        if None in runs:
+            always.append(i)
+            continue
+        for run in runs:
+            index.setdefault(run, []).append(i)  # type: ignore[arg-type]
+    return {k: tuple(v) for k, v in index.items()}, tuple(always)
+
+
+def _candidate_senses(text: str) -> list[Sense]:
+    """The senses whose pattern can match somewhere in `text`, in lexicon order."""
+    index, always = _sense_index()
+    every = senses()
+    runs = {_fold_run(r) for r in _RUN.findall(text)}
+    if _AMBIGUOUS in runs:
+        return list(every)
+    picked = set(always)
+    for run in runs:
+        picked.update(index.get(run, ()) if run is not None else ())
+    return [every[i] for i in sorted(picked)]
+
+
 def swaps(text: str, protected: Iterable[tuple[int, int]] = ()) -> list[Swap]:
-    """Every place in `text` where a sense's word can be replaced, outside `protected` spans."""
+    """Every place in `text` where a sense's word can be replaced, outside `protected` spans.
+
+    Senses are tried in lexicon order (`substitute` shuffles this list with a seeded RNG, so the
+    order is part of the result); only those with a word of `text` among their phrases' leading
+    words are tried at all, which saves most of the 74 pattern scans per call."""
     guarded = list(protected)
     found: list[Swap] = []
-    for sense in senses():
+    for sense in _candidate_senses(text):
         forms = _surface_forms(sense)
         for m in _pattern(sense).finditer(text):
             s, e = m.span()
