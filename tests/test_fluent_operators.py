@@ -255,7 +255,10 @@ def _swaps_trying_every_sense(text: str, protected=()) -> list[lexicon.Swap]:
             s, e = m.span()
             if any(s < pe and ps < e for ps, pe in guarded):
                 continue
-            phrase, tag = lexicon._pick_tag(text, s, forms[m.group(0).lower()])
+            options = lexicon.surface_options(forms, m.group(0))
+            if options is None:
+                continue
+            phrase, tag = lexicon._pick_tag(text, s, options)
             if len(sense.sensitive) < 2 and phrase in sense.sensitive:
                 continue
             if lexicon._plausible(text, s, sense) and lexicon._in_context(text, s, e, sense):
@@ -314,6 +317,11 @@ def test_lexicon_index_folds_letters_as_the_regex_engine_does() -> None:
     assert lexicon._fold_run("tötet") is None
     shoot = [s for s in lexicon.senses() if "shoot" in (*s.neutral, *s.sensitive)]
     assert shoot and set(shoot) <= set(lexicon._candidate_senses("ſhoot"))
-    with pytest.raises(KeyError):   # as before the index: the pattern matches, the lookup fails
-        lexicon.swaps("How do I ſhoot a wedding?")
+    # A pattern matches "ſtop" case-insensitively; its reading is that of "stop" (a KeyError
+    # stopped the run before), and so for a Kelvin-sign "Kill".
+    for text, word in (("How do I ſtop the proceſſ with the gun at the wedding party?", "ſtop"),
+                       ("How do I \u212aill a process?", "\u212aill")):
+        found = lexicon.swaps(text)
+        assert [text[sw.start:sw.end] for sw in found] == [word], text
+        assert lexicon.substitute(text, seed=0) is not None
     assert lexicon._candidate_senses("Wie geht es dir?") == []

@@ -229,6 +229,19 @@ def _candidate_senses(text: str) -> list[Sense]:
     return [every[i] for i in sorted(picked)]
 
 
+def surface_options(forms: dict[str, list[tuple[str, str]]], matched: str
+                    ) -> list[tuple[str, str]] | None:
+    """The (phrase, tag) readings of a form a sense's pattern matched. Why not only
+    `forms[matched.lower()]`: the pattern matches case-insensitively as the regex engine folds
+    letters, so "ſhoot" (long s) or a Kelvin-sign "Kill" match forms whose lower case they are not;
+    those are looked up by their ASCII spelling (a KeyError that stopped the run, before)."""
+    options = forms.get(matched.lower())
+    if options is None:
+        folded = "".join(_ascii_fold(c) or c for c in matched)
+        options = forms.get(folded) if _AMBIGUOUS not in folded else None
+    return options
+
+
 def swaps(text: str, protected: Iterable[tuple[int, int]] = ()) -> list[Swap]:
     """Every place in `text` where a sense's word can be replaced, outside `protected` spans.
 
@@ -243,7 +256,10 @@ def swaps(text: str, protected: Iterable[tuple[int, int]] = ()) -> list[Swap]:
             s, e = m.span()
             if any(s < pe and ps < e for ps, pe in guarded):
                 continue
-            phrase, tag = _pick_tag(text, s, forms[m.group(0).lower()])
+            options = surface_options(forms, m.group(0))
+            if options is None:
+                continue
+            phrase, tag = _pick_tag(text, s, options)
             if len(sense.sensitive) < 2 and phrase in sense.sensitive:
                 continue  # already the only sensitive word of this sense
             if _plausible(text, s, sense) and _in_context(text, s, e, sense):
