@@ -89,6 +89,7 @@ def run_source(lineages: int, generations: int) -> tuple[Source, float]:
     a = SimpleNamespace(lineages=lineages, generations=generations, latency=0.02, concurrency=128)
     outcome = scale.run_once(a, "onnx")
     rows = [json.loads(l) for l in (outcome.run_dir / "archive.jsonl").open()]
+    scale.discard(outcome)
     index: dict[str, int] = {}
     seed_of: dict[int, int] = {}
     pairs = []

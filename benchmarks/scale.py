@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,12 @@ class Outcome:
     embed_cpu: float  # CPU seconds of the sentence embedder's thread (its model's load included)
     embedded: int  # texts the embedder encoded (cache misses)
     run_dir: Path  # kept: its archive holds every candidate (benchmarks/cheaper_embedders.py)
+
+
+def discard(outcome: Outcome) -> None:
+    """Delete a run's temporary folder (about 100 MB at 1,000 lineages: the request cache holds
+    every response with its logprobs) once its figures are read."""
+    shutil.rmtree(outcome.run_dir.parent, ignore_errors=True)
 
 
 def run_once(a: argparse.Namespace, backend: str) -> Outcome:
@@ -144,6 +151,8 @@ def main() -> None:
         serve(a.serve)
         return
     runs = ([run_once(a, a.baseline)] if a.baseline != "none" else []) + [run_once(a, "onnx")]
+    for r in runs:
+        discard(r)
     new = runs[-1]
     lines = [
         f"Command: `.venv/bin/python benchmarks/scale.py --lineages {a.lineages} --generations "
