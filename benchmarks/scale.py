@@ -66,7 +66,7 @@ class Outcome:
     rows: list
     embed_cpu: float  # CPU seconds of the sentence embedder's thread (its model's load included)
     embedded: int  # texts the embedder encoded (cache misses)
-    run_dir: Path  # kept: its archive holds every candidate (benchmarks/cheaper_embedders.py)
+    run_dir: Path  # inside a temporary folder, until `discard`: cheaper_embedders reads its archive
 
 
 def discard(outcome: Outcome) -> None:
