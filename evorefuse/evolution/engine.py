@@ -367,6 +367,7 @@ class Engine:
         checkpoint_ms = round((time.perf_counter() - t0) * 1000, 2)
         fits = [lin.current.fitness for lin in self.lineages]
         rates = [lin.best.refusal_rate for lin in self.lineages]
+        embedded = embeddings.cache_info()
         line = {
             "generation": self.generation, "best_fitness": max(fits),
             "mean_fitness": float(np.mean(fits)),
@@ -375,8 +376,8 @@ class Engine:
             "cost": round(self.ledger.total_cost, 6), "checkpoint_ms": checkpoint_ms,
             "checkpoint_bytes": self.log.checkpoint_file.stat().st_size,
             "archive_bytes": self.log.archive_file.stat().st_size,
-            "embedding_cpu_s": embeddings.cache_info()["encode_cpu_s"],  # this process, so far
-            "embedded_texts": embeddings.cache_info()["misses"],  # texts encoded, so far
+            "embedding_cpu_s": embedded["encode_cpu_s"],  # this process, so far
+            "embedded_texts": embedded["misses"],  # texts encoded, so far
         }
         self.log.event("generation", **line)
         self.progress.generation(line)

@@ -106,11 +106,17 @@ def _surface_forms(sense: Sense) -> dict[str, list[tuple[str, str]]]:
     return forms
 
 
-@functools.cache
-def _pattern(sense: Sense) -> re.Pattern[str]:
-    alternatives = sorted(_surface_forms(sense), key=len, reverse=True)
+def _whole_words(words: Iterable[str]) -> re.Pattern[str]:
+    """Any of `words` (longest first) where no word character touches it on either side: how
+    both a sense's forms and its context words are found."""
+    alternatives = sorted(words, key=len, reverse=True)
     return re.compile(f"(?<!{_BOUNDARY_CHARS})(" + "|".join(map(re.escape, alternatives))
                       + f")(?!{_BOUNDARY_CHARS})", re.IGNORECASE)
+
+
+@functools.cache
+def _pattern(sense: Sense) -> re.Pattern[str]:
+    return _whole_words(_surface_forms(sense))
 
 
 @functools.cache
@@ -118,9 +124,7 @@ def _context_pattern(sense: Sense) -> re.Pattern[str] | None:
     if not sense.context:
         return None
     words = {w for c in sense.context for w in (c, inflect(c, "noun", "NNS"))}
-    return re.compile(r"(?<![\w'’-])(" + "|".join(map(re.escape, sorted(words, key=len,
-                                                                          reverse=True)))
-                      + r")(?![\w'’-])", re.IGNORECASE)
+    return _whole_words(words)
 
 
 def _words_before(text: str, start: int, n: int) -> list[str]:
