@@ -168,10 +168,13 @@ def test_arabic_requests_in_one_framing_are_not_duplicates_of_each_other() -> No
     template = framings_for(PAPER_STRATEGIES[0], "ar")[0]
     framed = [template.format(x=s) for s in AR_SEEDS]
     emb = embeddings.embed(framed)
-    # MiniLM alone would call at least one pair of these unrelated requests a duplicate.
+    # MiniLM alone would call at least one pair of these unrelated requests a duplicate, at the
+    # shipped 0.95 or (as the int8 model's build varies with onnxruntime's version: 0.936 with
+    # 1.32) at a threshold just under their closest pair, still far above unrelated English.
     cos = emb @ emb.T
-    assert (cos[np.triu_indices(len(framed), 1)] >= 0.95).any()
-    archive = NearDuplicates(0.95)
+    closest = float(cos[np.triu_indices(len(framed), 1)].max())
+    assert closest >= 0.9
+    archive = NearDuplicates(min(0.95, closest - 0.005))
     archive.add(emb[:1], framed[:1])
     assert archive.repeated(framed[1:], emb[1:]) == [False] * (len(framed) - 1)
     # ... while the same request, or it with one word changed, is one.
