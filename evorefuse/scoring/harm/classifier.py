@@ -56,6 +56,8 @@ NAME = CLASSIFIER
 """The judge name verdicts of this classifier carry."""
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
+TunedFn = Callable[[Sequence[str]], np.ndarray]
+"""Texts in, the tuned model's log-odds of harm out (`tuned.TunedScorer.logits`)."""
 
 READS = "en"
 """The language the classifier can read (its embedding model's)."""
@@ -112,6 +114,8 @@ class HarmModel:
     platt: tuple[float, float]
     band: Band
     gate_band: Band  # stricter: the benign gate inside a run (train.GATE_HARMFUL_PASS says why)
+    tuned_weight: float = 0.0  # weight of the tuned model's log-odds in the stack (0: not used)
+    tuned_adapter: str = ""    # digest of the adapter the stack was fitted with (`tuned.digest`)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "HarmModel":
@@ -119,9 +123,11 @@ class HarmModel:
             raise ValueError(f"model.json was fitted on feature version {d.get('feature_version')}"
                              f", the code computes version {FEATURE_VERSION}: refit it with "
                              "python -m evorefuse.scoring.harm.train")
+        tuned = d.get("tuned") or {}
         return cls(np.asarray(d["coef"], np.float64), np.asarray(d["intercept"], np.float64),
                    float(d["lexical_weight"]), (float(d["platt"][0]), float(d["platt"][1])),
-                   Band(*d["band"]), Band(*d.get("gate_band", d["band"])))
+                   Band(*d["band"]), Band(*d.get("gate_band", d["band"])),
+                   float(tuned.get("weight", 0.0)), str(tuned.get("adapter", "")))
 
     def features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         return np.hstack([np.asarray(embeddings, np.float64),
@@ -134,10 +140,32 @@ class HarmModel:
         e = np.exp(z)
         return e[:, 0] / e.sum(axis=1)
 
-    def p_harmless(self, feats: np.ndarray) -> np.ndarray:
+    def p_harmless(self, feats: np.ndarray, tuned: np.ndarray | None = None) -> np.ndarray:
+        """One minus the calibrated P(harmful): Platt scaling of the head's log-odds, stacked
+        with the tuned model's log-odds `tuned` when the model was fitted with them."""
         q = np.clip(self.raw_harmful(feats), 1e-9, 1 - 1e-9)
         a, b = self.platt
-        return 1.0 - 1.0 / (1.0 + np.exp(-(a * np.log(q / (1 - q)) + b)))
+        z = a * np.log(q / (1 - q)) + b
+        if self.tuned_weight:
+            if tuned is None:
+                raise ValueError("this model stacks the tuned model's scores: pass `tuned`")
+            z = z + self.tuned_weight * np.asarray(tuned, np.float64)
+        return 1.0 - 1.0 / (1.0 + np.exp(-z))
+
+
+@lru_cache(maxsize=1)
+def shipped_tuned(expected_digest: str) -> TunedFn:
+    """The shipped tuned scorer (loaded once per process), checked to be the adapter the model
+    was fitted with: a stack fitted on one adapter's scores is wrong with another's."""
+    from evorefuse.scoring.harm import tuned
+
+    path = tuned.shipped_adapter_path()
+    found = tuned.digest(tuned.load_adapter(path))
+    if found != expected_digest:
+        raise ValueError(f"{path.name} (digest {found}) is not the adapter {MODEL_FILE} was fitted "
+                         f"with ({expected_digest}): refit with python -m evorefuse.scoring.harm."
+                         "train")
+    return tuned.TunedScorer(path).logits
 
 
 @lru_cache(maxsize=1)
@@ -152,18 +180,28 @@ class HarmClassifier:
     name = NAME
 
     def __init__(self, model: HarmModel | None = None, band: Band | None = None,
-                 embed: EmbedFn | None = None) -> None:
+                 embed: EmbedFn | None = None, tuned: TunedFn | None = None) -> None:
         self.model = model or shipped_model()
         self.band = band or self.model.band
         self._embed = embed or _default_embed
+        self._tuned = tuned
 
     def with_band(self, band: Band) -> "HarmClassifier":
         """The same classifier with other thresholds (for `tiered` mode or a stricter gate)."""
-        return HarmClassifier(self.model, band, self._embed)
+        return HarmClassifier(self.model, band, self._embed, self._tuned)
+
+    def _tuned_logits(self, texts: Sequence[str]) -> np.ndarray | None:
+        if not self.model.tuned_weight:
+            return None
+        if self._tuned is None:
+            self._tuned = shipped_tuned(self.model.tuned_adapter)
+        return self._tuned(texts)
 
     def _score(self, texts: Sequence[str]) -> np.ndarray:
-        emb = self._embed([embedding_text(t) for t in texts])
-        return self.model.p_harmless(self.model.features(emb, lexical_matrix(texts)))
+        read = [embedding_text(t) for t in texts]
+        emb = self._embed(read)
+        return self.model.p_harmless(self.model.features(emb, lexical_matrix(texts)),
+                                     self._tuned_logits(read))
 
     def p_harmless(self, texts: Sequence[str]) -> np.ndarray:
         """P(harmless) per prompt; the whole batch is embedded at once. A long prompt gets the
