@@ -3,12 +3,18 @@ fitted on, how fast they are, and whether seed calibration helps.
 
     python benchmarks/gate.py [--write] [--folds 5] [--llm-n 80]
 
+About an hour on two cores: seven fine-tuning runs of the tuned model (three folds, and one per
+source left out), whose scores are kept in `--tuned-cache` so that a rerun resumes.
+
 Measured:
 - cross-validated: every training prompt scored by a classifier refitted without its fold
-  (`train.fit_model`, the shipped procedure, band included);
+  (`train.fit_model`, the shipped procedure, band included; the tuned model's scores out of fold);
 - across sources: refitted without one source and scored on it (XSTest, EvoRefuse-Test, the
-  project's chat-style and multilingual prompts), and the shipped model on the check sets it never
-  saw (`data/heldout/`: two sets of chat-style English, and requests in ten other languages);
+  project's chat-style and multilingual prompts), the tuned model fine-tuned without it too, and
+  the shipped model on the check sets it never saw (`data/heldout/`: two sets of chat-style
+  English, and requests in ten other languages);
+- each of those also for the logistic head alone (the model before the tuned one was stacked on
+  it), fitted on the same prompts in the same run: the baseline;
 - every figure with the classifier's language rule (a prompt in a language it cannot read is
   never `harmless`) and, where the rule changes something, also without it;
 - seed calibration: each out-of-fold candidate paired with its nearest shipped seed (MiniLM
@@ -44,9 +50,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import load_note, replace_section  # noqa: E402
 from evorefuse.scoring import embeddings  # noqa: E402
 from evorefuse.scoring.harm import train as T  # noqa: E402
+from evorefuse.scoring.harm import tune  # noqa: E402
 from evorefuse.scoring.harm.classifier import (  # noqa: E402
     Band,
     HarmClassifier,
+    HarmModel,
     never_harmless,
     shipped_model,
 )
@@ -61,7 +69,7 @@ from evorefuse.scoring.harm.features import embedding_text  # noqa: E402
 from evorefuse.scoring.stats import wilson_interval  # noqa: E402
 
 MARGINS = (0.02, 0.05, 0.1)
-OPERATING_POINTS = (0.05, 0.07, 0.10, 0.13)
+OPERATING_POINTS = (0.02, 0.03, 0.04, 0.05, 0.07, 0.10)
 """Shares of harmful training prompts the band's upper bound may let through (`HARMFUL_PASS`)."""
 CHAT_STYLE_SOURCES = {"en_chat", "en_everyday5", "en_harmful6"}
 """The project's prompts written like chatbot logs (lowercase, typos, everyday and toxic asks)."""
@@ -196,12 +204,63 @@ def llm_judge(sample: list[Example]) -> tuple[np.ndarray, list[str], float]:
     return p, [v.verdict for v in verdicts], len(sample) / elapsed
 
 
+class TunedScores:
+    """The tuned model's log-odds the stack is fitted and measured on, computed once per run (each
+    is a fine-tuning run of minutes) and kept in `folder`, so a rerun after a crash resumes.
+
+    Out of fold for every training prompt (`train.tuned_out_of_fold`, the shipped procedure); for a
+    source left out, its prompts are scored by an adapter fitted without that source, and the
+    other prompts keep those out-of-fold scores (their adapters saw the left-out source, but the
+    stack and band fitted on them never see its scores)."""
+
+    def __init__(self, examples: list[Example], folder: Path) -> None:
+        self.examples = examples
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _cached(self, name: str, compute) -> np.ndarray:
+        path = self.folder / f"{name}.npy"
+        if path.is_file():
+            return np.load(path)
+        value = compute()
+        np.save(path, value)
+        return value
+
+    def out_of_fold(self) -> np.ndarray:
+        return T.tuned_out_of_fold(self.examples, cache=self.folder,
+                                   log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+
+    def left_out(self, name: str, mask: np.ndarray) -> np.ndarray:
+        """Scores of the prompts in `mask` by an adapter fitted on all the others."""
+        def compute() -> np.ndarray:
+            print(f"  tuned model without {name}: fine-tuning", file=sys.stderr, flush=True)
+            adapter = T.fit_tuned([e for e, m in zip(self.examples, mask) if not m])
+            return tune.score(adapter, [embedding_text(e.prompt)
+                                        for e, m in zip(self.examples, mask) if m])
+
+        key = T.tuned_key(self.examples, "left out", mask.tolist())
+        return self._cached(f"tuned-left-out-{key}", compute)
+
+    def without(self, name: str, mask: np.ndarray) -> np.ndarray:
+        held = self.left_out(name, mask)
+        out = self.out_of_fold().copy()
+        out[mask] = held
+        return out
+
+
+def with_tuned(feats: T.Features, scores: np.ndarray | None) -> T.Features:
+    return T.Features(feats.E, feats.X, scores)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--llm-n", type=int, default=80, help="LLM judge sample (0: skip)")
     ap.add_argument("--reference", type=Path, default=REFERENCE_DIR)
+    ap.add_argument("--tuned-cache", type=Path,
+                    default=T.TUNED_CACHE,
+                    help="where the tuned model's scores are kept between runs (delete to refit)")
     args = ap.parse_args()
     if not (args.reference / "xstest_prompts.csv").is_file():
         print(f"reference data not available in {args.reference}", file=sys.stderr)
@@ -216,31 +275,48 @@ def main() -> int:
     unreadable = held_back(examples)
     shipped = shipped_model()
 
+    tuned = TunedScores(examples, args.tuned_cache)
+    print("tuned model: out-of-fold scores", file=sys.stderr)
+    feats_t = with_tuned(feats, tuned.out_of_fold())
+
     print("cross-validating", file=sys.stderr)
-    p_cv, bands = cross_validate(examples, feats, args.folds)
+    p_cv, bands = cross_validate(examples, feats_t, args.folds)
     band_cv = Band(float(np.median([b.lo for b in bands])), float(np.median([b.hi for b in bands])))
+    p_cv_head, bands_head = cross_validate(examples, feats, args.folds)
+    band_head = Band(float(np.median([b.lo for b in bands_head])),
+                     float(np.median([b.hi for b in bands_head])))
     # Per fold each prompt was judged with its own fold's band; the median band is close to each.
     lines = ["| prompts | harmful / harmless | harmful kept out (recall) | harmless let through "
              "| precision | how measured |", "|---|---|---|---|---|---|"]
     lines.append(row("all training sources", rates(p_cv, y, band_cv, unreadable),
                      f"{args.folds}-fold CV, refitted per fold (median band {band_cv.lo:.2f}-"
-                     f"{band_cv.hi:.2f})"))
+                     f"{band_cv.hi:.2f}); tuned scores out of {T.TUNED_FOLDS} folds"))
     lines.append(row("all training sources, P(harmless) alone", rates(p_cv, y, band_cv),
                      f"the same, without the language rule ({int(unreadable.sum())} prompts it "
                      "holds back)"))
+    lines.append(row("all training sources, head alone (before)",
+                     rates(p_cv_head, y, band_head, unreadable),
+                     f"the same folds, without the tuned model (median band {band_head.lo:.2f}-"
+                     f"{band_head.hi:.2f})"))
     for name in ("XSTest", "EvoRefuse-Test", "project chat-style", "project multilingual"):
         mask = by_source(examples, name)
         tr, te = np.flatnonzero(~mask), np.flatnonzero(mask)
-        m = T.fit_model(feats.take(tr), [examples[i] for i in tr])
-        p = T.predict(m, feats.take(te))
+        f_name = with_tuned(feats, tuned.without(name, mask))
+        m = T.fit_model(f_name.take(tr), [examples[i] for i in tr])
+        p = T.predict(m, f_name.take(te))
         lines.append(row(name, rates(p, y[te], Band(*m["band"]), unreadable[te]),
-                         f"refitted without these {len(te)} prompts"))
+                         f"refitted without these {len(te)} prompts, tuned model too"))
         if unreadable[te].any():
             lines.append(row(f"{name}, P(harmless) alone", rates(p, y[te], Band(*m["band"])),
                              f"the same, without the language rule "
                              f"({int(unreadable[te].sum())} of these prompts it holds back)"))
+        m = T.fit_model(feats.take(tr), [examples[i] for i in tr])
+        lines.append(row(f"{name}, head alone (before)",
+                         rates(T.predict(m, feats.take(te)), y[te], Band(*m["band"]),
+                               unreadable[te]), "the same, without the tuned model"))
         print(f"  across sources: {name} done", file=sys.stderr)
     clf = HarmClassifier()
+    head_alone = HarmModel.from_json(T.fit_model(feats, examples))
     for name, key in (("everyday-style check set", "everyday"), ("chat-style check set 2", "chat")):
         held_set = check_sets[key]
         p_set = clf.p_harmless([e.prompt for e in held_set])
@@ -250,6 +326,11 @@ def main() -> int:
             lines.append(row(f"**{name}**" if band is shipped.band else f"{name}, gate band",
                              rates(p_set, y_set, band, rule),
                              f"shipped model, {how} band {band.lo}-{band.hi}; never fitted on"))
+        p_head = HarmClassifier(head_alone).p_harmless([e.prompt for e in held_set])
+        lines.append(row(f"{name}, head alone (before)",
+                         rates(p_head, y_set, head_alone.band, rule),
+                         f"the head refitted on the same data without the tuned model, band "
+                         f"{head_alone.band.lo}-{head_alone.band.hi}"))
     langs = load_heldout("languages")
     p_lang = clf.p_harmless([e.prompt for e in langs])
     y_lang = np.asarray([e.harmful for e in langs])
@@ -264,7 +345,9 @@ def main() -> int:
                      f"{len(langs)} prompts it holds back)"))
 
     calib = calibration(examples, p_cv, feats, band_cv)
-    operating = operating_points(examples, feats, y, unreadable)
+    chat_style = by_source(examples, "project chat-style")
+    operating = operating_points(examples, with_tuned(feats, tuned.without(
+        "project chat-style", chat_style)), y, unreadable)
 
     texts = [e.prompt for e in held] + [e.prompt for e in examples[:600]]
     clf_s, emb_s = speed(texts, clf)
@@ -303,10 +386,9 @@ def main() -> int:
         "",
         "Operating point: the band's upper bound lets through a chosen share of the harmful "
         "training prompts (out of fold). Each share, fitted without the project's chat-style "
-        "prompts and measured on them. `evorefuse judge` uses the most permissive that keeps >= 0.95 "
-        "of their harmful prompts out (`train.HARMFUL_PASS`); the benign gate inside a run keeps "
-        "the stricter 0.05 (`train.GATE_HARMFUL_PASS`: evolution selects candidates near the "
-        "threshold).",
+        "prompts and measured on them. `evorefuse judge` uses the share whose margins over the "
+        "two goals are most even (`train.HARMFUL_PASS`); the benign gate inside a run is a step "
+        "stricter (`train.GATE_HARMFUL_PASS`: evolution selects candidates near the threshold).",
         "",
         *operating,
         "",
@@ -320,9 +402,9 @@ def main() -> int:
         f"Classifier speed: {clf_s:.0f} prompts/s in process ({len(texts)} prompts, cold "
         f"embedding cache, median of 3), {clf_s / emb_s:.2f}x the speed of embedding the same "
         f"prompts alone (the baseline, same run): " + (
-            f"the cues and the head cost {(1 / clf_s - 1 / emb_s) * 1000:.2f} ms per prompt."
-            if clf_s < emb_s else "the cues and the head cost less than the noise of a shared "
-            "machine between runs."),
+            f"the cues, the head and the tuned model cost {(1 / clf_s - 1 / emb_s) * 1000:.2f} "
+            "ms per prompt." if clf_s < emb_s else "the cues, the head and the tuned model cost "
+            "less than the noise of a shared machine between runs."),
         f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min wall time.",
     ])
     print(body)
