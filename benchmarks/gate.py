@@ -40,7 +40,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -218,7 +218,7 @@ class TunedScores:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def _cached(self, name: str, compute) -> np.ndarray:
+    def _cached(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         path = self.folder / f"{name}.npy"
         if path.is_file():
             return np.load(path)

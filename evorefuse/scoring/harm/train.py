@@ -4,7 +4,7 @@ Training data: see `data.py` (the project's written prompts and seeds, XSTest's 
 EvoRefuse-Test, the last two read from ../shared/reference/ and never copied into the package).
 
 Procedure (lbfgs, fixed fold seeds and training order, coefficients rounded to 6 significant
-digits; about 25 minutes of CPU here, nearly all of it fine-tuning). A rerun on the same machine
+digits; about half an hour of CPU on two cores, nearly all of it fine-tuning). A rerun on the same machine
 rewrites the same files and `--check` verifies that; on another machine the fine-tuning's float
 sums may differ in their last bits:
 1. features: the MiniLM embedding of `features.embedding_text` plus the lexical cues, scaled by
@@ -96,8 +96,6 @@ class Features:
 def tuned_key(examples: Sequence[Example], *more: Any) -> str:
     """Names tuned scores by everything they depend on: the prompts, their labels, the
     fine-tuning settings and `more` (folds, which prompts were scored)."""
-    from evorefuse.scoring.harm import tune
-
     return hashlib.sha256(json.dumps(
         [[embedding_text(e.prompt) for e in examples], [e.kind for e in examples], list(more),
          tune.RANK, tune.ALPHA, tune.LEARNING_RATE, tune.EPOCHS, tune.BATCH, tune.MAX_TOKENS,
@@ -114,8 +112,6 @@ def tuned_out_of_fold(examples: Sequence[Example], folds: int = TUNED_FOLDS,
     (when given) under a name made from everything they depend on (prompts, labels, folds and the
     fine-tuning settings): an interrupted fit resumes, and `benchmarks/gate.py` reuses them."""
     from sklearn.model_selection import StratifiedKFold
-
-    from evorefuse.scoring.harm import tune
 
     texts = [embedding_text(e.prompt) for e in examples]
     harmful = np.asarray([e.harmful for e in examples])
@@ -141,8 +137,6 @@ def tuned_out_of_fold(examples: Sequence[Example], folds: int = TUNED_FOLDS,
 def fit_tuned(examples: Sequence[Example], cache: Path | None = None,
               log: Callable[[str], None] = lambda _: None) -> dict[str, np.ndarray]:
     """The adapter fitted on every prompt of `examples` (kept in `cache` like the fold scores)."""
-    from evorefuse.scoring.harm import tune
-
     path = cache / f"tuned-adapter-{tuned_key(examples, 'all')}.npz" if cache else None
     if path is not None and path.is_file():
         log(f"tuned model on all {len(examples)} prompts: adapter from {path}")
