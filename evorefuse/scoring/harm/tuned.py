@@ -75,31 +75,37 @@ def merge_into(bert: Any, adapter: Adapter) -> None:
                 linear.weight += torch.from_numpy((b @ a) * scale).to(linear.weight.dtype)
 
 
+def cached_model_file(adapter: Adapter) -> Path:
+    """Where the int8 model of the base weights with `adapter` merged is kept in the cache."""
+    from evorefuse.scoring import minilm_onnx
+    from evorefuse.scoring.embeddings import model_path
+
+    return (minilm_onnx.model_dir(model_path(), f"harm-adapter-{digest(adapter)}")
+            / minilm_onnx.MODEL_FILE)
+
+
 def build_model(adapter_path: str | os.PathLike[str], out_dir: Path | None = None) -> Path:
     """The int8 ONNX file of the base weights with this adapter merged: in the cache (built if
     missing), or built into `out_dir` (a fit's throw-away adapters stay out of the cache)."""
     from evorefuse.scoring import minilm_onnx
     from evorefuse.scoring.embeddings import model_path
 
-    weights = model_path()
     adapter = load_adapter(adapter_path)
-    out = out_dir or minilm_onnx.model_dir(weights, f"harm-adapter-{digest(adapter)}")
-    target = out / minilm_onnx.MODEL_FILE
-    if out_dir is None and target.is_file():
-        return target
-    return minilm_onnx.build(weights, out, adapt=lambda bert: merge_into(bert, adapter))
+    if out_dir is None:
+        target = cached_model_file(adapter)
+        if target.is_file():
+            return target
+        out_dir = target.parent
+    return minilm_onnx.build(model_path(), out_dir, adapt=lambda bert: merge_into(bert, adapter))
 
 
-def ensure_built(adapter_path: str | os.PathLike[str]) -> Path:
-    """`build_model` in a child process (torch never enters the caller's process)."""
+def ensure_built(adapter_path: str | os.PathLike[str], adapter: Adapter) -> Path:
+    """`build_model` in a child process (torch never enters the caller's process); `adapter` is
+    the content of `adapter_path`, already loaded by the caller."""
     from evorefuse.scoring import minilm_onnx
-    from evorefuse.scoring.embeddings import model_path
 
-    weights = model_path()
-    adapter = load_adapter(adapter_path)
-    target = (minilm_onnx.model_dir(weights, f"harm-adapter-{digest(adapter)}")
-              / minilm_onnx.MODEL_FILE)
-    return minilm_onnx.build_in_child(target, "the harm classifier's tuned model", "15 s",
+    return minilm_onnx.build_in_child(cached_model_file(adapter),
+                                      "the harm classifier's tuned model", "15 s",
                                       [__name__, os.fspath(adapter_path)])
 
 
@@ -119,13 +125,11 @@ class TunedScorer:
         adapter = load_adapter(adapter_path)
         self.w = np.asarray(adapter["head.w"], np.float64).reshape(-1)
         self.b = float(np.asarray(adapter["head.b"]).reshape(()))
-        self.backend = "onnx"
         try:
-            model_file = model_file or ensure_built(adapter_path)
+            model_file = model_file or ensure_built(adapter_path, adapter)
         except Exception as exc:  # noqa: BLE001 - any build failure: the float model instead
             print(f"evorefuse: the harm classifier's int8 tuned model is unavailable ({exc}); "
                   "using torch instead", file=sys.stderr)
-            self.backend = "torch"
             self._pooled = _torch_pooled(adapter)
             return
         from evorefuse.scoring.minilm_onnx import OnnxMiniLM
