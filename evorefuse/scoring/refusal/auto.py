@@ -46,7 +46,7 @@ class AutoDetector(SyncDetector):
         check_lengths(prompts, responses)
         if not responses:
             return []
-        X, analyses = featurize(responses)
+        X, analyses = featurize(responses, prompts)
         p = self.model.lite.score(X)
         gray: list[int] = []
         if self.band is not None:

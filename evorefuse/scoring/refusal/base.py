@@ -56,7 +56,8 @@ class Verdict:
 class RefusalDetector(Protocol):
     """Batched detection: one Verdict per (prompt, response) pair, in order.
 
-    `prompts` may hold empty strings when the prompt is unknown; detectors must not depend on it.
+    `prompts` may hold empty strings when the prompt is unknown: detectors may read a prompt to
+    interpret its response (`polar`), but must work without one.
     """
 
     name: str

@@ -151,8 +151,12 @@ def features_of(a: Analysis) -> list[float]:
     ]
 
 
-def featurize(responses: Sequence[str]) -> tuple[np.ndarray, list[Analysis]]:
-    analyses = [analyse(r) for r in responses]
+def featurize(responses: Sequence[str], prompts: Sequence[str] | None = None
+              ) -> tuple[np.ndarray, list[Analysis]]:
+    """Features of each response; `prompts` (same order, may be empty strings) let `analyse` tell a
+    yes/no question answered "No, ..." from a rejected premise."""
+    prompts = prompts if prompts is not None else [""] * len(responses)
+    analyses = [analyse(r, p) for r, p in zip(responses, prompts)]
     X = np.asarray([features_of(a) for a in analyses], dtype=np.float64)
     return X.reshape(len(responses), len(FEATURES)), analyses
 

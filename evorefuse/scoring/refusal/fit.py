@@ -93,7 +93,7 @@ class Features:
 def features(examples: Sequence[Example], embed_fn: Embedder | None = None, *,
              embeddings: bool = True) -> Features:
     responses = [e.response for e in examples]
-    X, analyses = featurize(responses)
+    X, analyses = featurize(responses, [e.prompt for e in examples])
     explicit = np.asarray([is_explicit(a) for a in analyses], dtype=bool)
     E = (embed_first_sentences(responses, embed_fn) if embeddings
          else np.zeros((len(responses), 0)))

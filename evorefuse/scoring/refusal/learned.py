@@ -202,7 +202,7 @@ class LearnedDetector(SyncDetector):
         check_lengths(prompts, responses)
         if not responses:
             return []
-        X, analyses = featurize(responses)
+        X, analyses = featurize(responses, prompts)
         E = embed_first_sentences(responses, self.embed_fn)
         assert self.model.full is not None
         return verdicts(self.model.full.score(X, E), analyses, self.model)

@@ -116,7 +116,7 @@ class PatternDetector(SyncDetector):
 
     def detect(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         check_lengths(prompts, responses)
-        return [verdict_from(analyse(r)) for r in responses]
+        return [verdict_from(analyse(r, p)) for p, r in zip(prompts, responses)]
 
     def analyse(self, responses: Sequence[str]) -> list[Analysis]:
         return [analyse(r) for r in responses]
