@@ -17,7 +17,7 @@ from evorefuse.config import Config
 from evorefuse.errors import InputError, RunFailed
 from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.scoring.refusal.base import LABELS, Verdict
-from evorefuse.scoring.refusal.factory import get_detector
+from evorefuse.scoring.refusal.factory import detector_file, get_detector
 from evorefuse.scoring.refusal.gold import is_refusal, parse_gold_column
 from evorefuse.session import DEFAULT_CACHE, Session
 from evorefuse.tables import Table
@@ -26,34 +26,44 @@ CHUNK = {"judge": 16}
 """Responses labelled between two progress updates (a judge call is slow, a pattern fast)."""
 
 
+def tier_model(cfg: Config, detector: str) -> str | None:
+    """The model that re-judges `detector`'s uncertain responses (`roles.detector_judge`), when the
+    config names one and the detector can be tiered (`auto`, `learned:PATH`)."""
+    tiered = detector.strip().lower() == "auto" or detector_file(detector) is not None
+    return cfg.roles.detector_judge if tiered else None
+
+
 def detect_responses(cfg: Config, detector: str, prompts: Sequence[str],
                      responses: Sequence[str], *, judge_model: str = "local",
                      progress: Progress = SILENT) -> list[Verdict]:
     """One verdict per response. Detectors without a model run in-process; `judge` asks
-    `judge_model` (from the config; `local`, the embedded model, needs none)."""
-    step = CHUNK.get(detector, 5000)
+    `judge_model` (from the config; `local`, the embedded model, needs none), and `auto` or
+    `learned:PATH` send their uncertain responses to `roles.detector_judge` when the config names
+    one (tiered detection), both through the request cache and the ledger."""
+    tier = tier_model(cfg, detector)
+    model = judge_model if detector == "judge" else tier
+    step = CHUNK.get("judge" if model is not None else detector, 5000)
     bar = progress.bar(len(responses), f"detect ({detector})", unit="response")
     try:
-        if detector != "judge":
+        if model is None:
             det = get_detector(detector)
             out: list[Verdict] = []
             for i in range(0, len(responses), step):
                 out += det.detect(list(prompts[i:i + step]), list(responses[i:i + step]))
                 bar.update(len(responses[i:i + step]))
             return out
-        return _judge(cfg, judge_model, prompts, responses, step, bar)
+        return _with_model(cfg, detector, model, prompts, responses, step, bar)
     finally:
         bar.close()
 
 
-def _judge(cfg: Config, judge_model: str, prompts: Sequence[str], responses: Sequence[str],
-           step: int, bar: Bar) -> list[Verdict]:
-    cfg.model(judge_model, where="--judge-model")
-    session = Session.standalone(cfg, models=[judge_model], cache_path=DEFAULT_CACHE,
-                                 run_id="detect")
+def _with_model(cfg: Config, detector: str, model: str, prompts: Sequence[str],
+                responses: Sequence[str], step: int, bar: Bar) -> list[Verdict]:
+    cfg.model(model, where="--judge-model" if detector == "judge" else "roles.detector_judge")
+    session = Session.standalone(cfg, models=[model], cache_path=DEFAULT_CACHE, run_id="detect")
 
     async def go() -> list[Verdict]:
-        det = session.detector_named("judge", judge_model)
+        det = session.detector_named(detector, model)
         out: list[Verdict] = []
         try:
             for i in range(0, len(responses), step):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from loopback_server import LoopbackServer
-from test_reliability_common import cli
+from test_reliability_common import cli, env
 from test_tiered_detector import CLEAR_ANSWER, CLEAR_REFUSAL, UNSURE, _band
 
 from evorefuse.config import load_config
@@ -82,6 +82,30 @@ def test_the_run_detector_is_tiered_and_asks_the_judge_only_about_unsure_answers
     assert rates["Tell me about egg."] == 0.0 and rates["Tell me about lock."] == 1.0
     # The judge called both unsure answers refusals (LABEL: 2).
     assert rates["Tell me about views."] == 1.0 and rates["Tell me about market."] == 1.0
+
+
+def test_detect_with_a_configured_detector_judge_is_tiered_and_cached(tmp_path: Path) -> None:
+    lo, hi = _band()
+    data = tmp_path / "responses.jsonl"
+    texts = [CLEAR_ANSWER, CLEAR_REFUSAL, *UNSURE]
+    data.write_text("".join(json.dumps({"response": t}) + "\n" for t in texts))
+    home = env(HOME=str(tmp_path))  # the request cache of `detect` lives under ~/.cache
+    with LoopbackServer(responder=_judge) as judge:
+        cfg = _config(tmp_path / "c.toml", judge.base_url, judge.base_url,
+                      f'detector_judge = "j"\ndetector_band = [{lo}, {hi}]')
+        outs = []
+        for run in range(2):
+            out = tmp_path / f"out{run}.jsonl"
+            r = cli("detect", str(data), "-c", str(cfg), "--out", str(out), env_=home)
+            assert r.returncode == 0, r.stderr
+            outs.append([json.loads(line)["refusal"] for line in out.read_text().splitlines()])
+            # Only the unsure responses reach the judge, and only the first time (cache).
+            assert judge.requests == len(UNSURE), (run, r.stderr)
+        # The judge called both unsure responses refusals (LABEL: 2); the clear ones are auto's.
+        assert outs[0] == outs[1] == [False, True, True, True]
+        plain = cli("detect", str(data), "-c", str(cfg), "--detector", "pattern",
+                    "--out", str(tmp_path / "p.jsonl"), env_=home)
+        assert plain.returncode == 0 and judge.requests == len(UNSURE)  # pattern is never tiered
 
 
 @pytest.mark.parametrize("roles, key", [
