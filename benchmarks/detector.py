@@ -395,7 +395,10 @@ def main() -> int:
         "the other). The packs' English disclaimer, premise, referral and lecture patterns were "
         "written while looking at errors on the even rows of the ChatGPT file and on the whole "
         "Mistral file, so the odd-half row is the cleanest ChatGPT figure and the Mistral rows are "
-        "optimistic for the patterns:"), "",
+        "optimistic for the patterns. One exception: the yes/no rule (`polar.py`, a yes/no "
+        "question answered \"No, ...\" is an answer) was written after reading the 63 responses "
+        "of both files that open with a rejected premise, odd ChatGPT rows included; it changes 7 "
+        "ChatGPT responses and no Mistral one:"), "",
         *cross, "",
         goals_line(keep), "",
         (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "

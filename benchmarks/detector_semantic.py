@@ -1,6 +1,6 @@
 """Would a semantic stage (MiniLM embeddings of the response) make `auto` hold on unseen assistants?
 
-    python benchmarks/detector_semantic.py [--write] [--views head2,c256,last,full]
+    python benchmarks/detector_semantic.py [--write] [--views head2,c256,last,full] [--tuned]
 
 Every variant is fitted on the project's examples plus one reference file and measured on the
 other, both ways, exactly as `benchmarks/detector.py` measures `auto` (same corpus, same openings,
@@ -14,6 +14,13 @@ Views of a response that get embedded (all-MiniLM-L6-v2, the project's int8 ONNX
 `c256` the first 256 characters, `last` the last sentence, `full` the whole response (the model
 reads its first 256 tokens: an upper bound, far too slow for `auto`'s speed rule).
 
+`--tuned` adds MiniLM fine-tuned as a refusal classifier (the benign gate's recipe, `harm/tune.py`:
+a rank-8 adapter on every linear layer plus a linear head, 4 epochs, responses cut at 128 tokens
+for training), fitted per direction on every response of the fit sources and their openings, and
+read back through the int8 model. Each fine-tuning takes about 20 minutes on two cores; the
+adapters are kept in `--tuned-cache` (keyed by the training texts, labels and settings), so a rerun
+only scores.
+
 Nothing here ships: the variants are measured, the figures and the command go to the
 `## detector: semantic stage` section of benchmarks/RESULTS.md with `--write`.
 """
@@ -21,20 +28,27 @@ Nothing here ships: the variants are measured, the figures and the command go to
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python benchmarks/detector_semantic.py` from anywhere
+
 from benchmarks.detector import Corpus, Metrics, complied_rejected, wilson
 from benchmarks.results import load_note
 from evorefuse.scoring.embeddings import embed
+from evorefuse.scoring.harm.train import TUNED_CACHE
 from evorefuse.scoring.refusal import fit as F
 from evorefuse.scoring.refusal.base import COMPLIANCE, Verdict, strip_reasoning
 from evorefuse.scoring.refusal.features import explicit_kind
@@ -210,6 +224,63 @@ def soft_head(b: Bench) -> Scorer:
     return score
 
 
+TUNED_TOKENS = 128  # training cut for responses (scoring reads the int8 model's 256)
+
+
+class TunedRefusal:
+    """MiniLM fine-tuned per direction on the fit sources' responses (adapters cached on disk)."""
+
+    def __init__(self, b: Bench, cache: Path) -> None:
+        self.b = b
+        self.cache = cache
+        self._logits: dict[tuple[str, ...], np.ndarray] = {}
+
+    def _adapter(self, fit_on: tuple[str, ...]) -> dict[str, np.ndarray]:
+        from evorefuse.scoring.harm import tune
+
+        rows = np.flatnonzero(self.b.c.where(*fit_on))
+        texts = [self.b.c.examples[i].response for i in rows]
+        labels = [bool(self.b.y[i]) for i in rows]
+        settings = [tune.RANK, tune.ALPHA, tune.LEARNING_RATE, tune.EPOCHS, tune.BATCH,
+                    TUNED_TOKENS, tune.SEED]
+        key = hashlib.sha256(json.dumps([texts, labels, settings]).encode()).hexdigest()[:16]
+        path = self.cache / f"refusal-adapter-{key}.npz"
+        if path.is_file():
+            print(f"tuned ({'+'.join(fit_on)}): adapter from {path}", file=sys.stderr)
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        print(f"tuned ({'+'.join(fit_on)}): fine-tuning on {len(texts)} responses",
+              file=sys.stderr, flush=True)
+        adapter = tune.fit_adapter(texts, labels, max_tokens=TUNED_TOKENS)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **adapter)
+        return adapter
+
+    def logits(self, fit_on: tuple[str, ...]) -> np.ndarray:
+        """Log-odds of refusal of every whole reference response (NaN elsewhere)."""
+        if fit_on not in self._logits:
+            from evorefuse.scoring.harm import tune
+
+            rows = np.flatnonzero(self.b.c.where("mistral", "chatgpt", whole_only=True))
+            out = np.full(len(self.b.c.examples), np.nan)
+            out[rows] = tune.score(self._adapter(fit_on),
+                                   [self.b.c.examples[i].response for i in rows])
+            self._logits[fit_on] = out
+        return self._logits[fit_on]
+
+    def scorer(self, weight: float | None, band: tuple[float, float] | None = None) -> Scorer:
+        """The tuned model's log-odds added to the lite head's with `weight` (None: alone); with
+        `band`, only rows whose lite probability is in the band."""
+        def score(tr: np.ndarray, te: np.ndarray, model: LearnedModel) -> np.ndarray:
+            fit_on = next(k for k, m in self.b._auto.items() if m is model)
+            z = self.logits(fit_on)[te]
+            p = model.lite.score(self.b.X[te])
+            use = np.ones(len(te), bool) if band is None else (p >= band[0]) & (p <= band[1])
+            p[use] = _sigmoid(z[use] if weight is None else _logit(p[use]) + weight * z[use])
+            return p
+        return score
+
+
 def band_share(b: Bench, band: tuple[float, float]) -> str:
     """Share of all reference responses an embedding band would send to the embedder."""
     test = b.c.where("mistral", "chatgpt", whole_only=True)
@@ -235,6 +306,11 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     ap.add_argument("--views", default="head2,c256,last,full",
                     help=f"comma-separated views to embed, of {', '.join(VIEWS)}")
+    ap.add_argument("--tuned", action="store_true",
+                    help="add the fine-tuned MiniLM variants (about 20 minutes per direction the "
+                         "first time)")
+    ap.add_argument("--tuned-cache", type=Path, default=TUNED_CACHE,
+                    help="where the fine-tuned adapters are kept between runs")
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
     views = [v for v in args.views.split(",") if v]
@@ -256,6 +332,14 @@ def main() -> int:
              ("stacked head2, band 0.15-0.85 only", stacked(b, ["head2"], band=(0.15, 0.85))),
              ("gradient-boosted trees on the features (depth 2)", boosted(b, 2)),
              ("gradient-boosted trees on the features (depth 3)", boosted(b, 3))]
+    if args.tuned:
+        tuned = TunedRefusal(b, args.tuned_cache)
+        rows += [("fine-tuned MiniLM alone (rank-8 adapter + head)", tuned.scorer(None)),
+                 ("stacked: lite logit + fine-tuned logit, every head row", tuned.scorer(1.0)),
+                 ("stacked: lite logit + 0.5 x fine-tuned logit, every head row",
+                  tuned.scorer(0.5)),
+                 ("stacked: lite logit + 0.5 x fine-tuned logit, band 0.15-0.85 only",
+                  tuned.scorer(0.5, (0.15, 0.85)))]
     header = ("| variant (fitted on own + the other reference file) | ChatGPT c/r | fixed/broken "
               "| c/r odd half | Mistral binary | fixed/broken | Mistral 3-way |\n"
               "|---|---|---|---|---|---|---|")
@@ -266,14 +350,19 @@ def main() -> int:
     print(f"embedding: {b.embed_seconds}", file=sys.stderr)
     speeds = ", ".join(f"{v} {n / s:.0f} texts/s" for v, (n, s) in b.embed_seconds.items())
     text = "\n".join([
-        (f"Command: `python benchmarks/detector_semantic.py --write --views {','.join(views)}` · "
+        (f"Command: `python benchmarks/detector_semantic.py --write --views {','.join(views)}"
+         f"{' --tuned' if args.tuned else ''}` · "
          f"date {date.today()} · {load_note(load0)}."), "",
         ("Could an embedding stage lift `auto` to the 0.95 goal on assistants it never saw? Each "
          "variant is fitted on the project's examples plus one reference file and measured on the "
          "other (the same corpus, openings and pattern gate as `## detector`; 95% Wilson "
          "intervals). Embedded views: head2 = first two sentences (<= 300 characters), c256 = "
          "first 256 characters, last = last sentence, full = whole response (first 256 tokens). "
-         "fixed/broken: responses the variant gets right and auto wrong, and the reverse."),
+         "fixed/broken: responses the variant gets right and auto wrong, and the reverse."
+         + (" Fine-tuned rows: MiniLM itself trained as a refusal classifier per direction (the "
+            "benign gate's recipe: rank-8 adapter plus head, responses cut at 128 tokens), read "
+            "back through int8; stacked rows add its log-odds to the lite head's with a fixed "
+            "weight, not one chosen on the test file." if args.tuned else "")),
         "", header, *table, "",
         verdict_line(b, rows[0][0]), "",
         (f"Embedding speed in this run ({speeds}). Share of the reference responses whose lite "

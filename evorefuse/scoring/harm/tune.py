@@ -82,8 +82,11 @@ def wrap(bert: Any, adapter: Adapter | None = None) -> dict[str, Any]:
 
 
 def fit_adapter(texts: Sequence[str], harmful: Sequence[bool], *, seed: int = SEED,
-                epochs: int = EPOCHS, threads: int = 2) -> dict[str, np.ndarray]:
-    """Train the adapter and head on `texts`; returns the arrays `tuned.save_adapter` writes."""
+                epochs: int = EPOCHS, threads: int = 2,
+                max_tokens: int = MAX_TOKENS) -> dict[str, np.ndarray]:
+    """Train the adapter and head on `texts`; returns the arrays `tuned.save_adapter` writes.
+    (`benchmarks/detector_semantic.py` also trains one on refusals, `harmful` then meaning
+    "refused", with `max_tokens` 128 to keep the fine-tuning of long responses affordable.)"""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -127,7 +130,7 @@ def fit_adapter(texts: Sequence[str], harmful: Sequence[bool], *, seed: int = SE
         for k in rng.permutation(len(batches)):
             b = batches[k]
             enc = tok([texts[j] for j in b], padding=True, truncation=True,
-                      max_length=MAX_TOKENS, return_tensors="pt")
+                      max_length=max_tokens, return_tensors="pt")
             hidden = bert(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             logits = head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
