@@ -236,24 +236,21 @@ class TunedRefusal:
         self._logits: dict[tuple[str, ...], np.ndarray] = {}
 
     def _adapter(self, fit_on: tuple[str, ...]) -> dict[str, np.ndarray]:
-        from evorefuse.scoring.harm import tune
+        from evorefuse.scoring.harm import tune, tuned
 
         rows = np.flatnonzero(self.b.c.where(*fit_on))
         texts = [self.b.c.examples[i].response for i in rows]
         labels = [bool(self.b.y[i]) for i in rows]
-        settings = [tune.RANK, tune.ALPHA, tune.LEARNING_RATE, tune.EPOCHS, tune.BATCH,
-                    TUNED_TOKENS, tune.SEED]
-        key = hashlib.sha256(json.dumps([texts, labels, settings]).encode()).hexdigest()[:16]
-        path = self.cache / f"refusal-adapter-{key}.npz"
+        key = hashlib.sha256(json.dumps([texts, labels, tune.settings(TUNED_TOKENS)]).encode())
+        path = self.cache / f"refusal-adapter-{key.hexdigest()[:16]}.npz"
         if path.is_file():
             print(f"tuned ({'+'.join(fit_on)}): adapter from {path}", file=sys.stderr)
-            with np.load(path) as z:
-                return {k: z[k] for k in z.files}
+            return tuned.load_adapter(path)
         print(f"tuned ({'+'.join(fit_on)}): fine-tuning on {len(texts)} responses",
               file=sys.stderr, flush=True)
         adapter = tune.fit_adapter(texts, labels, max_tokens=TUNED_TOKENS)
         self.cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **adapter)
+        tuned.save_adapter(adapter, path)
         return adapter
 
     def logits(self, fit_on: tuple[str, ...]) -> np.ndarray:

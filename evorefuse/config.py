@@ -32,6 +32,7 @@ from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.factory import (
     DETECTOR_NAMES,
     LEARNED_FILE_PREFIX,
+    can_tier,
     canonical_name,
     detector_file,
     is_detector_name,
@@ -271,7 +272,7 @@ class Config(BaseModel):
             raise where.problem(("roles", "detector"), f"must be one of "
                                 f"{', '.join(DETECTOR_NAMES)} or learned:PATH, "
                                 f"got {self.roles.detector!r}")
-        if self.roles.detector_judge is not None and not _tiers(self.roles.detector):
+        if self.roles.detector_judge is not None and not can_tier(self.roles.detector):
             raise where.problem(("roles", "detector_judge"), "re-judges what `auto` or a "
                                 f"learned:PATH detector is unsure of; detector is "
                                 f"{self.roles.detector!r}")
@@ -281,11 +282,6 @@ class Config(BaseModel):
                 if name not in self.models and builtin_model(name) is None:
                     raise where.problem(("roles", key), f"unknown model {name!r} "
                                         f"(known: {self.known_models()})")
-
-
-def _tiers(detector: str) -> bool:
-    """Whether a detector of this name can hand its uncertain responses to a detector judge."""
-    return detector.strip().lower() == "auto" or detector_file(detector) is not None
 
 
 def _with_prompt_file(spec: ModelSpec, base: Path, where: _Locator) -> ModelSpec:

@@ -17,20 +17,13 @@ from evorefuse.config import Config
 from evorefuse.errors import InputError, RunFailed
 from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.scoring.refusal.base import LABELS, Verdict
-from evorefuse.scoring.refusal.factory import detector_file, get_detector
+from evorefuse.scoring.refusal.factory import can_tier, get_detector
 from evorefuse.scoring.refusal.gold import is_refusal, parse_gold_column
 from evorefuse.session import DEFAULT_CACHE, Session
 from evorefuse.tables import Table
 
 CHUNK = {"judge": 16}
 """Responses labelled between two progress updates (a judge call is slow, a pattern fast)."""
-
-
-def tier_model(cfg: Config, detector: str) -> str | None:
-    """The model that re-judges `detector`'s uncertain responses (`roles.detector_judge`), when the
-    config names one and the detector can be tiered (`auto`, `learned:PATH`)."""
-    tiered = detector.strip().lower() == "auto" or detector_file(detector) is not None
-    return cfg.roles.detector_judge if tiered else None
 
 
 def detect_responses(cfg: Config, detector: str, prompts: Sequence[str],
@@ -40,7 +33,7 @@ def detect_responses(cfg: Config, detector: str, prompts: Sequence[str],
     `judge_model` (from the config; `local`, the embedded model, needs none), and `auto` or
     `learned:PATH` send their uncertain responses to `roles.detector_judge` when the config names
     one (tiered detection), both through the request cache and the ledger."""
-    tier = tier_model(cfg, detector)
+    tier = cfg.roles.detector_judge if can_tier(detector) else None
     model = judge_model if detector == "judge" else tier
     step = CHUNK.get("judge" if model is not None else detector, 5000)
     bar = progress.bar(len(responses), f"detect ({detector})", unit="response")

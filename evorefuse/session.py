@@ -24,7 +24,7 @@ from evorefuse.scoring.fitness import FitnessEstimator
 from evorefuse.scoring.harm.judge import PromptJudge, build_prompt_judge
 from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.base import RefusalDetector
-from evorefuse.scoring.refusal.factory import detector_file, get_detector
+from evorefuse.scoring.refusal.factory import can_tier, get_detector
 
 if TYPE_CHECKING:  # pragma: no cover
     from evorefuse.evolution.engine import Engine
@@ -118,7 +118,7 @@ class Session:
             default = next(iter(self.cfg.role_models()["judge"]), "local")
             return get_detector("judge", self.endpoint(judge_model or default))
         tier = self.cfg.roles.detector_judge
-        if tier is not None and (name.strip().lower() == "auto" or detector_file(name)):
+        if tier is not None and can_tier(name):
             return get_detector(name, tier_judge=self.endpoint(tier),
                                 band=(self.cfg.roles.detector_band[0],
                                       self.cfg.roles.detector_band[1]))

@@ -98,8 +98,7 @@ def tuned_key(examples: Sequence[Example], *more: Any) -> str:
     fine-tuning settings and `more` (folds, which prompts were scored)."""
     return hashlib.sha256(json.dumps(
         [[embedding_text(e.prompt) for e in examples], [e.kind for e in examples], list(more),
-         tune.RANK, tune.ALPHA, tune.LEARNING_RATE, tune.EPOCHS, tune.BATCH, tune.MAX_TOKENS,
-         tune.SEED]).encode()).hexdigest()[:16]
+         *tune.settings()]).encode()).hexdigest()[:16]
 
 
 def tuned_out_of_fold(examples: Sequence[Example], folds: int = TUNED_FOLDS,

@@ -44,6 +44,12 @@ MAX_TOKENS = 256  # what the int8 model reads (minilm_onnx.MAX_SEQ_LENGTH)
 SEED = 0
 
 
+def settings(max_tokens: int = MAX_TOKENS) -> list[int | float]:
+    """Everything a fine-tuning run's result depends on besides its data: part of the names its
+    cached scores and adapters are kept under, so a changed setting never reads a stale one."""
+    return [RANK, ALPHA, LEARNING_RATE, EPOCHS, BATCH, max_tokens, SEED]
+
+
 def low_rank(base: Any, a: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
     """A torch module computing base(x) + s * B A x with `base` frozen: A random and B zero (the
     adapter starts as the identity) unless given."""

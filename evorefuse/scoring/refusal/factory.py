@@ -62,6 +62,12 @@ def detector_file(name: str) -> Path | None:
     return None
 
 
+def can_tier(name: str) -> bool:
+    """Whether a detector of this name can hand its uncertain responses to a detector judge
+    (`roles.detector_judge`): `auto` and `learned:PATH`, which give calibrated probabilities."""
+    return name.strip().lower() == "auto" or detector_file(name) is not None
+
+
 def check_detector(name: str, *, field: str = "detector") -> str:
     """`canonical_name`, and for `learned:PATH` the file checked now, before any work is done."""
     key = canonical_name(name, field=field)
