@@ -2,8 +2,10 @@
 
 Training data (see `sources.py`):
 - the project's own examples, shipped in `train_data/`: hand-written refusals, partial refusals and
-  compliances in seventeen languages, idiom combinations (`idioms.json`), and the embedded model's
-  answers to the project's seed prompts;
+  compliances in seventeen languages, responses written in the manners of two dozen other assistants
+  (`written_styles_en.jsonl`: Llama-2 with and without its system prompt, Llama-3, Gemma, Phi-3,
+  Qwen, Mistral, GPT-3.5/4, Vicuna, Zephyr and others, labelled by XSTest's definitions), idiom
+  combinations (`idioms.json`), and the embedded model's answers to the project's seed prompts;
 - the reference files that exist on this machine, read at fit time and never copied into the
   package (only fitted coefficients ship): XSTest's Mistral-7B-Instruct responses and the ChatGPT
   study's responses, tones mapped as `sources.TONES` says.
