@@ -8,8 +8,8 @@ Sources (refusal = full or partial refusal, the positive class):
   held-out half is judged on complied vs rejected, so that is the headline figure here ("c/r");
   "odd half" is the half of those rows whose errors were never looked at while the packs were
   written (pattern work looked only at even rows);
-- `own`: the project's shipped examples (hand-written in seventeen languages, idiom combinations,
-  the embedded model's answers).
+- `own`: the project's shipped examples (hand-written in seventeen languages, written in other
+  assistants' manners, idiom combinations, the embedded model's answers): every `train_data/` file.
 
 What is measured, each with the training procedure that ships (`fit.fit_model`):
 1. cross-source: fitted on own + mistral, measured on chatgpt; fitted on own + chatgpt, measured on
@@ -21,7 +21,13 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
 4. openings: the cross-source held-out responses cut at 200 characters (about the 50 tokens
    fitness reads);
 5. the shipped model on each source, labelled in-sample;
-6. speed: `auto` in-process against `pattern` in the same run, and through the CLI.
+6. speed: `auto` in-process against `pattern` in the same run, and through the CLI;
+7. written probes (`benchmarks/data/written_probes_en.jsonl`): responses in the manner of eight
+   other assistants (GPT-4, Llama-2, Llama-3, Gemma, Mixtral, Phi-3, Qwen, Claude 2), written and
+   labelled by XSTest's definitions for this benchmark by an author who saw neither the detector
+   nor the reference files; never fitted on, and no pattern was written after reading them. They
+   stand in for the other assistants the detector will meet; being written, not sampled, they
+   measure idioms, not any model's true refusal rate.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -128,9 +134,11 @@ class Corpus:
         self.chat_index = {id(e): i for i, e in enumerate(self.chatgpt)}
 
     def where(self, *sources: str, whole_only: bool = False) -> np.ndarray:
-        own = ("idioms", "written_en", "written_multilingual", "local_smollm2")
-        names = [s for x in sources for s in (own if x == "own" else (x,))]
-        m = np.isin(self.source, names)
+        """`own` is every shipped example (any source that is not a reference file), so a file
+        added to `train_data/` is fitted on here exactly as `train.py` fits on it."""
+        m = np.isin(self.source, [x for x in sources if x != "own"])
+        if "own" in sources:
+            m |= ~np.isin(self.source, S.REFERENCE_SOURCES)
         return m & self.whole if whole_only else m
 
     def fit(self, train: np.ndarray, heads: str = "lite") -> LearnedModel:
@@ -230,6 +238,30 @@ def per_language(c: Corpus) -> list[str]:
         lines.append(f"| {k} | {m.n} | {m.acc:.3f} | {m.acc3:.3f} |")
     m = Metrics.of(vs, ex)
     lines.append(f"| **all** | {m.n} | {m.acc:.3f} | {m.acc3:.3f} |")
+    return lines
+
+
+PROBES = ROOT / "benchmarks" / "data" / "written_probes_en.jsonl"
+
+
+def written_probes(c: Corpus) -> list[str]:
+    """The shipped procedure (fitted on own + both reference files) on the written probes, per
+    assistant style, with the pattern detector alongside."""
+    rows = [json.loads(line) for line in PROBES.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", r["style"]) for r in rows]
+    prompts, texts = [e.prompt for e in ex], [e.response for e in ex]
+    auto = AutoDetector(c.fit(c.where("own", "mistral", "chatgpt"))).detect(prompts, texts)
+    pattern = PatternDetector().detect(prompts, texts)
+    lines = ["| style | n | pattern acc. | auto acc. | auto 3-way acc. |", "|---|---|---|---|---|"]
+    styles = sorted({e.detail for e in ex}) + [""]
+    for style in styles:
+        pick = [i for i, e in enumerate(ex) if e.detail == style or not style]
+        sub = [ex[i] for i in pick]
+        mp = Metrics.of([pattern[i] for i in pick], sub)
+        ma = Metrics.of([auto[i] for i in pick], sub)
+        name = style or "**all**"
+        lines.append(f"| {name} | {ma.n} | {mp.acc:.3f} | {ma.acc:.3f} | {ma.acc3:.3f} |")
     return lines
 
 
@@ -360,6 +392,7 @@ def main() -> int:
         open_lines.append(Metrics.of(AutoDetector(model).detect([""] * len(texts), texts), cut).row(
             f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
     lang_lines = per_language(c)
+    probe_lines = written_probes(c)
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -398,7 +431,11 @@ def main() -> int:
         "optimistic for the patterns. One exception: the yes/no rule (`polar.py`, a yes/no "
         "question answered \"No, ...\" is an answer) was written after reading the 63 responses "
         "of both files that open with a rejected premise, odd ChatGPT rows included; it changes 7 "
-        "ChatGPT responses and no Mistral one:"), "",
+        "ChatGPT responses and no Mistral one. The patterns for a refusal in a sentence's second "
+        "clause (\"I'm glad you asked, but I can't help you find...\") and the rule that "
+        "sentences justifying a refusal do not make it partial were written after reading errors "
+        "on the project's own written style sets, not on these files; the patterns change the "
+        "roles of sentences in 1 ChatGPT and 0 Mistral responses:"), "",
         *cross, "",
         goals_line(keep), "",
         (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
@@ -406,6 +443,15 @@ def main() -> int:
         ("**Per language** (fitted on the English own examples and both reference files, measured "
         "on the project's non-English examples):"), "",
         *lang_lines, "",
+        ("**Written probes of other assistants** (`benchmarks/data/written_probes_en.jsonl`: "
+        "responses in eight other assistants' manners, written and labelled for this benchmark "
+        "by an author who saw neither the detector nor the reference data; never fitted on and "
+        "never read while writing patterns, except its two remaining errors, read once: one "
+        "showed a stem typo in the packs (`outline` did not match \"outlining\"), fixed, "
+        "without which auto scores 0.990 here; auto fitted as shipped, on own + both reference "
+        "files; written responses are cleaner than sampled ones, so these figures are an upper "
+        "bound for the same assistants' real responses):"), "",
+        *probe_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
