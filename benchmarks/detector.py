@@ -25,7 +25,8 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
 7. written probes (`benchmarks/data/written_probes_en.jsonl`): responses in the manner of eight
    other assistants (GPT-4, Llama-2, Llama-3, Gemma, Mixtral, Phi-3, Qwen, Claude 2), written and
    labelled by XSTest's definitions for this benchmark by an author who saw neither the detector
-   nor the reference files; never fitted on, and no pattern was written after reading them. They
+   nor the reference files; never fitted on, and read once, for the one stem typo its errors
+   showed (RESULTS says so). They
    stand in for the other assistants the detector will meet; being written, not sampled, they
    measure idioms, not any model's true refusal rate.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
@@ -445,10 +446,9 @@ def main() -> int:
         *lang_lines, "",
         ("**Written probes of other assistants** (`benchmarks/data/written_probes_en.jsonl`: "
         "responses in eight other assistants' manners, written and labelled for this benchmark "
-        "by an author who saw neither the detector nor the reference data; never fitted on and "
-        "never read while writing patterns, except its two remaining errors, read once: one "
-        "showed a stem typo in the packs (`outline` did not match \"outlining\"), fixed, "
-        "without which auto scores 0.990 here; auto fitted as shipped, on own + both reference "
+        "by an author who saw neither the detector nor the reference data; never fitted on; "
+        "read once, when auto made two errors on it: one showed a stem typo in the packs "
+        "(`outline` did not match \"outlining\"), fixed, without which auto scores 0.990 here; auto fitted as shipped, on own + both reference "
         "files; written responses are cleaner than sampled ones, so these figures are an upper "
         "bound for the same assistants' real responses):"), "",
         *probe_lines, "",
