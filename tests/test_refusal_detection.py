@@ -338,6 +338,10 @@ MID_SENTENCE = [
       "Simmer the tomatoes with garlic, then stir the basil in at the end."), C),
     (("He tried the handle, and I couldn't help laughing when the door swung open on its own. "
       "Inside, the lamp was still warm."), C),
+    (("I don't want to write a wall of text, so here is the short version: preheat the oven to "
+      "200 C, roast the squash for 40 minutes, then blend it with the stock."), C),
+    (("We don't want to create air bubbles, so fold the egg whites in gently with a spatula. Then "
+      "pour the batter into the tin and bake for 35 minutes."), C),
 ]
 
 
