@@ -342,6 +342,10 @@ MID_SENTENCE = [
       "200 C, roast the squash for 40 minutes, then blend it with the stock."), C),
     (("We don't want to create air bubbles, so fold the egg whites in gently with a spatula. Then "
       "pour the batter into the tin and bake for 35 minutes."), C),
+    (("We prefer not to use bleach on wool, so wash the jumper by hand in cool water with a mild "
+      "detergent, then roll it in a towel to squeeze the water out."), C),
+    (("Dogs love treats, but we can't give them chocolate: theobromine is toxic to them. Carrots, "
+      "apple slices without the seeds and plain cooked chicken are safe."), C),
 ]
 
 
