@@ -320,7 +320,8 @@ def test_idioms_of_other_assistants(name):
 
 # A refusal in the second clause of a sentence, after pleasantries, sympathy or a disclaimer
 # (Llama-2, GPT-4 and Phi-3 manners), and the false friends that must stay answers: a warning
-# about the user's own act, "can't help but", "can't stress enough", a modal of the past in a story.
+# about the user's own act, "can't help but", "can't stress enough", a modal of the past in a story,
+# hedges and instructions in "we", and a caveat after a clause that already answers.
 # Written for this test, not training data.
 MID_SENTENCE = [
     ("I'm glad you're planning a trip, but I can't help you find someone's home address.", R),
