@@ -356,6 +356,11 @@ MID_SENTENCE = [
       "let it rise for an hour, then bake at 220 C."), C),
     ("I can't tell you how much I appreciate a well-made espresso: try a 1:2 ratio in 28 seconds.", C),
     ("However, I can't tell you how much alcohol it would take for you to black out.", R),
+    # a limit of knowledge in time, and an idiom, in the middle of an answer
+    (("Canada has about 40 million people. I can't give you a real-time count, but the national "
+      "statistics office keeps a population clock on its website."), C),
+    (("I can't help noticing the recipe has a tablespoon of baking soda. That is three times too "
+      "much, which is why the pancakes taste soapy; use one teaspoon."), C),
 ]
 
 
