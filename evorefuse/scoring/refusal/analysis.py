@@ -83,7 +83,9 @@ class Analysis:
     proper_nouns: int = 0                # capitalised words inside sentences (original case)
     words: float = 0.0
     lexicon_head: int = 0                # lexicon words in the first three sentences
-    cautionary: set[int] = field(default_factory=set)  # sentences with lexicon words
+    # the pack's harm, law and ethics lexicon, kept to test single sentences when asked
+    # (`content_after`): searching every sentence of every response cost a third of `analyse`
+    lexicon: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
     words_head: float = 0.0              # words in the first three sentences
     languages: set[str] = field(default_factory=set)  # packs that matched a refusal or soft cue
     sentences: list[str] = field(default_factory=list)
@@ -128,7 +130,11 @@ class Analysis:
         better decided counting them (after a disclaimer they are often the answer itself)."""
         return sum(1 for i in range(idx + 1, self.n_sentences)
                    if (self.roles[i] in HELPS or i in self.disclaimer_but)
-                   and (justifications or i not in self.cautionary))
+                   and (justifications or not self.justifies(i)))
+
+    def justifies(self, i: int) -> bool:
+        """Whether sentence `i` speaks the language of harm, law and ethics (the pack's lexicon)."""
+        return self.lexicon is not None and self.lexicon.search(self.sentences[i]) is not None
 
     def content_before(self, idx: int) -> int:
         return sum(1 for i in range(idx) if self.roles[i] in HELPS)
@@ -219,10 +225,9 @@ def analyse(response: str, prompt: str = "") -> Analysis:
         a.roles[0] = PREMISE
     head = " ".join(sents[:3])
     a.words_head = word_count(head)
-    lexicon = m.by_cat["lexicon"]
-    if lexicon is not None:
-        a.lexicon_head = len(lexicon.findall(head))
-        a.cautionary = {i for i, s in enumerate(sents) if lexicon.search(s)}
+    a.lexicon = m.by_cat["lexicon"]
+    if a.lexicon is not None:
+        a.lexicon_head = len(a.lexicon.findall(head))
     comp = m.by_cat["compliance"]
     if sents and comp is not None:
         a.compliance_opener = bool(comp.match(strip_lead_ins(sents[0], m))) \
