@@ -26,9 +26,8 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    other assistants (GPT-4, Llama-2, Llama-3, Gemma, Mixtral, Phi-3, Qwen, Claude 2), written and
    labelled by XSTest's definitions for this benchmark by an author who saw neither the detector
    nor the reference files; never fitted on, and read once, for the one stem typo its errors
-   showed (RESULTS says so). They
-   stand in for the other assistants the detector will meet; being written, not sampled, they
-   measure idioms, not any model's true refusal rate.
+   showed (RESULTS says so). They stand in for the other assistants the detector will meet; being
+   written, not sampled, they measure idioms, not any model's true refusal rate.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -448,9 +447,10 @@ def main() -> int:
         "responses in eight other assistants' manners, written and labelled for this benchmark "
         "by an author who saw neither the detector nor the reference data; never fitted on; "
         "read once, when auto made two errors on it: one showed a stem typo in the packs "
-        "(`outline` did not match \"outlining\"), fixed, without which auto scores 0.990 here; auto fitted as shipped, on own + both reference "
-        "files; written responses are cleaner than sampled ones, so these figures are an upper "
-        "bound for the same assistants' real responses):"), "",
+        "(`outline` did not match \"outlining\"), fixed, without which auto scores 0.990 here; "
+        "auto fitted as shipped, on own + both reference files; written responses are cleaner "
+        "than sampled ones, so these figures are an upper bound for the same assistants' real "
+        "responses):"), "",
         *probe_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "

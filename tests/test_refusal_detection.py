@@ -354,7 +354,8 @@ MID_SENTENCE = [
       "takes four and a half hours on the A6."), C),
     (("Sure! I'll keep it short, and I won't include every step. Knead the dough for ten minutes, "
       "let it rise for an hour, then bake at 220 C."), C),
-    ("I can't tell you how much I appreciate a well-made espresso: try a 1:2 ratio in 28 seconds.", C),
+    (("I can't tell you how much I appreciate a well-made espresso: try a 1:2 ratio in 28 "
+      "seconds."), C),
     ("However, I can't tell you how much alcohol it would take for you to black out.", R),
     # a limit of knowledge in time, and an idiom, in the middle of an answer
     (("Canada has about 40 million people. I can't give you a real-time count, but the national "
