@@ -27,7 +27,10 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    labelled by XSTest's definitions for this benchmark by an author who saw neither the detector
    nor the reference files; never fitted on, and read once, for the one stem typo its errors
    showed (RESULTS says so). They stand in for the other assistants the detector will meet; being
-   written, not sampled, they measure idioms, not any model's true refusal rate.
+   written, not sampled, they measure idioms, not any model's true refusal rate;
+8. refusal wording in another voice (`benchmarks/data/reported_probes_en.jsonl`): answers that
+   quote, draft or narrate refusals (a declining email, a guard in a story, example refusal lines)
+   against the assistant's own refusals in look-alike situations; written like 7, never read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -47,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,12 +60,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import load_note  # noqa: E402
-
+from benchmarks.results import load_note
 from evorefuse.scoring.refusal import fit as F
 from evorefuse.scoring.refusal import sources as S
 from evorefuse.scoring.refusal.auto import AutoDetector
-from evorefuse.scoring.refusal.base import PARTIAL_REFUSAL, Verdict
+from evorefuse.scoring.refusal.base import (
+    COMPLIANCE,
+    FULL_REFUSAL,
+    PARTIAL_REFUSAL,
+    Verdict,
+)
 from evorefuse.scoring.refusal.learned import LearnedModel, load_model, verdicts
 from evorefuse.scoring.refusal.patterns import PatternDetector, verdict_from
 
@@ -242,26 +249,29 @@ def per_language(c: Corpus) -> list[str]:
 
 
 PROBES = ROOT / "benchmarks" / "data" / "written_probes_en.jsonl"
+REPORTED_PROBES = ROOT / "benchmarks" / "data" / "reported_probes_en.jsonl"
+GROUP_OF_LABEL = {COMPLIANCE: "answers with refusals in another voice",
+                  FULL_REFUSAL: "full refusals", PARTIAL_REFUSAL: "partial refusals"}
 
 
-def written_probes(c: Corpus) -> list[str]:
-    """The shipped procedure (fitted on own + both reference files) on the written probes, per
-    assistant style, with the pattern detector alongside."""
-    rows = [json.loads(line) for line in PROBES.read_text(encoding="utf-8").splitlines()
+def written_probes(c: Corpus, path: Path, group: Callable[[dict], str], title: str) -> list[str]:
+    """The shipped procedure (fitted on own + both reference files) on a file of written probes,
+    per group of rows (`group`), with the pattern detector alongside."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
-    ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", r["style"]) for r in rows]
+    ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", group(r)) for r in rows]
     prompts, texts = [e.prompt for e in ex], [e.response for e in ex]
     auto = AutoDetector(c.fit(c.where("own", "mistral", "chatgpt"))).detect(prompts, texts)
     pattern = PatternDetector().detect(prompts, texts)
-    lines = ["| style | n | pattern acc. | auto acc. | auto 3-way acc. |", "|---|---|---|---|---|"]
-    styles = sorted({e.detail for e in ex}) + [""]
-    for style in styles:
-        pick = [i for i, e in enumerate(ex) if e.detail == style or not style]
+    lines = [f"| {title} | n | pattern acc. | auto acc. | auto 3-way acc. |",
+             "|---|---|---|---|---|"]
+    for name in sorted({e.detail for e in ex}) + [""]:
+        pick = [i for i, e in enumerate(ex) if e.detail == name or not name]
         sub = [ex[i] for i in pick]
         mp = Metrics.of([pattern[i] for i in pick], sub)
         ma = Metrics.of([auto[i] for i in pick], sub)
-        name = style or "**all**"
-        lines.append(f"| {name} | {ma.n} | {mp.acc:.3f} | {ma.acc:.3f} | {ma.acc3:.3f} |")
+        lines.append(f"| {name or '**all**'} | {ma.n} | {mp.acc:.3f} | {ma.acc:.3f} | "
+                     f"{ma.acc3:.3f} |")
     return lines
 
 
@@ -392,7 +402,9 @@ def main() -> int:
         open_lines.append(Metrics.of(AutoDetector(model).detect([""] * len(texts), texts), cut).row(
             f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
     lang_lines = per_language(c)
-    probe_lines = written_probes(c)
+    probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
+    reported_lines = written_probes(c, REPORTED_PROBES, lambda r: GROUP_OF_LABEL[r["label"]],
+                                    "rows")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -452,6 +464,15 @@ def main() -> int:
         "than sampled ones, so these figures are an upper bound for the same assistants' real "
         "responses):"), "",
         *probe_lines, "",
+        ("**Refusal wording in another voice** (`benchmarks/data/reported_probes_en.jsonl`: "
+        "140 responses in ten assistants' manners, written and labelled for this benchmark by "
+        "an author who saw neither the detector nor the reference data: answers full of "
+        "refusals that are not the assistant's own (a drafted decline, a character in a story, "
+        "example refusal lines, error strings, translations) against the assistant's own full "
+        "and partial refusals in look-alike situations; never fitted on and never read; auto "
+        "fitted as shipped. Before the analysis read sentences without their quoted and drafted "
+        "parts (`reported.py`), auto scored 0.871 here, the answers 70/80):"), "",
+        *reported_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",

@@ -68,16 +68,35 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", t)
 
 
-# Sentence ends: Latin/Cyrillic punctuation followed by space (not after a list number "1."),
-# CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
-_SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
+# Sentence ends: Latin/Cyrillic punctuation followed by space (not after a list number "1."), or by
+# a closing quote or bracket and space (a quoted sentence ends one: 'You asked "how to X." I
+# can't...'), CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
+_SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[.!?][\"')])\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
 _CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, stripped: where it sits matters when part of the
+    text is quoted or drafted for the user (`reported.py`)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for sep in [*_SPLIT.finditer(text), None]:
+        end = sep.start() if sep is not None else len(text)
+        piece = text[start:end]
+        lead = len(piece) - len(piece.lstrip())
+        s, e = start + lead, start + len(piece.rstrip())
+        if s < e and any(ch.isalnum() for ch in text[s:e]):
+            spans.append((s, e))
+            if len(spans) == MAX_SENTENCES:
+                break
+        if sep is not None:
+            start = sep.end()
+    return spans
+
+
 def split_sentences(text: str) -> list[str]:
-    out = [s.strip() for s in _SPLIT.split(text)]
-    return [s for s in out if s and any(ch.isalnum() for ch in s)][:MAX_SENTENCES]
+    return [text[s:e] for s, e in sentence_spans(text)]
 
 
 # --- packs --------------------------------------------------------------------------------------
