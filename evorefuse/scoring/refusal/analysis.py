@@ -39,7 +39,9 @@ PIVOT_WORDS = 12  # a pivot sentence longer than this carries its content ("In g
 HELPS = frozenset({CONTENT, PREMISE})  # sentences that answer
 
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
-_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
+# A code fence, read in the original text: normalising turns backticks into quotes and runs of
+# spaces into one (an indented line is as often a nested list item as code, so only fences count).
+_CODE_FENCE = re.compile(r"^[ \t]*```", re.MULTILINE)
 _DIGITS = re.compile(r"\d")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -227,7 +229,7 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     sents = [own_words(norm, s, e, reported) if reported else norm[s:e] for s, e in spans]
     a = Analysis(n_sentences=len(sents), chars=len(text), sentences=sents)
     a.list_items = len(_LIST_ITEM.findall(norm))
-    a.code_blocks = len(_CODE.findall(norm))
+    a.code_blocks = (len(_CODE_FENCE.findall(text)) + 1) // 2
     a.digits = len(_DIGITS.findall(norm))
     a.proper_nouns = len(_PROPER.findall(text))
     a.words = word_count(norm)

@@ -72,8 +72,6 @@ def normalise(text: str) -> str:
 # a closing quote or bracket and space (a quoted sentence ends one: 'You asked "how to X." I
 # can't...'), CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
 _SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[.!?][\"')])\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022]|[a-h][.)])\s+\S", re.MULTILINE)
-_CODE = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
