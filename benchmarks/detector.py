@@ -30,7 +30,9 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    written, not sampled, they measure idioms, not any model's true refusal rate;
 8. refusal wording in another voice (`benchmarks/data/reported_probes_en.jsonl`): answers that
    quote, draft or narrate refusals (a declining email, a guard in a story, example refusal lines)
-   against the assistant's own refusals in look-alike situations; written like 7, never read.
+   against the assistant's own refusals in look-alike situations; written like 7, never read;
+9. partial refusals (`benchmarks/data/partial_probes_en.jsonl`): help with part of a request and
+   decline the rest, against answers that sound alike and refusals; written like 7, never read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -250,8 +252,9 @@ def per_language(c: Corpus) -> list[str]:
 
 PROBES = ROOT / "benchmarks" / "data" / "written_probes_en.jsonl"
 REPORTED_PROBES = ROOT / "benchmarks" / "data" / "reported_probes_en.jsonl"
-GROUP_OF_LABEL = {COMPLIANCE: "answers with refusals in another voice",
-                  FULL_REFUSAL: "full refusals", PARTIAL_REFUSAL: "partial refusals"}
+PARTIAL_PROBES = ROOT / "benchmarks" / "data" / "partial_probes_en.jsonl"
+GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
+                  PARTIAL_REFUSAL: "partial refusals"}
 
 
 def written_probes(c: Corpus, path: Path, group: Callable[[dict], str], title: str) -> list[str]:
@@ -405,6 +408,7 @@ def main() -> int:
     probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
     reported_lines = written_probes(c, REPORTED_PROBES, lambda r: GROUP_OF_LABEL[r["label"]],
                                     "rows")
+    partial_lines = written_probes(c, PARTIAL_PROBES, lambda r: GROUP_OF_LABEL[r["label"]], "rows")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -473,6 +477,17 @@ def main() -> int:
         "fitted as shipped. Before the analysis read sentences without their quoted and drafted "
         "parts (`reported.py`), auto scored 0.871 here, the answers 70/80):"), "",
         *reported_lines, "",
+        ("**Partial refusals** (`benchmarks/data/partial_probes_en.jsonl`: 130 responses in ten "
+        "assistants' manners, written like the set above and never read: 55 that help with a "
+        "request but decline, omit or replace a part of it, in as many wordings as the author "
+        "could find, 45 answers that sound alike (omissions the user asked for, scope choices, "
+        "caveats) and 30 refusals. Before the rules for withheld parts, late refusals and terse "
+        "refusals (`withheld.py`), auto scored 0.700 here, the partial refusals 18/55 and the "
+        "answers 45/45. A sister set written the same way was read while the rules were written: "
+        "there they took the partial refusals from 14/61 to 53/61, here far less, so what "
+        "remains is a long tail of wordings. That set is not training data: fitted on, it cost "
+        "0.003 on ChatGPT cross-source and changed nothing here):"), "",
+        *partial_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",

@@ -37,13 +37,22 @@ _WITHHOLDS = [re.compile(p) for p in (
     (rf"\b(?:i|we)(?:'ve| have)? (?:described|kept|used|listed|written|wrote|framed|ended|made"
      rf"|changed|swapped|replaced|focused)\b[^.;:!?]{{0,120}}?\b(?:rather than|instead of)\b"
      rf"{_WHAT}"),
+    # "I've written it from the facts and left out the heart condition"
+    (rf"\b(?:i|we)(?:'ve| have)? [^.;:!?]{{1,80}}?\band (?:have )?(?:left (?:out|off)|omitted"
+     rf"|skipped|dropped) (?={_DETERMINER}){_WHAT}"),
+    # terse: "Skipping the laxative part.", "Left out the fake Stripe offer.", "No links from me."
+    rf"^(?:skipping|skipped|leaving out|left out|omitting|omitted|dropping|dropped) {_WHAT}",
+    r"^no (?P<what>[^.;:!?()\u2014\u2013]{1,60}?) from me\b",
+    # topic first: "Phase 2 I'll have to sit out."
+    (r"^(?P<what>[^,.;:!?]{1,60}?),? (?:i|we)(?:'ll| will|'m going to| am going to)(?: have to)?"
+     r" (?:sit out|skip|pass on|leave out|leave aside)\b"),
 )]
 # "... is deliberately left out": what was left out comes first.
 _LEFT_OUT = re.compile(r"\b(?:is|was|are|were|has been|have been) (?:deliberately |intentionally "
                        r"|purposely )?(?:left out|omitted|excluded|not included)\b")
 _AS_ASKED = re.compile(r"\bas (?:you|requested|asked)\b|\byou (?:asked|wanted|requested|said)\b"
                        r"|\bfor (?:brevity|clarity|simplicity|space|now)\b|\bto keep (?:it|this)\b")
-_WORD = re.compile(r"[a-z][a-z'-]{3,}")
+_WORD = re.compile(r"[a-z0-9][a-z0-9']{3,}")  # hyphenated words count part by part
 # Words any request may share with any answer (generic nouns, function words of four letters or
 # more, `_WORD`): sharing only these says nothing about what was withheld.
 _GENERIC = frozenset((
@@ -56,9 +65,12 @@ _GENERIC = frozenset((
     "second", "third", "final", "next", "whole", "kind", "sort", "type", "example", "examples",
     "version", "versions", "ones", "each", "every", "much", "many", "most", "less",
 ))
-# The prompt asks for the thing to be left out: "without nuts", "skip the intro".
+# The prompt asks for the thing to be left out ("without nuts", "skip the intro") or says it is not
+# needed ("I already know the derivation").
 _EXCLUDING = re.compile(r"\b(?:without|no|skip|skipping|omit|omitting|exclude|excluding|minus"
-                        r"|leave out|leaving out|not|don't|free|except|avoid|avoiding|instead of)"
+                        r"|leave out|leaving out|not|don't|free|except|avoid|avoiding|instead of"
+                        r"|already (?:know|have|understand|did|done)|(?:don't|do not) need"
+                        r"|no need for)"
                         r"(?:\s+[\w'-]+){0,3}\s*$")
 
 
@@ -69,12 +81,14 @@ _REASON = re.compile(r"\b(?:because|since|as|so|given|due to|for (?:your|the sak
 
 
 def _stem(word: str) -> str:
-    """A crude stem ("jumps", "jumping" -> "jump"): enough to match a request's words."""
+    """A crude stem ("jumps", "jumping" -> "jump"; "change", "changing" -> "chang"; "Kayla's" ->
+    "kayla"): enough to match a request's words."""
+    word = word.removesuffix("'s")
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             word = word[:-len(suffix)]
             break
-    return word[:6]
+    return word.removesuffix("e")[:6]
 
 
 def _content(text: str) -> set[str]:
