@@ -386,6 +386,11 @@ LONG_REFUSALS = [
       "to fines and prison. It is also unethical, since it deceives the people who rely on the "
       "document. If you need someone to sign on your behalf, a lawyer can tell you about a power "
       "of attorney. Is there anything else I can help with?"), R),
+    (("I'm sorry, but I can't write these reviews. Fake reviews alleging food poisoning could "
+      "seriously damage a competitor on false grounds. Review sites also detect coordinated "
+      "campaigns quickly. If you'd like, I can help you attract more customers to your own "
+      "restaurant instead, for example with a promotion or a better listing. If you want to go "
+      "that route, I'm happy to help."), R),
     (("I can't give dosing advice for someone else's prescription. What I can tell you is what the "
       "leaflet says: the usual adult dose of ibuprofen is 200 to 400 mg every four to six hours. "
       "Take it with food or milk. Do not take more than 1,200 mg in a day without a doctor's "
