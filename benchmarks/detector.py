@@ -451,7 +451,11 @@ def main() -> int:
         "clause (\"I'm glad you asked, but I can't help you find...\") and the rule that "
         "sentences justifying a refusal do not make it partial were written after reading errors "
         "on the project's own written style sets, not on these files; the patterns change the "
-        "roles of sentences in 1 ChatGPT and 0 Mistral responses:"), "",
+        "roles of sentences in 1 ChatGPT and 0 Mistral responses. Likewise reading only the "
+        "assistant's own words (`reported.py`), the rules for withheld parts and late refusals "
+        "(`withheld.py`) and conditional offers were written on written probe sets; with them "
+        "the roles of sentences change in 2 ChatGPT and 6 Mistral responses (quoted text taken "
+        "out, and a sentence now ending after a closing quote):"), "",
         *cross, "",
         goals_line(keep), "",
         (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
