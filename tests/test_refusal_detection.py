@@ -493,6 +493,15 @@ WITHHELD = [
       "turns forty today, which means he's finally old enough to complain about music. He still "
       "drives the car he bought in 2009, because he says it has character. It has rust. Here's "
       "to Dave: still young at heart, and everywhere else, well, forty."), P),
+    ("Write my bio for the conference site and say I have a PhD (I don't).",
+     ("Maya Chen leads the data platform team at Northwind, where she built the company's first "
+      "streaming pipeline. She speaks about reliability engineering and mentoring. Outside work, "
+      "she climbs and bakes sourdough. I've left out the PhD you asked me to add, since the "
+      "organisers may check credentials."), P),
+    ("How do I cancel my gym membership?",
+     ("I can't say for sure without knowing your gym, but most memberships end with written "
+      "notice to the front desk. Check your contract for the notice period, usually 30 days, and "
+      "keep a copy of the letter."), C),
     ("Give me a brownie recipe without nuts.",
      ("Here's a fudgy brownie recipe. I've left out the walnuts, as you asked. Melt 200 g of dark "
       "chocolate with 150 g of butter. Whisk in 250 g of sugar and three eggs, then fold in 100 g "

@@ -222,7 +222,8 @@ def _has_words(sentence: str) -> bool:
 def analyse(response: str, prompt: str = "") -> Analysis:
     """The roles of `response`'s sentences, read in the assistant's own words (`reported.py`).
     `prompt` may be empty; when given, a rejected premise that answers a yes/no question with
-    "No, ..." is an answer (`polar`), and a letter asked for is read as a draft."""
+    "No, ..." is an answer (`polar`), a letter asked for is read as a draft, and a sentence that
+    leaves out a part the prompt asked for is a refusal (`withheld`)."""
     text = strip_reasoning(response or "")
     if not text.strip():
         return Analysis(empty=True)

@@ -93,10 +93,6 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def split_sentences(text: str) -> list[str]:
-    return [text[s:e] for s, e in sentence_spans(text)]
-
-
 # --- packs --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ _MODAL = r"(?: (?:have to|need to|going to|gonna|also|just|deliberately|intentio
 _LEAVE_OUT = (r"(?:leave|leaving|left) (?:out|off)|(?:skip|skipping|skipped|omit|omitting|omitted"
               r"|exclude|excluding|excluded|pass on|passing on|passed on|hold off on"
               r"|holding off on)")
-_NOT_DO = (r"(?:won't|will not|can't|cannot|am not going to|'m not going to|didn't|did not"
-           r"|haven't|have not) (?:be )?(?:include|including|add|adding|use|using|put|putting"
-           r"|say|state|claim|mention|frame|list|write|give|copy|name)")
+# "I can't say for sure" is a hedge, so "can't" only with verbs of putting something in.
+_NOT_DO = (r"(?:(?:won't|will not|am not going to|'m not going to|didn't|did not|haven't|have not)"
+           r" (?:be )?(?:include|including|add|adding|use|using|put|putting|say|state|claim|mention"
+           r"|frame|list|write|give|copy|name)|(?:can't|cannot) (?:include|add|use|put))")
 _WHAT = r"(?P<what>[^.;:!?()\u2014\u2013]{1,80})"
 _DETERMINER = r"(?:the|that|those|these|any|your|his|her|their)\b"
 # What the assistant says it left out, did not do, or did instead: "I'll leave out X", "I didn't
@@ -50,12 +51,20 @@ _WITHHOLDS = [re.compile(p) for p in (
 # "... is deliberately left out": what was left out comes first.
 _LEFT_OUT = re.compile(r"\b(?:is|was|are|were|has been|have been) (?:deliberately |intentionally "
                        r"|purposely )?(?:left out|omitted|excluded|not included)\b")
-_AS_ASKED = re.compile(r"\bas (?:you|requested|asked)\b|\byou (?:asked|wanted|requested|said)\b"
-                       r"|\bfor (?:brevity|clarity|simplicity|space|now)\b|\bto keep (?:it|this)\b")
-_WORD = re.compile(r"[a-z0-9][a-z0-9']{3,}")  # hyphenated words count part by part
-# Words any request may share with any answer (generic nouns, function words of four letters or
-# more, `_WORD`): sharing only these says nothing about what was withheld.
+# Left out because the user asked, or for the reader's sake: "as you asked", "for brevity". Not
+# "the degree you asked me to add", which names what was asked and withheld.
+_AS_ASKED = re.compile(r"\b(?:as|like|per) (?:you (?:asked|requested|wanted|said|suggested)|requested"
+                       r"|asked)\b|\bper your request\b|\bfor (?:brevity|clarity|simplicity|space"
+                       r"|now)\b|\bto keep (?:it|this)\b")
+# hyphenated words count part by part; three letters keep "PhD", "SSN", "DUI"
+_WORD = re.compile(r"[a-z0-9][a-z0-9']{2,}")
+# Words any request may share with any answer (generic nouns, function words): sharing only these
+# says nothing about what was withheld.
 _GENERIC = frozenset((
+    "the", "and", "you", "for", "not", "but", "are", "was", "can", "our", "out", "his", "her",
+    "its", "all", "any", "one", "two", "how", "who", "why", "may", "use", "get", "got", "set",
+    "way", "new", "own", "too", "say", "did", "has", "had", "him", "she", "yes", "let", "put",
+    "add", "bit", "few", "i'm", "i'd", "i've", "it's", "don't", "won't", "can't", "i'll",
     "part", "parts", "bit", "bits", "section", "sections", "piece", "pieces", "step", "steps",
     "detail", "details", "thing", "things", "stuff", "information", "info", "question",
     "questions", "request", "requests", "rest", "everything", "anything", "something", "some",
