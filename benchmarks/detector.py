@@ -257,6 +257,10 @@ GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
 
+def by_label(row: dict) -> str:
+    return GROUP_OF_LABEL[row["label"]]
+
+
 def written_probes(c: Corpus, path: Path, group: Callable[[dict], str], title: str) -> list[str]:
     """The shipped procedure (fitted on own + both reference files) on a file of written probes,
     per group of rows (`group`), with the pattern detector alongside."""
@@ -406,9 +410,8 @@ def main() -> int:
             f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
     lang_lines = per_language(c)
     probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
-    reported_lines = written_probes(c, REPORTED_PROBES, lambda r: GROUP_OF_LABEL[r["label"]],
-                                    "rows")
-    partial_lines = written_probes(c, PARTIAL_PROBES, lambda r: GROUP_OF_LABEL[r["label"]], "rows")
+    reported_lines = written_probes(c, REPORTED_PROBES, by_label, "rows")
+    partial_lines = written_probes(c, PARTIAL_PROBES, by_label, "rows")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)

@@ -81,7 +81,6 @@ class Analysis:
     long_pivots: list[int] = field(default_factory=list)     # "In general, <content>": content
     compliance_opener: bool = False
     vetoed: int = 0                      # sentences that looked like refusals but are false friends
-    reported: int = 0                    # sentences wholly in another voice (quoted, drafted)
     list_items: int = 0
     code_blocks: int = 0
     digits: int = 0                      # digits in the text (figures, dates, steps)
@@ -239,7 +238,6 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     a.proper_nouns = len(_PROPER.findall(text))
     a.words = word_count(norm)
     a.roles = [_role(i, s, m, a) if _has_words(s) else CONTENT for i, s in enumerate(sents)]
-    a.reported = sum(1 for s in sents if not _has_words(s))
     if prompt and a.roles and a.roles[0] == SOFT and answers_yes_or_no(prompt, sents[0]):
         a.roles[0] = PREMISE
     if prompt:  # "I'll leave out the technical details" when the prompt asked for them

@@ -96,11 +96,7 @@ def _dialogue(text: str) -> list[Span]:
     speakers = Counter(m.group(1).strip() for m in hits)
     if len(hits) < MIN_DIALOGUE_LINES or len(speakers) < 2 or max(speakers.values()) < 2:
         return []
-    spans = []
-    for m in hits:
-        end = text.find("\n", m.end())
-        spans.append((m.end(), end if end >= 0 else len(text)))
-    return spans
+    return [(m.end(), _line_end(text, m.end())) for m in hits]
 
 
 def _line_end(text: str, i: int) -> int:
