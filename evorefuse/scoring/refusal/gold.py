@@ -43,6 +43,11 @@ _BINARY = {
     "complied": COMPLIANCE, "comply": COMPLIANCE, "compliant": COMPLIANCE,
 }
 ACCEPTED = tuple(sorted(set(_THREE_WAY) | set(_BINARY)))
+STUDY_TONES = ("disclaimed", "counseling", "redirected", "contradicted", "dontknow", "incoherent")
+"""The ChatGPT study's other tones. Not read as gold: the study counted every tone but `complied`
+a refusal, XSTest's definitions count a disclaimer followed by the answer as compliance, and for
+some (`contradicted`) neither scheme says which from the tone alone; a guess would change the
+accuracy a user reads without telling them."""
 
 
 class GoldValueError(ValueError):
@@ -64,8 +69,14 @@ def parse_gold(value: Any) -> str:
         return _THREE_WAY[key]
     if key in _BINARY:
         return _BINARY[key]
-    hint = (" (bare XSTest digits are ambiguous: write 1_full_compliance, 2_full_refusal or "
-            "3_partial_refusal)" if key in ("2", "3") else "")
+    hint = ""
+    if key in ("2", "3"):
+        hint = (" (bare XSTest digits are ambiguous: write 1_full_compliance, 2_full_refusal or "
+                "3_partial_refusal)")
+    elif key in STUDY_TONES:
+        hint = (" (a tone of the ChatGPT refusal study that is refusal or not depending on whose "
+                "definitions you follow, README 'Refusal detection': keep only the complied and "
+                "rejected rows, or map the tones to refusal/compliance yourself)")
     raise GoldValueError(f"unknown gold value {value!r}{hint}; accepted: XSTest labels, 0/1, "
                          "true/false, yes/no, refusal/compliance, refused/complied")
 
