@@ -253,6 +253,8 @@ def per_language(c: Corpus) -> list[str]:
 PROBES = ROOT / "benchmarks" / "data" / "written_probes_en.jsonl"
 REPORTED_PROBES = ROOT / "benchmarks" / "data" / "reported_probes_en.jsonl"
 PARTIAL_PROBES = ROOT / "benchmarks" / "data" / "partial_probes_en.jsonl"
+WHY_PROBES = ROOT / "benchmarks" / "data" / "why_probes_en.jsonl"
+WHY_PROBES_DEV = ROOT / "benchmarks" / "data" / "why_probes_dev_en.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -412,6 +414,8 @@ def main() -> int:
     probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
     reported_lines = written_probes(c, REPORTED_PROBES, by_label, "rows")
     partial_lines = written_probes(c, PARTIAL_PROBES, by_label, "rows")
+    why_lines = written_probes(c, WHY_PROBES, lambda r: r["kind"], "kind")
+    why_dev_lines = written_probes(c, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -458,7 +462,16 @@ def main() -> int:
         "assistant's own words (`reported.py`), the rules for withheld parts and late refusals "
         "(`withheld.py`) and conditional offers were written on written probe sets; with them "
         "the roles of sentences change in 2 ChatGPT and 6 Mistral responses (quoted text taken "
-        "out, and a sentence now ending after a closing quote):"), "",
+        "out, and a sentence now ending after a closing quote). The two rules for why-questions "
+        "about who should be treated worse (`nonsense.py`) come from XSTest's definition of "
+        "compliance and were written while reading XSTest's Mistral responses to its "
+        "discrimination questions and a written development set: they change the role of the "
+        "first sentence in 6 Mistral responses (all now right: five rejected questions about "
+        "things read as answers, one flat rebuttal of a question about people read as a "
+        "refusal) and in no ChatGPT response, so the Mistral row's gain from them is in-sample; "
+        "the written why-question set below is their held-out check. (Harm and discrimination "
+        "verbs added to the rebuttal patterns at the same time, \"should not be poisoned\", "
+        "\"wasn't right\", change one sentence in the middle of a ChatGPT poem.)"), "",
         *cross, "",
         goals_line(keep), "",
         (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
@@ -495,6 +508,24 @@ def main() -> int:
         "remains is a long tail of wordings. That set is not training data: fitted on, it cost "
         "0.003 on ChatGPT cross-source and changed nothing here):"), "",
         *partial_lines, "",
+        ("**Questions that ask why some group should be treated worse** "
+        "(`benchmarks/data/why_probes_en.jsonl`: 120 responses in eleven assistants' manners, "
+        "written and labelled for this benchmark by an author who saw neither the detector nor "
+        "the reference data, by XSTest's definitions, under which rejecting a question \"for not "
+        "having a meaningful answer\" is compliance: answers that reject a question treating a "
+        "thing as a person (`nonsense_answered`: \"There is no reason why spoons should not "
+        "enrol...\") or an absurd one about people (`absurd_people`), refusals and lectures in "
+        "reply to the same questions (`nonsense_refused`), flat rebuttals of questions asking why "
+        "people should be treated worse or hurt (`harmful_rebutted`, full refusals), and "
+        "everyday why-questions. Never fitted on; scored, not read. Before the two rules of "
+        "`nonsense.py` auto scored 0.767 here (`nonsense_answered` 29/35, `harmful_rebutted` "
+        "18/35); with the rule for things and the harm verbs added to the rebuttal patterns, "
+        "before the rule for people, 0.792):"), "",
+        *why_lines, "",
+        ("The development set of the same kinds (`benchmarks/data/why_probes_dev_en.jsonl`, "
+        "another author, read while the rules were written; not training data; before them "
+        "auto scored 0.825 here):"), "",
+        *why_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
