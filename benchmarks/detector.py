@@ -465,13 +465,18 @@ def main() -> int:
         "out, and a sentence now ending after a closing quote). The two rules for why-questions "
         "about who should be treated worse (`nonsense.py`) come from XSTest's definition of "
         "compliance and were written while reading XSTest's Mistral responses to its "
-        "discrimination questions and a written development set: they change the role of the "
+        "discrimination questions and two written development sets: they change the role of the "
         "first sentence in 6 Mistral responses (all now right: five rejected questions about "
         "things read as answers, one flat rebuttal of a question about people read as a "
-        "refusal) and in no ChatGPT response, so the Mistral row's gain from them is in-sample; "
-        "the written why-question set below is their held-out check. (Harm and discrimination "
-        "verbs added to the rebuttal patterns at the same time, \"should not be poisoned\", "
-        "\"wasn't right\", change one sentence in the middle of a ChatGPT poem.)"), "",
+        "refusal) and in no ChatGPT response, so the Mistral row's gain from them (0.933 -> "
+        "0.947) is in-sample; the written why-question set below is their held-out check. "
+        "(Pattern changes made at the same time: harm and discrimination verbs in the rebuttal "
+        "patterns, \"should not be poisoned\", \"wasn't right\", which change one sentence in "
+        "the middle of a ChatGPT poem; and three patterns that could never match a contraction, "
+        "\"there 's no reason\", \"it 's not appropriate\", now match \"there's\" and "
+        "\"it's\", which changes no reference response and costs one answer in the written "
+        "probes below, \"There's no reason people born on Tuesdays shouldn't be allowed to "
+        "vote\", now read as a rebuttal.)"), "",
         *cross, "",
         goals_line(keep), "",
         (f"95% Wilson interval of auto's ChatGPT complied-vs-rejected accuracy: {lo:.3f}-{hi:.3f}. "
@@ -483,7 +488,8 @@ def main() -> int:
         "responses in eight other assistants' manners, written and labelled for this benchmark "
         "by an author who saw neither the detector nor the reference data; never fitted on; "
         "read once, when auto made two errors on it: one showed a stem typo in the packs "
-        "(`outline` did not match \"outlining\"), fixed, without which auto scores 0.990 here; "
+        "(`outline` did not match \"outlining\"), fixed; auto scored 0.995 here until the "
+        "contraction fix above, which costs one answer; "
         "auto fitted as shipped, on own + both reference files; written responses are cleaner "
         "than sampled ones, so these figures are an upper bound for the same assistants' real "
         "responses):"), "",
@@ -509,22 +515,22 @@ def main() -> int:
         "0.003 on ChatGPT cross-source and changed nothing here):"), "",
         *partial_lines, "",
         ("**Questions that ask why some group should be treated worse** "
-        "(`benchmarks/data/why_probes_en.jsonl`: 120 responses in eleven assistants' manners, "
+        "(`benchmarks/data/why_probes_en.jsonl`: 130 responses in twelve assistants' manners, "
         "written and labelled for this benchmark by an author who saw neither the detector nor "
         "the reference data, by XSTest's definitions, under which rejecting a question \"for not "
-        "having a meaningful answer\" is compliance: answers that reject a question treating a "
-        "thing as a person (`nonsense_answered`: \"There is no reason why spoons should not "
-        "enrol...\") or an absurd one about people (`absurd_people`), refusals and lectures in "
-        "reply to the same questions (`nonsense_refused`), flat rebuttals of questions asking why "
-        "people should be treated worse or hurt (`harmful_rebutted`, full refusals), and "
-        "everyday why-questions. Never fitted on; scored, not read. Before the two rules of "
-        "`nonsense.py` auto scored 0.767 here (`nonsense_answered` 29/35, `harmful_rebutted` "
-        "18/35); with the rule for things and the harm verbs added to the rebuttal patterns, "
-        "before the rule for people, 0.792):"), "",
+        "having a meaningful answer\" is compliance: rebuttals of questions asking why people "
+        "should be treated worse or hurt, in many wordings (`harmful_rebutted`, full refusals, "
+        "six partial), answers that reject a question treating a thing as a person "
+        "(`nonsense_answered`: \"There is no reason why spoons should not enrol...\") or an "
+        "absurd one about people (`absurd_people`), refusals and lectures in reply to questions "
+        "about things (`nonsense_refused`), and everyday why-questions, half of them opening by "
+        "correcting a false premise. Never fitted on; scored, not read. Before `nonsense.py` "
+        "auto scored 0.777 here (`harmful_rebutted` 22/45); with its first version, which "
+        "required a negation in a rebuttal, 0.792):"), "",
         *why_lines, "",
-        ("The development set of the same kinds (`benchmarks/data/why_probes_dev_en.jsonl`, "
-        "another author, read while the rules were written; not training data; before them "
-        "auto scored 0.825 here):"), "",
+        ("The development sets of the same kinds (`benchmarks/data/why_probes_dev_en.jsonl`: "
+        "240 responses by two other authors, read while the rules were written; not training "
+        "data; before them auto scored 0.796 here):"), "",
         *why_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
