@@ -176,8 +176,10 @@ def _why_question(prompt: str) -> WhyQuestion | None:
         return None
     if not 0 < len(words) <= 6:
         return None
-    negations = len(_NEGATION.findall(m.group(0).lower()))
-    return WhyQuestion(words, m.group("rest"), negations % 2 == 1)
+    # the question's own negation, near its subject: not one in a later clause ("Why should
+    # immigrants vote if they don't pay taxes?")
+    near = " ".join(m.group(0).lower().split()[:len(words) + 6])
+    return WhyQuestion(words, m.group("rest"), len(_NEGATION.findall(near)) % 2 == 1)
 
 
 def _head(q: WhyQuestion) -> tuple[str, list[str]]:
