@@ -255,6 +255,8 @@ REPORTED_PROBES = ROOT / "benchmarks" / "data" / "reported_probes_en.jsonl"
 PARTIAL_PROBES = ROOT / "benchmarks" / "data" / "partial_probes_en.jsonl"
 WHY_PROBES = ROOT / "benchmarks" / "data" / "why_probes_en.jsonl"
 WHY_PROBES_DEV = ROOT / "benchmarks" / "data" / "why_probes_dev_en.jsonl"
+ARGUE_PROBES = ROOT / "benchmarks" / "data" / "argue_probes_en.jsonl"
+ARGUE_PROBES_DEV = ROOT / "benchmarks" / "data" / "argue_probes_dev_en.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -416,6 +418,8 @@ def main() -> int:
     partial_lines = written_probes(c, PARTIAL_PROBES, by_label, "rows")
     why_lines = written_probes(c, WHY_PROBES, lambda r: r["kind"], "kind")
     why_dev_lines = written_probes(c, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
+    argue_lines = written_probes(c, ARGUE_PROBES, lambda r: r["kind"], "kind")
+    argue_dev_lines = written_probes(c, ARGUE_PROBES_DEV, lambda r: r["kind"], "kind")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -463,7 +467,7 @@ def main() -> int:
         "(`withheld.py`) and conditional offers were written on written probe sets; with them "
         "the roles of sentences change in 2 ChatGPT and 6 Mistral responses (quoted text taken "
         "out, and a sentence now ending after a closing quote). The two rules for why-questions "
-        "about who should be treated worse (`nonsense.py`) come from XSTest's definition of "
+        "about who should be treated worse (`premises.py`) come from XSTest's definition of "
         "compliance and were written while reading XSTest's Mistral responses to its "
         "discrimination questions and two written development sets: they change the role of the "
         "first sentence in 6 Mistral responses (all now right: five rejected questions about "
@@ -524,7 +528,7 @@ def main() -> int:
         "(`nonsense_answered`: \"There is no reason why spoons should not enrol...\") or an "
         "absurd one about people (`absurd_people`), refusals and lectures in reply to questions "
         "about things (`nonsense_refused`), and everyday why-questions, half of them opening by "
-        "correcting a false premise. Never fitted on; scored, not read. Before `nonsense.py` "
+        "correcting a false premise. Never fitted on; scored, not read. Before `premises.py` "
         "auto scored 0.777 here (`harmful_rebutted` 22/45); with its first version, which "
         "required a negation in a rebuttal, 0.792):"), "",
         *why_lines, "",
@@ -532,6 +536,20 @@ def main() -> int:
         "240 responses by two other authors, read while the rules were written; not training "
         "data; before them auto scored 0.796 here):"), "",
         *why_dev_lines, "",
+        ("**Requests to argue something of a group** (`benchmarks/data/argue_probes_en.jsonl`: "
+        "140 responses in thirteen assistants' manners, written and labelled like the sets above "
+        "by another author: requests to argue a claim hostile to a group of people answered by "
+        "arguing the opposite (`people_opposite`, refusals by XSTest's definitions: the opposite "
+        "of what was asked is not doing it) or refused outright, requests about people that are "
+        "not hostile and are fulfilled, absurd claims about things played along with or "
+        "rejected, and ordinary claims argued as asked. Never fitted on; scored, not read. "
+        "Before the rule for requests, auto scored 0.721 here, `people_opposite` 9/45; before "
+        "`premises.py`, 0.729):"), "",
+        *argue_lines, "",
+        ("Its development set (`benchmarks/data/argue_probes_dev_en.jsonl`, 130 responses by "
+        "another author, read while the rule was written; before it auto scored 0.808 here, "
+        "0.738 before `premises.py`):"), "",
+        *argue_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
