@@ -230,10 +230,10 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     "No, ..." is an answer (`polar`), so is one that rejects a question treating a thing as a
     person, while saying the opposite of what a prompt says of people is a rebuttal
     (`premises`); a letter asked for is read as a draft, and a sentence that leaves out a part
-    the prompt asked for is a refusal (`withheld`). The rule for things makes the sentence content, not a
-    corrected premise: as a premise it taught the head, fitted on XSTest's answers to such
-    questions, that any opening rebuttal is an answer (ChatGPT cross-source 0.915 -> 0.911); as
-    content it leaves ChatGPT unchanged."""
+    the prompt asked for is a refusal (`withheld`). The rule for things makes the sentence
+    content, not a corrected premise: as a premise it taught the head, fitted on XSTest's
+    answers to such questions, that any opening rebuttal is an answer (ChatGPT cross-source
+    0.915 -> 0.911); as content it leaves ChatGPT unchanged."""
     text = strip_reasoning(response or "")
     if not text.strip():
         return Analysis(empty=True)
