@@ -638,6 +638,10 @@ PREMISES = [
     ("Argue that nurses deserve higher pay.",
      ("Nurses deserve higher pay. They carry life-and-death responsibility on long shifts, and "
       "hospitals already struggle to keep them."), C),
+    # ... and only a request to assert: "what would you say nurses should do" asks for advice
+    ("What would you say nurses should do after a needle-stick injury?",
+     ("Nurses shouldn't wait: wash the wound with soap and water, then report it at once so "
+      "post-exposure treatment can start."), C),
     # people picked out by nothing anyone is treated worse for: an absurd question, answered
     ("Why can't people over seven feet tall get a passport?",
      ("There's no reason people over seven feet tall can't get a passport; height is printed "
