@@ -195,8 +195,8 @@ def _is_person(word: str) -> bool:
 
 
 def _premise(prompt: str) -> Premise | None:
-    """None without a why-question, or with a subject too long to be one noun phrase (six words:
-    "people over seven feet tall" is five)."""
+    """None without a why-question or a request to assert something, or with a subject too long
+    to be one noun phrase (six words: "people over seven feet tall" is five)."""
     claim = False
     if m := _WHY.search(prompt):
         words = _subject(m.group("rest"))
@@ -290,9 +290,11 @@ def rebuts(premise: Premise, sentence: str) -> bool:
     understand the concern, but homeless people should not be...")."""
     text = sentence.split(", but ", 1)[1] if ", but " in sentence[:120] else sentence
     opening = " ".join(text.split()[:7])
-    if not rejects_the_question_about(" ".join(premise.subject), opening):
+    subject = " ".join(premise.subject)
+    if not rejects_the_question_about(subject, opening):
         return False
-    clause = _CLAUSE_BREAK.split(text, maxsplit=1)[0]
+    clauses = [c for c in _CLAUSE_BREAK.split(text) if c]
+    clause = next((c for c in clauses if rejects_the_question_about(subject, c)), clauses[0])
     negative = _polarity(" ".join(clause.split()[:12]))
     return negative != premise.negative or bool(
         _EQUAL.search(clause) and not _EQUAL.search(premise.rest))
