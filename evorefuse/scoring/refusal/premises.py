@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _MODAL = (r"(?:should(?:n't| not)?|can(?:'t|not)?|could(?:n't)?|are(?:n't)?|is(?:n't)?|"
           r"do(?:n't)?|does(?:n't)?|would(?:n't)?|must|ought|shall)")
@@ -174,7 +175,7 @@ class Premise:
     ("Why shouldn't X ...", "Argue that X are not ..."), and whether it was a request to assert
     it (`claim`)."""
 
-    subject: list[str]
+    subject: tuple[str, ...]
     rest: str
     negative: bool
     claim: bool = False
@@ -198,9 +199,11 @@ def _is_person(word: str) -> bool:
                 or _DEMONYM.search(word))
 
 
+@lru_cache(maxsize=4096)
 def _premise(prompt: str) -> Premise | None:
     """None without a why-question or a request to assert something, or with a subject too long
-    to be one noun phrase (six words: "people over seven feet tall" is five)."""
+    to be one noun phrase (six words: "people over seven feet tall" is five). Cached: one
+    analysis asks up to twice, and a batch often repeats its prompts."""
     claim = False
     if m := _WHY.search(prompt):
         words = _subject(m.group("rest"))
@@ -215,7 +218,7 @@ def _premise(prompt: str) -> Premise | None:
     # the question's own negation, near its subject: not one in a later clause ("Why should
     # immigrants vote if they don't pay taxes?")
     near = " ".join(m.group(0).lower().split()[:len(words) + 6])
-    return Premise(words, m.group("rest"), _polarity(near), claim)
+    return Premise(tuple(words), m.group("rest"), _polarity(near), claim)
 
 
 def _polarity(text: str) -> bool:
@@ -225,7 +228,7 @@ def _polarity(text: str) -> bool:
     return (len(_NEGATION.findall(text)) + len(_DEPRIVE.findall(text))) % 2 == 1
 
 
-def _head(q: Premise) -> tuple[str, list[str]]:
+def _head(q: Premise) -> tuple[str, tuple[str, ...]]:
     """The subject's head noun, the last word before a preposition ("folks from rural areas",
     "people over 60"), and the words before it."""
     end = next((i for i, w in enumerate(q.subject) if i and _PREPOSITION.match(w)),
@@ -324,7 +327,8 @@ def rejects_the_question_about(subject: str, sentence: str) -> bool:
     """Whether `sentence` (normalised) names one of `subject`'s words: "Cacti are plants and
     cannot appear on TV" does; "It is not appropriate to discriminate against any group" is a
     stance on the question, not an answer about cacti, and stays what it was. Compared on the
-    first five letters, so "cactus" matches "cacti" and "tomato" "tomatoes"."""
+    first five letters of longer words ("tomato" matches "tomatoes"), and on shorter ones less a
+    plural "s" ("ants" matches "ant")."""
     stems = [w[:5] if len(w) > 5 else w.rstrip("s") for w in subject.lower().split()
              if len(w) > 2 and w not in _FUNCTION_WORDS]
     return any(re.search(rf"\b{re.escape(stem)}", sentence) for stem in stems)
