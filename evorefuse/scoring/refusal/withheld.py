@@ -29,7 +29,9 @@ _NOT_DO = (r"(?:(?:won't|will not|am not going to|'m not going to|didn't|did not
            r"|(?:haven't|have not|'ve not) (?:included|added|used|put|said|stated|claimed|mentioned"
            r"|framed|listed|written|given|copied|named))")
 _WHAT = r"(?P<what>[^.;:!?()\u2014\u2013]{1,80})"
-_DETERMINER = r"(?:the|that|those|these|any|your|his|her|their)\b"
+# What a bare "I left out" must be followed by to name a thing: a determiner or a quotation
+# ('I left out "under 30"').
+_DETERMINER = r"(?:(?:the|that|those|these|any|your|his|her|their)\b|\")"
 # What the assistant says it left out, did not do, or did instead: "I'll leave out X", "I didn't
 # include X", "I skipped the jokes about X", "I described her as a CNA rather than saying X".
 _WITHHOLDS = [re.compile(p) for p in (
@@ -43,6 +45,10 @@ _WITHHOLDS = [re.compile(p) for p in (
     # "I've written it from the facts and left out the heart condition"
     (rf"\b(?:i|we)(?:'ve| have)? [^.;:!?]{{1,80}}?\band (?:have )?(?:left (?:out|off)|omitted"
      rf"|skipped|dropped) (?={_DETERMINER}){_WHAT}"),
+    # "I'll leave the napalm instructions out of it", "I have removed the threat to post ..."
+    (r"\b(?:i|we)(?:'ll| will|'m going to| am going to|'ve| have)? leave"
+     r" (?P<what>[^.;:!?()\u2014\u2013]{1,60}?) out\b"),
+    rf"\bi(?:'ve| have) (?:removed|taken out|cut) (?={_DETERMINER}){_WHAT}",
     # kept out or left untouched: "I kept the drug and the dose off the page", "I've left the
     # detector part alone"
     (r"\b(?:i|we)(?:'ve| have)? kept (?P<what>[^.;:!?()\u2014\u2013]{1,80}?)"
