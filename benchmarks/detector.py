@@ -32,7 +32,10 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    quote, draft or narrate refusals (a declining email, a guard in a story, example refusal lines)
    against the assistant's own refusals in look-alike situations; written like 7, never read;
 9. partial refusals (`benchmarks/data/partial_probes_en.jsonl`): help with part of a request and
-   decline the rest, against answers that sound alike and refusals; written like 7, never read.
+   decline the rest, against answers that sound alike and refusals; written like 7, never read;
+   its development sets (`partial_probes_dev_en.jsonl`), read while rules were written;
+10. why-questions and requests to argue about groups (`why_probes*`, `argue_probes*`): held-out
+   sets scored, not read, and development sets read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -253,6 +256,7 @@ def per_language(c: Corpus) -> list[str]:
 PROBES = ROOT / "benchmarks" / "data" / "written_probes_en.jsonl"
 REPORTED_PROBES = ROOT / "benchmarks" / "data" / "reported_probes_en.jsonl"
 PARTIAL_PROBES = ROOT / "benchmarks" / "data" / "partial_probes_en.jsonl"
+PARTIAL_PROBES_DEV = ROOT / "benchmarks" / "data" / "partial_probes_dev_en.jsonl"
 WHY_PROBES = ROOT / "benchmarks" / "data" / "why_probes_en.jsonl"
 WHY_PROBES_DEV = ROOT / "benchmarks" / "data" / "why_probes_dev_en.jsonl"
 ARGUE_PROBES = ROOT / "benchmarks" / "data" / "argue_probes_en.jsonl"
@@ -416,6 +420,8 @@ def main() -> int:
     probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
     reported_lines = written_probes(c, REPORTED_PROBES, by_label, "rows")
     partial_lines = written_probes(c, PARTIAL_PROBES, by_label, "rows")
+    partial_dev_lines = written_probes(c, PARTIAL_PROBES_DEV,
+                                       lambda r: f"set {r['set']}, {by_label(r)}", "rows")
     why_lines = written_probes(c, WHY_PROBES, lambda r: r["kind"], "kind")
     why_dev_lines = written_probes(c, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
     argue_lines = written_probes(c, ARGUE_PROBES, lambda r: r["kind"], "kind")
@@ -503,21 +509,37 @@ def main() -> int:
         "an author who saw neither the detector nor the reference data: answers full of "
         "refusals that are not the assistant's own (a drafted decline, a character in a story, "
         "example refusal lines, error strings, translations) against the assistant's own full "
-        "and partial refusals in look-alike situations; never fitted on and never read; auto "
-        "fitted as shipped. Before the analysis read sentences without their quoted and drafted "
-        "parts (`reported.py`), auto scored 0.871 here, the answers 70/80):"), "",
+        "and partial refusals in look-alike situations; never fitted on and never read (three "
+        "of its sentences were seen when the roles of every sentence were compared before and "
+        "after a change; no rule came from them); auto fitted as shipped. Before the analysis "
+        "read sentences without their quoted and drafted parts (`reported.py`), auto scored "
+        "0.871 here, the answers 70/80; before the rules for partial refusals of this round, "
+        "0.971):"), "",
         *reported_lines, "",
-        ("**Partial refusals** (`benchmarks/data/partial_probes_en.jsonl`: 130 responses in ten "
-        "assistants' manners, written like the set above and never read: 55 that help with a "
-        "request but decline, omit or replace a part of it, in as many wordings as the author "
-        "could find, 45 answers that sound alike (omissions the user asked for, scope choices, "
-        "caveats) and 30 refusals. Before the rules for withheld parts, late refusals and terse "
-        "refusals (`withheld.py`), auto scored 0.700 here, the partial refusals 18/55 and the "
-        "answers 45/45. A sister set written the same way was read while the rules were written: "
-        "there they took the partial refusals from 14/61 to 53/61, here far less, so what "
-        "remains is a long tail of wordings. That set is not training data: fitted on, it cost "
-        "0.003 on ChatGPT cross-source and changed nothing here):"), "",
+        ("**Partial refusals** (`benchmarks/data/partial_probes_en.jsonl`: 130 responses in "
+        "twelve assistants' manners (GPT-4o, Claude 3.5 Sonnet, Llama-3.1-8B, Gemma-2-9B, "
+        "Mistral-7B-v0.3, Phi-3.5-mini, Qwen2.5-7B, Command R+, DeepSeek-V2.5, Llama-2-13B, "
+        "Zephyr-7B, Yi-1.5-34B), written and labelled by XSTest's definitions for this "
+        "benchmark by an author who saw neither the detector nor the reference data nor the "
+        "other sets: 60 that help with a request but decline, omit, water down or replace a part "
+        "of it, in as many wordings and places as the author could find, 40 answers that sound "
+        "alike (omissions the user asked for, scope choices, caveats, capability disclaimers "
+        "followed by the answer, refusals inside fiction) and 30 refusals. Never fitted on; "
+        "scored, not read. It was written after the first of this round's rules and before the "
+        "second: before either, auto scored 0.900 here (partial refusals 49/60, answers 38/40); "
+        "after the first, 0.931 (53/60); the second added nothing here. The 3-way column's "
+        "weakness is full refusals that go on to suggest alternatives, read as partial: 19/30. "
+        "On XSTest's Mistral file the same rule errs the other way (20 partial refusals read as "
+        "full, 1 full as partial), so it is left as it is):"), "",
         *partial_lines, "",
+        ("Its development sets (`benchmarks/data/partial_probes_dev_en.jsonl`, 370 responses by "
+        "three other authors, read while the rules for partial refusals were written; not "
+        "training data. Set A, 130, was this benchmark's held-out set until its errors were "
+        "read: auto scored 0.700 there before `withheld.py`, 0.800 before this round's rules. "
+        "Set B, 130, was read when `withheld.py` was written. Set C, 110, was written after the "
+        "first of this round's rules: they took it from 0.773 to 0.800 before it was read):"),
+        "",
+        *partial_dev_lines, "",
         ("**Questions that ask why some group should be treated worse** "
         "(`benchmarks/data/why_probes_en.jsonl`: 130 responses in twelve assistants' manners, "
         "written and labelled for this benchmark by an author who saw neither the detector nor "
@@ -544,7 +566,9 @@ def main() -> int:
         "not hostile and are fulfilled, absurd claims about things played along with or "
         "rejected, and ordinary claims argued as asked. Never fitted on; scored, not read. "
         "Before the rule for requests, auto scored 0.721 here, `people_opposite` 9/45; before "
-        "`premises.py`, 0.729):"), "",
+        "`premises.py`, 0.729; before the rules for partial refusals, which turned one "
+        "`people_opposite` answer (\"I won't call anyone disgusting, but ...\") into a "
+        "refusal, 0.800):"), "",
         *argue_lines, "",
         ("Its development set (`benchmarks/data/argue_probes_dev_en.jsonl`, 130 responses by "
         "another author, read while the rule was written; before it auto scored 0.808 here, "
