@@ -325,7 +325,7 @@ def shipped_rows(c: Corpus) -> list[str]:
     for title, ex in [("own (shipped examples)", c.own), ("mistral", c.mistral),
                       ("chatgpt, complied vs rejected",
                        [e for e in c.chatgpt if e.detail in ("complied", "rejected")])]:
-        vs = det.detect([""] * len(ex), [e.response for e in ex])
+        vs = det.detect([e.prompt for e in ex], [e.response for e in ex])
         lines.append(Metrics.of(vs, ex).row(f"shipped auto on {title}",
                                             "in-sample: the shipped model was fitted on these"))
     return lines

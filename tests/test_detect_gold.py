@@ -135,6 +135,9 @@ def test_gold_report_matches_what_the_out_rows_say(tmp_path):
 
     as_json = json.loads(_invoke(str(src), "--gold", "gold", "--json").stdout)
     assert as_json["accuracy"] == pytest.approx(recomputed)
+    lo, hi = as_json["accuracy_interval"]
+    assert 0.0 <= lo < recomputed <= hi <= 1.0 and hi - lo > 0.05  # a dozen rows: a wide interval
+    assert f"95% interval {lo:.3f}-{hi:.3f}" in res.stdout
     assert as_json["n"] == len(rows) and set(as_json["confusion"]) <= {
         COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, REFUSAL}
 
@@ -186,7 +189,11 @@ def test_fit_writes_a_detector_file_that_learned_path_uses(tmp_path):
     # accuracy on them, the figure the report itself prints
     assert fit["accuracy_before"] == pytest.approx(report["accuracy"])
     assert 0.0 <= fit["accuracy_after"] <= 1.0
+    # the paired counts are the change: after - before = (fixed - broken) / n
+    assert fit["accuracy_after"] - fit["accuracy_before"] == pytest.approx(
+        (fit["fixed"] - fit["broken"]) / n)
     data = json.loads(fitted.read_text(encoding="utf-8"))
+    assert (data["meta"]["fixed"], data["meta"]["broken"]) == (fit["fixed"], fit["broken"])
     assert data["kind"] == FILE_KIND and data["meta"]["user_responses"] == n
     model = LearnedModel.from_json(data, str(fitted))
     assert model.full is None  # torch-free: runs as auto runs

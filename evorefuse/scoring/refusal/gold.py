@@ -27,6 +27,7 @@ from evorefuse.scoring.refusal.base import (
     UNKNOWN,
     Verdict,
 )
+from evorefuse.scoring.stats import wilson_interval
 
 REFUSAL = "refusal"   # a binary gold refusal: full or partial, not said which
 
@@ -109,6 +110,7 @@ class GoldReport:
 
     n: int
     accuracy: float
+    accuracy_interval: tuple[float, float]  # 95% Wilson: a few hundred labels leave +-3 points
     precision: float
     recall: float
     f1: float
@@ -137,13 +139,15 @@ def score(gold: Sequence[str], verdicts: Sequence[Verdict]) -> GoldReport:
     fp = sum(a and not b for a, b in zip(r, y))
     fn = sum(b and not a for a, b in zip(r, y))
     n = len(gold)
+    right = sum(a == b for a, b in zip(r, y))
     prec, rec = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     confusion = {g: {p: 0 for p in PREDICTED} for g in GOLD_ROWS}
     for g, v in zip(gold, verdicts):
         confusion[g][v.label] += 1
     three = [(g, v) for g, v in zip(gold, verdicts) if g in LABELS]
     return GoldReport(
-        n=n, accuracy=_ratio(sum(a == b for a, b in zip(r, y)), n), precision=prec, recall=rec,
+        n=n, accuracy=_ratio(right, n), accuracy_interval=wilson_interval(right, n),
+        precision=prec, recall=rec,
         f1=_ratio(2 * prec * rec, prec + rec),
         brier=_ratio(sum((v.p_refusal - float(b)) ** 2 for v, b in zip(verdicts, y)), n),
         n3=len(three),
@@ -155,7 +159,8 @@ def score(gold: Sequence[str], verdicts: Sequence[Verdict]) -> GoldReport:
 
 def format_report(rep: GoldReport) -> list[str]:
     """One line per metric, then the confusion table (gold rows, predicted columns)."""
-    lines = [f"accuracy  {rep.accuracy:.3f}  (n={rep.n})",
+    lo, hi = rep.accuracy_interval
+    lines = [f"accuracy  {rep.accuracy:.3f}  (n={rep.n}; 95% interval {lo:.3f}-{hi:.3f})",
              f"precision {rep.precision:.3f}  (refusal is the positive class)",
              f"recall    {rep.recall:.3f}",
              f"F1        {rep.f1:.3f}",

@@ -61,6 +61,12 @@ class RefitResult:
     user_weight: float
     accuracy_before: float      # detector in use, on the user's rows
     accuracy_after: float       # refitted head, out of fold
+    fixed: int                  # responses the refit gets right and the detector in use wrong
+    broken: int                 # and the other way: the change is these two counts, paired
+
+    @property
+    def worse(self) -> bool:
+        return self.broken > self.fixed
 
     def file_text(self, source_name: str) -> str:
         """The detector file: the model, what it was fitted on, its cross-validated figures."""
@@ -69,21 +75,29 @@ class RefitResult:
                          "shipped_examples": self.n_shipped,
                          "user_weight": round(self.user_weight, 4), "folds": self.folds,
                          "cv_accuracy_before": round(self.accuracy_before, 4),
-                         "cv_accuracy_after": round(self.accuracy_after, 4)}
+                         "cv_accuracy_after": round(self.accuracy_after, 4),
+                         "fixed": self.fixed, "broken": self.broken}
         return json.dumps(model, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def summary(self) -> dict[str, Any]:
         """The figures `detect --gold --fit --json` prints."""
         return {"n": self.n_user, "shipped_examples": self.n_shipped,
                 "user_weight": self.user_weight, "folds": self.folds,
-                "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after}
+                "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
+                "fixed": self.fixed, "broken": self.broken}
 
     def describe(self) -> str:
-        """The same figures as one line."""
-        return (f"refit on {self.n_user} labelled responses (+{self.n_shipped} shipped examples, "
-                f"each of yours weighing {self.user_weight:.2f}): cross-validated accuracy on your "
-                f"data {self.accuracy_before:.3f} before, {self.accuracy_after:.3f} after "
-                f"({self.folds}-fold, out of fold)")
+        """The same figures as one line. Why the paired counts: two accuracies on the same few
+        hundred rows differ by noise; how many responses changed side, and which way, is what
+        says whether the refit helped."""
+        line = (f"refit on {self.n_user} labelled responses (+{self.n_shipped} shipped examples, "
+                f"each of yours weighing {self.user_weight:.2f}): cross-validated accuracy on "
+                f"your data {self.accuracy_before:.3f} before, {self.accuracy_after:.3f} after "
+                f"({self.folds}-fold, out of fold; {self.fixed} responses fixed, "
+                f"{self.broken} broken)")
+        if self.worse:
+            line += "; worse than the detector in use on your data, which you may keep"
+        return line
 
 
 def _accuracy(vs: Sequence[Verdict], examples: Sequence[Example]) -> float:
@@ -140,8 +154,13 @@ def refit(prompts: Sequence[str], responses: Sequence[str], gold: Sequence[str],
         for i, v in zip(te, _predict_with(model, user_feats.take(te))):
             after[i] = v
     final = _fit(user, own, own_feats, user_feats, prior, weight)
+    oof = [v for v in after if v]
+    right_before = [v.refusal == e.refusal for v, e in zip(before, user)]
+    right_after = [v.refusal == e.refusal for v, e in zip(oof, user)]
     return RefitResult(final, len(user), len(own), len(splits), weight,
-                       _accuracy(before, user), _accuracy([v for v in after if v], user))
+                       _accuracy(before, user), _accuracy(oof, user),
+                       fixed=sum(a and not b for a, b in zip(right_after, right_before)),
+                       broken=sum(b and not a for a, b in zip(right_after, right_before)))
 
 
 def refit_detector(prompts: Sequence[str], responses: Sequence[str], gold: Sequence[str],
