@@ -43,7 +43,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -65,6 +65,7 @@ SECTION = "detector: nearness stage"
 TUNED_TOKENS = 128
 TAUS = (0.5, 0.55, 0.6)
 GATE_CHARS = 400
+CENTROIDS = 256  # the gate that could ship: k-means centres of the fitted responses' embeddings
 DATA = ROOT / "benchmarks" / "data"
 
 
@@ -76,12 +77,24 @@ class Case:
     y: np.ndarray
     p_auto: np.ndarray
     p_tuned: np.ndarray
-    near: np.ndarray
+    near: np.ndarray           # cosine to the nearest fitted response
+    near_centroid: np.ndarray  # cosine to the nearest of CENTROIDS k-means centres of them
     explicit: np.ndarray
 
     def combined(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
         use = (self.near >= tau) & ~self.explicit
         return np.where(use, 0.5 * (self.p_auto + self.p_tuned), self.p_auto), use
+
+
+def _centroids(E: np.ndarray) -> np.ndarray:
+    """Unit-length k-means centres of unit embeddings. Why: a shipped gate cannot carry the
+    reference responses' own embeddings (the reference data stays out of the package); a few
+    hundred centres are fitted parameters, as the heads' coefficients are."""
+    from sklearn.cluster import KMeans
+
+    k = min(CENTROIDS, len(E))
+    centres = KMeans(k, n_init=4, random_state=0).fit(E).cluster_centers_
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -124,10 +137,12 @@ class Tuned:
         gate_fit = embed([t[:GATE_CHARS] for t in fit_texts])
         gate_test = embed([t[:GATE_CHARS] for t in responses])
         near = (gate_test @ gate_fit.T).max(axis=1)
+        near_centroid = (gate_test @ _centroids(gate_fit).T).max(axis=1)
         p_auto = np.array([v.p_refusal for v in detector.detect(list(prompts), list(responses))])
         explicit = np.array([explicit_kind(analyse(r, p)) is not None
                              for p, r in zip(prompts, responses)])
-        return Case(title, np.asarray(y, dtype=bool), p_auto, p_tuned, near, explicit)
+        return Case(title, np.asarray(y, dtype=bool), p_auto, p_tuned, near, near_centroid,
+                    explicit)
 
 
 _ABOUT = (
@@ -138,7 +153,10 @@ _ABOUT = (
     "responses only; it is used only for responses the patterns do not decide and whose MiniLM "
     "embedding (first 400 characters) has a cosine of at least `near` to a response it was fitted "
     "on, and there its probability is averaged with auto's. share: the part of the set it is used "
-    "on; fixed/broken: responses it turns right and wrong against auto; 95% Wilson intervals. "
+    "on; fixed/broken: responses it turns right and wrong against auto; 95% Wilson intervals. The "
+    "tables gate on the nearest fitted response; the totals below them also on the nearest of "
+    "256 k-means centres of those responses, the form a shipped gate could take (fitted "
+    "parameters, not the reference responses' own embeddings). "
     "Nothing here ships (module docstring of `benchmarks/detector_nearness.py`).")
 
 HEADER = ("| set | n | auto | tuned alone | " + " | ".join(
@@ -236,11 +254,13 @@ def main() -> int:
     written = [tuned.case(title, *texts(both), prompts, responses, y, det)
                for title, prompts, responses, y in written_sets()]
     lines += [row(x) for x in written]
-    lines += ["", "Totals, fixed/broken against auto: " + " ".join([
-        totals("in-domain", [inside]), totals("cross-source", cross),
-        totals("written sets (each response once)",
-               [x for x in written if not x.title.startswith("XSTest prompts, ")
-                or x.title.endswith("all four manners")])])]
+    written_once = [x for x in written if not x.title.startswith("XSTest prompts, ")
+                    or x.title.endswith("all four manners")]
+    for gate, name in [("near", "nearest fitted response"),
+                       ("near_centroid", f"nearest of {CENTROIDS} k-means centres")]:
+        lines += ["", f"Totals, fixed/broken against auto, gate on the {name}: " + " ".join([
+            totals("in-domain", _gated([inside], gate)), totals("cross-source", _gated(cross, gate)),
+            totals("written sets (each response once)", _gated(written_once, gate))])]
     lines += ["", (f"Whole run {time.perf_counter() - t0:.0f} s (fine-tunings cached in "
               f"`{a.tuned_cache}`).")]
     print("\n".join(lines))
@@ -250,6 +270,11 @@ def main() -> int:
             f"{load_note(load0)}."), "", _ABOUT, "", *lines]))
         print("updated benchmarks/RESULTS.md", file=sys.stderr)
     return 0
+
+
+def _gated(cases: Sequence[Case], gate: str) -> list[Case]:
+    """The cases with `gate` (a nearness field of Case) as the nearness the combination reads."""
+    return [replace(x, near=getattr(x, gate)) for x in cases]
 
 
 def _odd_rows(c: Corpus, chat: np.ndarray) -> np.ndarray:
