@@ -21,6 +21,7 @@ from evorefuse.scoring.refusal.base import (
 from evorefuse.scoring.refusal.factory import get_detector
 from evorefuse.scoring.refusal.gold import REFUSAL, GoldValueError, parse_gold, score
 from evorefuse.scoring.refusal.learned import FILE_KIND, LearnedModel
+from evorefuse.scoring.refusal.refit import RefitResult
 
 # An assistant with its own manners (written for these tests): it refuses in the third person.
 BOLT_REFUSALS = [
@@ -291,3 +292,12 @@ def test_evaluate_takes_learned_path_and_rejects_a_missing_file_before_any_work(
     assert "--detector" in line and "detector file not found" in line and str(missing) in line
     res = CliRunner().invoke(cli, ["evaluate", str(data), "--no-embeddings", "--detector", "regex"])
     assert "unknown detector 'regex'" in _one_line_error(res)
+
+
+def test_a_refit_that_breaks_more_than_it_fixes_says_so():
+    # same accuracy can hide a change: the report names the paired counts and warns on a loss
+    worse = RefitResult({}, 200, 2000, 5, 10.0, 0.90, 0.88, fixed=3, broken=7)
+    assert worse.worse and "3 responses fixed, 7 broken" in worse.describe()
+    assert "worse than the detector in use" in worse.describe()
+    better = RefitResult({}, 200, 2000, 5, 10.0, 0.88, 0.90, fixed=7, broken=3)
+    assert not better.worse and "worse" not in better.describe()
