@@ -4,8 +4,9 @@ them, and leave it alone elsewhere?
     python benchmarks/detector_nearness.py [--write]
 
 Why this question: fine-tuned on one assistant's labelled responses, MiniLM learns that assistant's
-idioms, not refusal: fitted on XSTest's Mistral responses it scores 0.69 on ChatGPT's (section
-`detector: semantic stage` measured the same with the project's examples added). But the study
+idioms, not refusal: fitted on XSTest's Mistral responses it scores about 0.76 on ChatGPT's (the
+"tuned alone" column here; section `detector: semantic stage` found the same with the project's
+examples added). But the study
 that labelled ChatGPT's responses reached 96.5% with a BERT fine-tuned *in-domain*, and a held-out
 half of that study, or other assistants' responses to XSTest's own prompts, are partly in-domain for
 a model fitted on the reference files. So the tuned model is used only where a response is *near*
@@ -102,8 +103,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 class Tuned:
-    """Adapters fitted on sets of whole reference responses (cached), and their training texts'
-    gate embeddings."""
+    """Adapters fitted on sets of whole reference responses (cached on disk), and the measured
+    cases they give."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
@@ -155,7 +156,7 @@ _ABOUT = (
     "on, and there its probability is averaged with auto's. share: the part of the set it is used "
     "on; fixed/broken: responses it turns right and wrong against auto; 95% Wilson intervals. The "
     "tables gate on the nearest fitted response; the totals below them also on the nearest of "
-    "256 k-means centres of those responses, the form a shipped gate could take (fitted "
+    f"{CENTROIDS} k-means centres of those responses, the form a shipped gate could take (fitted "
     "parameters, not the reference responses' own embeddings). "
     "Nothing here ships (module docstring of `benchmarks/detector_nearness.py`).")
 
