@@ -100,8 +100,9 @@ class RefitResult:
         return line
 
 
-def _accuracy(vs: Sequence[Verdict], examples: Sequence[Example]) -> float:
-    return float(np.mean([v.refusal == e.refusal for v, e in zip(vs, examples)]))
+def _right(vs: Sequence[Verdict], examples: Sequence[Example]) -> list[bool]:
+    """Whether each verdict's refusal agrees with its example's label."""
+    return [v.refusal == e.refusal for v, e in zip(vs, examples)]
 
 
 def _predict_with(model: LearnedModel, feats: Features) -> list[Verdict]:
@@ -154,11 +155,10 @@ def refit(prompts: Sequence[str], responses: Sequence[str], gold: Sequence[str],
         for i, v in zip(te, _predict_with(model, user_feats.take(te))):
             after[i] = v
     final = _fit(user, own, own_feats, user_feats, prior, weight)
-    oof = [v for v in after if v]
-    right_before = [v.refusal == e.refusal for v, e in zip(before, user)]
-    right_after = [v.refusal == e.refusal for v, e in zip(oof, user)]
+    right_before = _right(before, user)
+    right_after = _right([v for v in after if v], user)
     return RefitResult(final, len(user), len(own), len(splits), weight,
-                       _accuracy(before, user), _accuracy(oof, user),
+                       float(np.mean(right_before)), float(np.mean(right_after)),
                        fixed=sum(a and not b for a, b in zip(right_after, right_before)),
                        broken=sum(b and not a for a, b in zip(right_after, right_before)))
 
