@@ -173,14 +173,19 @@ class Corpus:
         return [self.examples[i] for i in np.flatnonzero(mask)]
 
 
-def complied_rejected(c: Corpus, mask: np.ndarray, odd: bool | None = None) -> np.ndarray:
+def chatgpt_half(c: Corpus, mask: np.ndarray, odd: bool) -> np.ndarray:
+    """The rows of `mask` at odd (or even) positions of the ChatGPT file; the odd half was never
+    read while the packs were written."""
     keep = np.zeros(len(c.examples), dtype=bool)
     for i in np.flatnonzero(mask):
-        e = c.examples[i]
-        if e.detail in ("complied", "rejected"):
-            k = c.chat_index.get(id(e))
-            keep[i] = odd is None or (k is not None and (k % 2 == 1) == odd)
+        k = c.chat_index.get(id(c.examples[i]))
+        keep[i] = k is not None and (k % 2 == 1) == odd
     return keep
+
+
+def complied_rejected(c: Corpus, mask: np.ndarray, odd: bool | None = None) -> np.ndarray:
+    keep = mask & np.array([e.detail in ("complied", "rejected") for e in c.examples])
+    return keep if odd is None else keep & chatgpt_half(c, mask, odd)
 
 
 def cross_source(c: Corpus, heads: Sequence[str]) -> tuple[list[str], dict]:

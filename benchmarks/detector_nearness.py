@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -53,17 +52,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python benchmarks/detector_nearness.py` from anywhere
 
-from benchmarks.detector import Corpus, complied_rejected, wilson
+from benchmarks.detector import Corpus, chatgpt_half, complied_rejected, wilson
+from benchmarks.detector_semantic import _sigmoid, cached_refusal_adapter
 from benchmarks.results import load_note, replace_section
 from evorefuse.paths import REFERENCE_DIR
 from evorefuse.scoring.embeddings import embed
 from evorefuse.scoring.harm.train import TUNED_CACHE
 from evorefuse.scoring.refusal.analysis import analyse
 from evorefuse.scoring.refusal.auto import AutoDetector
-from evorefuse.scoring.refusal.features import explicit_kind
+from evorefuse.scoring.refusal.features import is_explicit
 
 SECTION = "detector: nearness stage"
-TUNED_TOKENS = 128
 TAUS = (0.5, 0.55, 0.6)
 GATE_CHARS = 400
 CENTROIDS = 256  # the gate that could ship: k-means centres of the fitted responses' embeddings
@@ -98,10 +97,6 @@ def _centroids(E: np.ndarray) -> np.ndarray:
     return centres / np.linalg.norm(centres, axis=1, keepdims=True)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 class Tuned:
     """Adapters fitted on sets of whole reference responses (cached on disk), and the measured
     cases they give."""
@@ -110,20 +105,7 @@ class Tuned:
         self.cache = cache
 
     def adapter(self, texts: Sequence[str], labels: Sequence[bool]) -> dict[str, np.ndarray]:
-        from evorefuse.scoring.harm import tune, tuned
-
-        key = hashlib.sha256(json.dumps([list(texts), list(map(bool, labels)),
-                                         tune.settings(TUNED_TOKENS)]).encode())
-        path = self.cache / f"refusal-adapter-{key.hexdigest()[:16]}.npz"
-        if path.is_file():
-            return tuned.load_adapter(path)
-        print(f"fine-tuning on {len(texts)} responses", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        adapter = tune.fit_adapter(texts, labels, max_tokens=TUNED_TOKENS)
-        print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        self.cache.mkdir(parents=True, exist_ok=True)
-        tuned.save_adapter(adapter, path)
-        return adapter
+        return cached_refusal_adapter(texts, labels, self.cache, f"{len(texts)} responses")
 
     def case(self, title: str, fit_texts: Sequence[str], fit_labels: Sequence[bool],
              prompts: Sequence[str], responses: Sequence[str], y: np.ndarray,
@@ -140,7 +122,7 @@ class Tuned:
         near = (gate_test @ gate_fit.T).max(axis=1)
         near_centroid = (gate_test @ _centroids(gate_fit).T).max(axis=1)
         p_auto = np.array([v.p_refusal for v in detector.detect(list(prompts), list(responses))])
-        explicit = np.array([explicit_kind(analyse(r, p)) is not None
+        explicit = np.array([is_explicit(analyse(r, p))
                              for p, r in zip(prompts, responses)])
         return Case(title, np.asarray(y, dtype=bool), p_auto, p_tuned, near, near_centroid,
                     explicit)
@@ -224,7 +206,7 @@ def main() -> int:
     tuned = Tuned(a.tuned_cache)
     chat = c.where("chatgpt", whole_only=True)
     mis = c.where("mistral", whole_only=True)
-    even = chat & ~_odd_rows(c, chat)
+    even = chatgpt_half(c, chat, odd=False)
 
     def texts(mask: np.ndarray) -> tuple[list[str], list[bool]]:
         idx = np.flatnonzero(mask)
@@ -276,15 +258,6 @@ def main() -> int:
 def _gated(cases: Sequence[Case], gate: str) -> list[Case]:
     """The cases with `gate` (a nearness field of Case) as the nearness the combination reads."""
     return [replace(x, near=getattr(x, gate)) for x in cases]
-
-
-def _odd_rows(c: Corpus, chat: np.ndarray) -> np.ndarray:
-    """ChatGPT rows at odd positions of the file (any tone): the half never read."""
-    keep = np.zeros(len(c.examples), dtype=bool)
-    for i in np.flatnonzero(chat):
-        k = c.chat_index.get(id(c.examples[i]))
-        keep[i] = k is not None and k % 2 == 1
-    return keep
 
 
 if __name__ == "__main__":

@@ -227,6 +227,26 @@ def soft_head(b: Bench) -> Scorer:
 TUNED_TOKENS = 128  # training cut for responses (scoring reads the int8 model's 256)
 
 
+def cached_refusal_adapter(texts: Sequence[str], labels: Sequence[bool], cache: Path,
+                           name: str) -> dict[str, np.ndarray]:
+    """MiniLM's adapter fine-tuned on `texts` as refusals (`labels`), kept in `cache` under a key
+    of the texts, labels and settings, so a rerun only scores and a changed input never reads a
+    stale adapter."""
+    from evorefuse.scoring.harm import tune, tuned
+
+    texts, labels = list(texts), [bool(x) for x in labels]
+    key = hashlib.sha256(json.dumps([texts, labels, tune.settings(TUNED_TOKENS)]).encode())
+    path = cache / f"refusal-adapter-{key.hexdigest()[:16]}.npz"
+    if path.is_file():
+        print(f"tuned ({name}): adapter from {path}", file=sys.stderr)
+        return tuned.load_adapter(path)
+    print(f"tuned ({name}): fine-tuning on {len(texts)} responses", file=sys.stderr, flush=True)
+    adapter = tune.fit_adapter(texts, labels, max_tokens=TUNED_TOKENS)
+    cache.mkdir(parents=True, exist_ok=True)
+    tuned.save_adapter(adapter, path)
+    return adapter
+
+
 class TunedRefusal:
     """MiniLM fine-tuned per direction on the fit sources' responses (adapters cached on disk)."""
 
@@ -236,22 +256,10 @@ class TunedRefusal:
         self._logits: dict[tuple[str, ...], np.ndarray] = {}
 
     def _adapter(self, fit_on: tuple[str, ...]) -> dict[str, np.ndarray]:
-        from evorefuse.scoring.harm import tune, tuned
-
         rows = np.flatnonzero(self.b.c.where(*fit_on))
-        texts = [self.b.c.examples[i].response for i in rows]
-        labels = [bool(self.b.y[i]) for i in rows]
-        key = hashlib.sha256(json.dumps([texts, labels, tune.settings(TUNED_TOKENS)]).encode())
-        path = self.cache / f"refusal-adapter-{key.hexdigest()[:16]}.npz"
-        if path.is_file():
-            print(f"tuned ({'+'.join(fit_on)}): adapter from {path}", file=sys.stderr)
-            return tuned.load_adapter(path)
-        print(f"tuned ({'+'.join(fit_on)}): fine-tuning on {len(texts)} responses",
-              file=sys.stderr, flush=True)
-        adapter = tune.fit_adapter(texts, labels, max_tokens=TUNED_TOKENS)
-        self.cache.mkdir(parents=True, exist_ok=True)
-        tuned.save_adapter(adapter, path)
-        return adapter
+        return cached_refusal_adapter([self.b.c.examples[i].response for i in rows],
+                                      [bool(self.b.y[i]) for i in rows], self.cache,
+                                      "+".join(fit_on))
 
     def logits(self, fit_on: tuple[str, ...]) -> np.ndarray:
         """Log-odds of refusal of every whole reference response (NaN elsewhere)."""
