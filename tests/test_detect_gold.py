@@ -216,6 +216,22 @@ def test_fit_needs_both_classes(tmp_path):
     assert not (tmp_path / "d.json").exists()
 
 
+def test_fit_never_replaces_a_file_that_is_not_a_detector_file(tmp_path):
+    """`--fit labels.jsonl` typed for `--gold` must not destroy the user's data; an empty file or
+    an earlier detector file (a refit of a refit) may be replaced."""
+    src = _write(tmp_path / "bolt.jsonl", _bolt_rows())
+    other = _write(tmp_path / "other.jsonl", _bolt_rows()[:3])
+    before = other.read_bytes()
+    line = _one_line_error(_invoke(str(src), "--gold", "gold", "--fit", str(other)))
+    assert "not a detector file" in line and "refusing to replace it" in line
+    assert str(other) in line and other.read_bytes() == before
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    assert _invoke(str(src), "--gold", "gold", "--fit", str(empty)).exit_code == 0
+    assert json.loads(empty.read_text(encoding="utf-8"))["kind"] == FILE_KIND
+    assert _invoke(str(src), "--gold", "gold", "--fit", str(empty)).exit_code == 0
+
+
 def test_learned_path_pointing_nowhere_or_at_another_file(tmp_path):
     src = _write(tmp_path / "in.jsonl", _bolt_rows()[:2])
     missing = tmp_path / "nope.json"

@@ -23,6 +23,7 @@ from evorefuse.commands.progress import TerminalProgress
 from evorefuse.errors import InputError
 from evorefuse.fileio import check_output, write_output, write_stdout
 from evorefuse.scoring.refusal.factory import NAMES_HELP, check_detector
+from evorefuse.scoring.refusal.learned import replaceable_by_a_fit
 from evorefuse.tables import column_texts, pick_column, read_table
 
 DEFAULT_RESPONSE_COLUMNS = ("completion", "response")
@@ -74,6 +75,9 @@ def detect_command(file: Path, column: str | None, prompt_column: str | None,
                 raise InputError(f"{option} would overwrite the input file", path=path,
                                  field=option)
             check_output(path, option=option)
+    if fit_path is not None and not replaceable_by_a_fit(fit_path):
+        raise InputError("exists and is not a detector file; refusing to replace it (choose "
+                         "another path, or delete it first)", path=fit_path, field="--fit")
 
     table = read_table(file)
     rcol = pick_column(table, file, column, DEFAULT_RESPONSE_COLUMNS, "--column", required=True)

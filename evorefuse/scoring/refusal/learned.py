@@ -168,6 +168,21 @@ def load_model_file(path: Path) -> LearnedModel:
     return LearnedModel.from_json(data, str(path))
 
 
+def replaceable_by_a_fit(path: Path) -> bool:
+    """Whether `detect --fit` may write over `path`: absent, empty, or a detector file (of any
+    version: a refit replaces a stale one). Anything else is the user's data, and `--fit data.jsonl`
+    typed for `--gold` must not destroy it."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == FILE_KIND
+
+
 def verdicts(p: np.ndarray, analyses: Sequence[Analysis], model: LearnedModel) -> list[Verdict]:
     """Verdicts from head scores; responses the patterns decide (`explicit_kind`) get the model's
     calibrated probability for their kind whatever the head said. Full or partial comes from the
