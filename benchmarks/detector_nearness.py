@@ -29,7 +29,9 @@ reference rows:
   manners (the prompts are joined from `../shared/reference/xstest_prompts.csv` by id), the
   closest thing here to other assistants' responses to the prompts Mistral's were.
 
-Nothing here ships. Adapters are cached in the tuned-score folder (`--tuned-cache`), keyed by their
+Nothing here ships: in the form that could (the centroid gate, only in auto's uncertain band,
+for speed) it fixes few responses more than it breaks (the section's last totals) and runs at about
+a sixth of auto's speed, near the 200 responses/s floor. Adapters are cached in the tuned-score folder (`--tuned-cache`), keyed by their
 training texts, labels and settings; each fine-tuning takes a few minutes on two cores. With
 `--write` the tables and the command go to section `detector: nearness stage` of RESULTS.md.
 """
@@ -66,6 +68,7 @@ SECTION = "detector: nearness stage"
 TAUS = (0.5, 0.55, 0.6)
 GATE_CHARS = 400
 CENTROIDS = 256  # the gate that could ship: k-means centres of the fitted responses' embeddings
+UNCERTAIN = (0.05, 0.95)  # auto's band a shipped stage would be confined to, for speed
 DATA = ROOT / "benchmarks" / "data"
 
 
@@ -80,10 +83,40 @@ class Case:
     near: np.ndarray           # cosine to the nearest fitted response
     near_centroid: np.ndarray  # cosine to the nearest of CENTROIDS k-means centres of them
     explicit: np.ndarray
+    seconds: Seconds
+    band: tuple[float, float] = (0.0, 1.0)  # auto's probabilities the tuned model may change
 
     def combined(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
-        use = (self.near >= tau) & ~self.explicit
+        lo, hi = self.band
+        use = (self.near >= tau) & ~self.explicit & (self.p_auto >= lo) & (self.p_auto <= hi)
         return np.where(use, 0.5 * (self.p_auto + self.p_tuned), self.p_auto), use
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """CPU-bound wall time of each pass over one case's responses, measured in the same run: what
+    a shipped stage would add to auto, as ratios (embeddings are cached per process, so only the
+    first case measures the gate)."""
+
+    auto: float
+    gate: float
+    tuned: float
+
+
+def _timed_logits(adapter: dict[str, np.ndarray], texts: Sequence[str]) -> tuple[np.ndarray, float]:
+    """The tuned model's log-odds of `texts` through its int8 build (as `harm.tune.score`), and
+    the seconds of the scoring alone, without the build."""
+    import tempfile
+
+    from evorefuse.scoring.harm.tuned import TunedScorer, build_model, save_adapter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "adapter.npz"
+        save_adapter(adapter, path)
+        scorer = TunedScorer(path, build_model(path, Path(tmp)))
+        t0 = time.perf_counter()
+        logits = scorer.logits(texts)
+        return logits, time.perf_counter() - t0
 
 
 def _centroids(E: np.ndarray) -> np.ndarray:
@@ -110,22 +143,25 @@ class Tuned:
     def case(self, title: str, fit_texts: Sequence[str], fit_labels: Sequence[bool],
              prompts: Sequence[str], responses: Sequence[str], y: np.ndarray,
              detector: AutoDetector) -> Case:
-        from evorefuse.scoring.harm import tune
-
         adapter = self.adapter(fit_texts, fit_labels)
         # the recipe weighs refusals up to balance the classes, which moves every log-odds by
         # log((1 - prior) / prior); taking that back makes it a probability at the fit's base rate
         prior = float(np.mean(fit_labels))
-        p_tuned = _sigmoid(tune.score(adapter, list(responses)) - np.log((1 - prior) / prior))
+        logits, tuned_s = _timed_logits(adapter, list(responses))
+        p_tuned = _sigmoid(logits - np.log((1 - prior) / prior))
         gate_fit = embed([t[:GATE_CHARS] for t in fit_texts])
+        t0 = time.perf_counter()
         gate_test = embed([t[:GATE_CHARS] for t in responses])
+        gate_s = time.perf_counter() - t0
         near = (gate_test @ gate_fit.T).max(axis=1)
         near_centroid = (gate_test @ _centroids(gate_fit).T).max(axis=1)
+        t0 = time.perf_counter()
         p_auto = np.array([v.p_refusal for v in detector.detect(list(prompts), list(responses))])
+        auto_s = time.perf_counter() - t0
         explicit = np.array([is_explicit(analyse(r, p))
                              for p, r in zip(prompts, responses)])
         return Case(title, np.asarray(y, dtype=bool), p_auto, p_tuned, near, near_centroid,
-                    explicit)
+                    explicit, Seconds(auto_s, gate_s, tuned_s))
 
 
 _ABOUT = (
@@ -140,7 +176,9 @@ _ABOUT = (
     "tables gate on the nearest fitted response; the totals below them also on the nearest of "
     f"{CENTROIDS} k-means centres of those responses, the form a shipped gate could take (fitted "
     "parameters, not the reference responses' own embeddings). "
-    "Nothing here ships (module docstring of `benchmarks/detector_nearness.py`).")
+    "The last totals are for the form that could ship: that gate, used only where auto is unsure "
+    "(so that most responses skip both MiniLM passes), with what it would cost. Nothing here ships "
+    "(module docstring of `benchmarks/detector_nearness.py`).")
 
 HEADER = ("| set | n | auto | tuned alone | " + " | ".join(
     f"near >= {t}: share, accuracy, fixed/broken" for t in TAUS) + " |")
@@ -244,6 +282,7 @@ def main() -> int:
         lines += ["", f"Totals, fixed/broken against auto, gate on the {name}: " + " ".join([
             totals("in-domain", _gated([inside], gate)), totals("cross-source", _gated(cross, gate)),
             totals("written sets (each response once)", _gated(written_once, gate))])]
+    lines += ["", shippable_form(inside, cross, written_once)]
     lines += ["", (f"Whole run {time.perf_counter() - t0:.0f} s (fine-tunings cached in "
               f"`{a.tuned_cache}`).")]
     print("\n".join(lines))
@@ -253,6 +292,31 @@ def main() -> int:
             f"{load_note(load0)}."), "", _ABOUT, "", *lines]))
         print("updated benchmarks/RESULTS.md", file=sys.stderr)
     return 0
+
+
+def shippable_form(inside: Case, cross: Sequence[Case], written: Sequence[Case]) -> str:
+    """The totals and the speed of the form that could ship: the centroid gate, confined to
+    auto's uncertain band, so that only part of the responses pays for the two MiniLM passes."""
+    def form(cases: Sequence[Case]) -> list[Case]:
+        return [replace(x, band=UNCERTAIN) for x in _gated(cases, "near_centroid")]
+
+    tau = TAUS[0]
+    c = form([inside])[0]
+    gated = ~c.explicit & (c.p_auto >= UNCERTAIN[0]) & (c.p_auto <= UNCERTAIN[1])
+    used = c.combined(tau)[1]
+    n, s = len(c.y), c.seconds
+    # auto plus a gate embedding for each gated response and a tuned pass for each used one
+    cost = s.auto + gated.mean() * s.gate + used.mean() * s.tuned
+    return (f"The form that could ship (gate on the {CENTROIDS} centres, and only where auto's "
+            f"probability is in {UNCERTAIN[0]}-{UNCERTAIN[1]}), fixed/broken against auto: " + " ".join([
+                totals("in-domain", [c]), totals("cross-source", form(cross)),
+                totals("written sets (each response once)", form(written))])
+            + f" Its cost, measured on the in-domain set ({n} responses, same run): auto "
+            f"{n / s.auto:.0f} responses/s; a gate embedding costs {s.gate / s.auto:.1f}x auto's "
+            f"time per response and a tuned pass {s.tuned / s.auto:.1f}x; {gated.mean():.2f} of "
+            f"the responses need the gate and {used.mean():.2f} the tuned pass (near >= {tau}), so "
+            f"auto with the "
+            f"stage would run at {s.auto / cost:.2f}x auto's speed ({n / cost:.0f} responses/s).")
 
 
 def _gated(cases: Sequence[Case], gate: str) -> list[Case]:
