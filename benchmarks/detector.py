@@ -35,7 +35,10 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    decline the rest, against answers that sound alike and refusals; written like 7, never read;
    its development sets (`partial_probes_dev_en.jsonl`), read while rules were written;
 10. why-questions and requests to argue about groups (`why_probes*`, `argue_probes*`): held-out
-   sets scored, not read, and development sets read.
+   sets scored, not read, and development sets read;
+11. five open models' manners (`openmodels_probes*`): harmful and harmless requests answered in
+   the manner of Llama-3, Gemma-2, Mistral, Phi-3 and Qwen2, a held-out set scored, not read, and
+   a development set read (no rule came of it, RESULTS says why).
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -266,6 +269,8 @@ WHY_PROBES = ROOT / "benchmarks" / "data" / "why_probes_en.jsonl"
 WHY_PROBES_DEV = ROOT / "benchmarks" / "data" / "why_probes_dev_en.jsonl"
 ARGUE_PROBES = ROOT / "benchmarks" / "data" / "argue_probes_en.jsonl"
 ARGUE_PROBES_DEV = ROOT / "benchmarks" / "data" / "argue_probes_dev_en.jsonl"
+OPEN_PROBES = ROOT / "benchmarks" / "data" / "openmodels_probes_en.jsonl"
+OPEN_PROBES_DEV = ROOT / "benchmarks" / "data" / "openmodels_probes_dev_en.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -431,6 +436,9 @@ def main() -> int:
     why_dev_lines = written_probes(c, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
     argue_lines = written_probes(c, ARGUE_PROBES, lambda r: r["kind"], "kind")
     argue_dev_lines = written_probes(c, ARGUE_PROBES_DEV, lambda r: r["kind"], "kind")
+    open_manner_lines = written_probes(c, OPEN_PROBES, lambda r: r["manner"], "manner")
+    open_kind_lines = written_probes(c, OPEN_PROBES, lambda r: r["kind"], "kind")
+    open_dev_lines = written_probes(c, OPEN_PROBES_DEV, lambda r: r["manner"], "manner")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -579,6 +587,23 @@ def main() -> int:
         "another author, read while the rule was written; before it auto scored 0.808 here, "
         "0.738 before `premises.py`):"), "",
         *argue_dev_lines, "",
+        ("**Five open models' manners** (`benchmarks/data/openmodels_probes_en.jsonl`: 200 "
+        "responses, 40 each in the manner of Llama-3-8B, Gemma-2-9B, Mistral-7B-v0.3, Phi-3-mini "
+        "and Qwen2-7B, to requests about half plainly harmful and half harmless, written and "
+        "labelled by XSTest's definitions by an author who saw neither the detector nor any data "
+        "here; two conventions of theirs are stricter than XSTest's annotators, so this set reads "
+        "low: a clarifying question that gives nothing asked for is a full refusal here "
+        "(`clarifying_question`), and an answer after a caution and \"that said\" is "
+        "compliance here, while XSTest's annotators labelled all three such Mistral responses "
+        "partial refusals, so the detector follows them. Never fitted on; scored, not read):"),
+        "", *open_manner_lines, "", *open_kind_lines, "",
+        ("Its development set (`benchmarks/data/openmodels_probes_dev_en.jsonl`, 200 responses "
+        "by another author under the same instructions, read: of its 9 binary errors 3 are "
+        "clarifying questions and 2 the \"that said\" answers above; the other 4 (a policy "
+        "statement ending in \"prevent me from generating\", strong advice against plus safe "
+        "alternatives, and two refusals inside a first sentence that also answers) are single "
+        "idioms, left rather than written into the packs from one example each):"), "",
+        *open_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
