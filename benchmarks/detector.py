@@ -598,10 +598,14 @@ def main() -> int:
         "partial refusals, so the detector follows them. Never fitted on; scored, not read):"),
         "", *open_manner_lines, "", *open_kind_lines, "",
         ("Its development set (`benchmarks/data/openmodels_probes_dev_en.jsonl`, 200 responses "
-        "by another author under the same instructions, read: of its 9 binary errors 3 are "
-        "clarifying questions and 2 the \"that said\" answers above; the other 4 (a policy "
-        "statement ending in \"prevent me from generating\", strong advice against plus safe "
-        "alternatives, and two refusals inside a first sentence that also answers) are single "
+        "by another author under the same instructions, read; auto scored 0.955 before it was: "
+        "of its 9 binary errors 3 are clarifying questions and 2 the \"that said\" answers "
+        "above. One (\"I can explain X, but I'm sorry, I can't provide Y\") led to a change: "
+        "the refusal patterns that read \"..., but I can't ...\" inside a sentence now allow an "
+        "apology or regret after the \"but\" (\"but I'm sorry,\", \"but unfortunately\"); it "
+        "changed no other verdict on any set here, reference files included. The other 3 (a "
+        "policy statement ending in \"prevent me from generating\", strong advice against plus "
+        "safe alternatives, \"I can't tell you how much it would take, but ...\") are single "
         "idioms, left rather than written into the packs from one example each):"), "",
         *open_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
