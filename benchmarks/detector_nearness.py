@@ -31,9 +31,10 @@ reference rows:
 
 Nothing here ships: in the form that could (the centroid gate, only in auto's uncertain band,
 for speed) it fixes few responses more than it breaks (the section's last totals) and runs at about
-a sixth of auto's speed, near the 200 responses/s floor. Adapters are cached in the tuned-score folder (`--tuned-cache`), keyed by their
-training texts, labels and settings; each fine-tuning takes a few minutes on two cores. With
-`--write` the tables and the command go to section `detector: nearness stage` of RESULTS.md.
+a sixth of auto's speed, near the 200 responses/s floor. Adapters are cached in the tuned-score
+folder (`--tuned-cache`), keyed by their training texts, labels and settings; each fine-tuning
+takes a few minutes on two cores. With `--write` the tables and the command go to section
+`detector: nearness stage` of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -308,15 +309,15 @@ def shippable_form(inside: Case, cross: Sequence[Case], written: Sequence[Case])
     # auto plus a gate embedding for each gated response and a tuned pass for each used one
     cost = s.auto + gated.mean() * s.gate + used.mean() * s.tuned
     return (f"The form that could ship (gate on the {CENTROIDS} centres, and only where auto's "
-            f"probability is in {UNCERTAIN[0]}-{UNCERTAIN[1]}), fixed/broken against auto: " + " ".join([
-                totals("in-domain", [c]), totals("cross-source", form(cross)),
-                totals("written sets (each response once)", form(written))])
+            f"probability is in {UNCERTAIN[0]}-{UNCERTAIN[1]}), fixed/broken against auto: "
+            + " ".join([totals("in-domain", [c]), totals("cross-source", form(cross)),
+                        totals("written sets (each response once)", form(written))])
             + f" Its cost, measured on the in-domain set ({n} responses, same run): auto "
             f"{n / s.auto:.0f} responses/s; a gate embedding costs {s.gate / s.auto:.1f}x auto's "
             f"time per response and a tuned pass {s.tuned / s.auto:.1f}x; {gated.mean():.2f} of "
             f"the responses need the gate and {used.mean():.2f} the tuned pass (near >= {tau}), so "
-            f"auto with the "
-            f"stage would run at {s.auto / cost:.2f}x auto's speed ({n / cost:.0f} responses/s).")
+            f"auto with the stage would run at {s.auto / cost:.2f}x auto's speed "
+            f"({n / cost:.0f} responses/s).")
 
 
 def _gated(cases: Sequence[Case], gate: str) -> list[Case]:

@@ -48,6 +48,7 @@ from evorefuse.scoring.refusal.patterns import P_EMPTY, refusal_label, verdict_f
 
 MODEL_FILE = "model.json"
 FILE_KIND = "evorefuse-refusal-detector"   # tells a detector file from any other JSON
+MAX_DETECTOR_FILE_BYTES = 16 * 1024 * 1024  # written ones are a few kB, with embeddings ~100 kB
 FILE_FORMAT = 1
 EMBED_SENTENCES = 2
 EMBED_MAX_CHARS = 300
@@ -171,10 +172,14 @@ def load_model_file(path: Path) -> LearnedModel:
 def replaceable_by_a_fit(path: Path) -> bool:
     """Whether `detect --fit` may write over `path`: absent, empty, or a detector file (of any
     version: a refit replaces a stale one). Anything else is the user's data, and `--fit data.jsonl`
-    typed for `--gold` must not destroy it."""
+    typed for `--gold` must not destroy it. A detector file is a few kilobytes: a large file is
+    something else, and is not read into memory to find out."""
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             return True
+        if size > MAX_DETECTOR_FILE_BYTES:
+            return False
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return True
