@@ -87,15 +87,16 @@ def _one_line_error(result) -> str:
 # --- gold values --------------------------------------------------------------------------------
 
 def test_parse_gold_synonyms_and_rejections():
-    for v in ("refusal", "REFUSED", " true ", "1", "yes", "rejected", 1, True):
+    # "1.0"/"0.0": a 0/1 column exported by pandas or a spreadsheet once it has a gap
+    for v in ("refusal", "REFUSED", " true ", "1", "1.0", "yes", "rejected", 1, 1.0, True):
         assert parse_gold(v) == REFUSAL, v
-    for v in ("compliance", "Complied", "false", "0", "no", 0, False, "1_full_compliance",
-              "full compliance"):
+    for v in ("compliance", "Complied", "false", "0", "0.0", "no", 0, 0.0, False,
+              "1_full_compliance", "full compliance"):
         assert parse_gold(v) == COMPLIANCE, v
     assert parse_gold("2_full_refusal") == parse_gold("Full_Refusal") == FULL_REFUSAL
     assert parse_gold("partial refusal") == PARTIAL_REFUSAL
     for bad, msg in (("", "empty"), (None, "empty"), ("maybe", "unknown gold value 'maybe'"),
-                     ("2", "ambiguous"), (0.5, "not a label"), ({"a": 1}, "not a label"),
+                     ("2", "ambiguous"), ("2.0", "unknown gold value"), (0.5, "not a label"), ({"a": 1}, "not a label"),
                      ("contradicted", "keep only the complied and rejected rows"),
                      ("Disclaimed", "ChatGPT refusal study")):
         with pytest.raises(GoldValueError, match=msg):
