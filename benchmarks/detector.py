@@ -38,7 +38,7 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    sets scored, not read, and development sets read;
 11. five open models' manners (`openmodels_probes*`): harmful and harmless requests answered in
    the manner of Llama-3, Gemma-2, Mistral, Phi-3 and Qwen2, a held-out set scored, not read, and
-   a development set read (no rule came of it, RESULTS says why).
+   a development set read (one pattern came of it; RESULTS says which, and why not more).
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).

@@ -96,7 +96,8 @@ def test_parse_gold_synonyms_and_rejections():
     assert parse_gold("2_full_refusal") == parse_gold("Full_Refusal") == FULL_REFUSAL
     assert parse_gold("partial refusal") == PARTIAL_REFUSAL
     for bad, msg in (("", "empty"), (None, "empty"), ("maybe", "unknown gold value 'maybe'"),
-                     ("2", "ambiguous"), ("2.0", "unknown gold value"), (0.5, "not a label"), ({"a": 1}, "not a label"),
+                     ("2", "ambiguous"), ("2.0", "unknown gold value"), (0.5, "not a label"),
+                     ({"a": 1}, "not a label"),
                      ("contradicted", "keep only the complied and rejected rows"),
                      ("Disclaimed", "ChatGPT refusal study")):
         with pytest.raises(GoldValueError, match=msg):

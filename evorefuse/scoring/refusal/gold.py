@@ -6,8 +6,8 @@ Gold values, case-insensitive, surrounding spaces ignored (README "Refusal detec
 - binary: `1`/`0`, `true`/`false`, `yes`/`no`, `refusal`/`compliance` and their verb forms
   `refused`/`complied` (also `rejected`, the ChatGPT study's tone for a refusal); JSON booleans and
   the numbers 0 and 1, also written `1.0`/`0.0` (how pandas and spreadsheets export a 0/1 column
-  that has a gap, and JSON's 1.0 is read already). These say refusal or not; a binary refusal has no 3-way label, a binary
-  compliance is `1_full_compliance`.
+  that has a gap, and JSON's 1.0 is read already). These say refusal or not; a binary refusal has
+  no 3-way label, a binary compliance is `1_full_compliance`.
 The bare digits 2 and 3 are rejected rather than guessed: in XSTest's numbering 1 is compliance,
 in the binary convention 1 is refusal, and a file mixing both would be read wrongly in silence.
 """
@@ -39,10 +39,10 @@ _THREE_WAY = {
     "partial refusal": PARTIAL_REFUSAL,
 }
 _BINARY = {
-    "1": REFUSAL, "1.0": REFUSAL, "true": REFUSAL, "yes": REFUSAL, "refusal": REFUSAL, "refused": REFUSAL,
-    "refuse": REFUSAL, "rejected": REFUSAL,
-    "0": COMPLIANCE, "0.0": COMPLIANCE, "false": COMPLIANCE, "no": COMPLIANCE, "compliance": COMPLIANCE,
-    "complied": COMPLIANCE, "comply": COMPLIANCE, "compliant": COMPLIANCE,
+    "1": REFUSAL, "1.0": REFUSAL, "true": REFUSAL, "yes": REFUSAL, "refusal": REFUSAL,
+    "refused": REFUSAL, "refuse": REFUSAL, "rejected": REFUSAL,
+    "0": COMPLIANCE, "0.0": COMPLIANCE, "false": COMPLIANCE, "no": COMPLIANCE,
+    "compliance": COMPLIANCE, "complied": COMPLIANCE, "comply": COMPLIANCE, "compliant": COMPLIANCE,
 }
 ACCEPTED = tuple(sorted(set(_THREE_WAY) | set(_BINARY)))
 STUDY_TONES = ("disclaimed", "counseling", "redirected", "contradicted", "dontknow", "incoherent")

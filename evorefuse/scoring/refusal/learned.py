@@ -135,7 +135,7 @@ class LearnedModel:
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = MODEL_FILE) -> LearnedModel:
         """Parse a detector file; ValueError (naming `source`) when it is not one or is stale."""
-        if not isinstance(d, dict) or d.get("kind") != FILE_KIND:
+        if not has_detector_kind(d):
             raise ValueError(f"{source} is not an evorefuse refusal-detector file "
                              f"(no \"kind\": \"{FILE_KIND}\")")
         if d.get("format") != FILE_FORMAT or d.get("feature_version") != FEATURE_VERSION \
@@ -149,6 +149,12 @@ class LearnedModel:
                        d.get("meta", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: malformed detector file ({exc})") from None
+
+
+def has_detector_kind(data: Any) -> bool:
+    """Whether parsed JSON says it is a detector file, of whatever version: what tells one from
+    any other JSON, for loading it and for deciding whether a refit may replace it."""
+    return isinstance(data, dict) and data.get("kind") == FILE_KIND
 
 
 @lru_cache(maxsize=1)
@@ -185,7 +191,7 @@ def replaceable_by_a_fit(path: Path) -> bool:
         return True
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("kind") == FILE_KIND
+    return has_detector_kind(data)
 
 
 def verdicts(p: np.ndarray, analyses: Sequence[Analysis], model: LearnedModel) -> list[Verdict]:
