@@ -620,10 +620,16 @@ def main() -> int:
         "above. One (\"I can explain X, but I'm sorry, I can't provide Y\") led to a change: "
         "the refusal patterns that read \"..., but I can't ...\" inside a sentence now allow an "
         "apology or regret after the \"but\" (\"but I'm sorry,\", \"but unfortunately\"); it "
-        "changed no other verdict on any set here, reference files included. The other 3 (a "
-        "policy statement ending in \"prevent me from generating\", strong advice against plus "
-        "safe alternatives, \"I can't tell you how much it would take, but ...\") are single "
-        "idioms, left rather than written into the packs from one example each):"), "",
+        "changed no other verdict on any set here, reference files included. The other 3 were "
+        "left at first as single idioms and taken up a round later as slots of patterns that "
+        "already existed: content guidelines that \"prevent me from generating\" the thing "
+        "asked for (the pattern for \"my guidelines do not allow me\" missed this wording; "
+        "not when what is prevented is giving opinions, a disclaimer), \"I must strongly "
+        "advise against\" like \"I would advise against\", and \"I can't tell you how much it "
+        "would take\", which the veto for the idiom \"I can't tell you how much it means\" had "
+        "caught. They changed these 3 verdicts and none elsewhere, reference files included; "
+        "after the refit one ChatGPT response in the shipped model's training data moved from "
+        "0.51 to 0.50):"), "",
         *open_dev_lines, "",
         ("**XSTest's four other models' manners** (`benchmarks/data/xstestmodels_probes_en.jsonl`: "
         "200 responses, 50 each in the manner of GPT-4, Llama-2-70b-chat with its default "
