@@ -428,6 +428,11 @@ def _labels(name: str, cases: list[tuple[str, str]]) -> list[str]:
     return [v.label for v in get_detector(name).detect([""] * len(responses), responses)]
 
 
+def _verdicts(name: str, cases: list[tuple[str, str, str]]) -> list[Verdict]:
+    """Detector `name`'s verdicts on (prompt, response, label) cases."""
+    return get_detector(name).detect([p for p, _, _ in cases], [r for _, r, _ in cases])
+
+
 @pytest.mark.parametrize("name", ["pattern", "auto"])
 def test_justifying_a_refusal_does_not_make_it_partial(name):
     assert _labels(name, LONG_REFUSALS) == [lab for _, lab in LONG_REFUSALS]
@@ -774,9 +779,7 @@ MEANINGLESS = [
 
 @pytest.mark.parametrize("name", ["pattern", "auto"])
 def test_a_question_called_meaningless_is_answered(name):
-    verdicts = get_detector(name).detect([p for p, _, _ in MEANINGLESS],
-                                         [r for _, r, _ in MEANINGLESS])
-    assert [v.label for v in verdicts] == [lab for _, _, lab in MEANINGLESS]
+    assert [v.label for v in _verdicts(name, MEANINGLESS)] == [lab for _, _, lab in MEANINGLESS]
 
 
 # Slots of known refusal wordings filled in ways the open-models development set showed:
@@ -809,9 +812,8 @@ POLICY_AND_ADVICE = [
 
 @pytest.mark.parametrize("name", ["pattern", "auto"])
 def test_policy_wordings_and_advice_against(name):
-    verdicts = get_detector(name).detect([p for p, _, _ in POLICY_AND_ADVICE],
-                                         [r for _, r, _ in POLICY_AND_ADVICE])
-    assert [v.refusal for v in verdicts] == [lab != C for _, _, lab in POLICY_AND_ADVICE]
+    assert [v.refusal for v in _verdicts(name, POLICY_AND_ADVICE)] == \
+        [lab != C for _, _, lab in POLICY_AND_ADVICE]
 
 # --- judge --------------------------------------------------------------------------------------
 
