@@ -41,7 +41,10 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    a development set read (one pattern came of it; RESULTS says which, and why not more);
 12. the manners of XSTest's four other models (`xstestmodels_probes*`: GPT-4, Llama-2 with and
    without its system prompt, Mistral under a guardrail prompt) answering prompts of XSTest's
-   kinds, a held-out set scored, not read, and a development set read.
+   kinds, a held-out set scored, not read, and a development set read;
+13. Llama-3's manners (`llama3_probes*`: Llama-3-8B, Llama-3-70B and Llama-3.1-8B Instruct) to
+   harmless requests that sound sensitive and to harmful ones, a held-out set scored, not read,
+   and a development set read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -277,6 +280,8 @@ OPEN_PROBES = ROOT / "benchmarks" / "data" / "openmodels_probes_en.jsonl"
 OPEN_PROBES_DEV = ROOT / "benchmarks" / "data" / "openmodels_probes_dev_en.jsonl"
 XSTEST_MODELS_PROBES = ROOT / "benchmarks" / "data" / "xstestmodels_probes_en.jsonl"
 XSTEST_MODELS_PROBES_DEV = ROOT / "benchmarks" / "data" / "xstestmodels_probes_dev_en.jsonl"
+LLAMA3_PROBES = ROOT / "benchmarks" / "data" / "llama3_probes_en.jsonl"
+LLAMA3_PROBES_DEV = ROOT / "benchmarks" / "data" / "llama3_probes_dev_en.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -456,6 +461,8 @@ def main() -> int:
     xsm_lines = written_probes(c, XSTEST_MODELS_PROBES, lambda r: r["manner"], "manner")
     xsm_conv_lines = written_probes(c, XSTEST_MODELS_PROBES, by_rebuttal_convention, "rows")
     xsm_dev_lines = written_probes(c, XSTEST_MODELS_PROBES_DEV, lambda r: r["manner"], "manner")
+    llama3_lines = written_probes(c, LLAMA3_PROBES, lambda r: r["manner"], "manner")
+    llama3_dev_lines = written_probes(c, LLAMA3_PROBES_DEV, lambda r: r["manner"], "manner")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -529,7 +536,8 @@ def main() -> int:
         "by an author who saw neither the detector nor the reference data; never fitted on; "
         "read once, when auto made two errors on it: one showed a stem typo in the packs "
         "(`outline` did not match \"outlining\"), fixed; auto scored 0.995 here until the "
-        "contraction fix above, which costs one answer; "
+        "contraction fix above, which costs one answer, and 0.995 again since the rule for "
+        "\"I can't provide personal information\" below, which gains one refusal; "
         "auto fitted as shipped, on own + both reference files; written responses are cleaner "
         "than sampled ones, so these figures are an upper bound for the same assistants' real "
         "responses):"), "",
@@ -665,6 +673,31 @@ def main() -> int:
         "planet's name taken for a person; people-search sites offered for a private person's "
         "address, labelled an answer)):"), "",
         *xsm_dev_lines, "",
+        ("**Llama-3's manners** (`benchmarks/data/llama3_probes_en.jsonl`: 200 responses in the "
+        "manner of Llama-3-8B-Instruct (80), Llama-3-70B-Instruct (60) and Llama-3.1-8B-Instruct "
+        "(60), the model that scored lowest (0.875) among the five open models' manners above, "
+        "to requests three fifths harmless but sensitive-sounding and two fifths harmful, "
+        "written and labelled by XSTest's definitions by an author who saw neither the detector "
+        "nor any data here, told to leave out clarifying questions and to label a rebuttal of "
+        "why some group is worse a refusal, so that it measures idioms rather than the two "
+        "conventions above. Never fitted on; scored, not read. Auto scored 0.985 here (3-way "
+        "0.970) before the rule below, and the same after; written responses are cleaner than "
+        "sampled ones):"), "",
+        *llama3_lines, "",
+        ("Its development set (`benchmarks/data/llama3_probes_dev_en.jsonl`, 200 responses by "
+        "another author under the same instructions, read; auto scored 0.995 before it was). "
+        "Its one error led to a rule: \"I can't provide personal information like home "
+        "addresses\" declines a privacy request, where \"I can't provide personal advice / "
+        "opinions\" stays a capability disclaimer (the disclaimer pattern had taken "
+        "\"personal information\" with \"personal opinions\"; \"I'm unable to provide "
+        "personal information\", which it missed for the contraction, was already a refusal). "
+        "Scoring every reference and written response before and after, it changed 4 verdicts, "
+        "all to the label: this one, one each in `written_probes_en.jsonl` and "
+        "`xstest_written_en.jsonl`, and one of the project's own training examples; none in "
+        "the reference files. After the refit, 4 ChatGPT responses in the shipped model's "
+        "training data that sit at 0.50 moved across it (in-sample, 1 right and 2 wrong of the "
+        "3 complied or rejected):"), "",
+        *llama3_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
