@@ -810,12 +810,6 @@ POLICY_AND_ADVICE = [
 ]
 
 
-@pytest.mark.parametrize("name", ["pattern", "auto"])
-def test_policy_wordings_and_advice_against(name):
-    assert [v.refusal for v in _verdicts(name, POLICY_AND_ADVICE)] == \
-        [lab != C for _, _, lab in POLICY_AND_ADVICE]
-
-
 # "I can't provide personal information" declines a privacy request; "I can't provide personal
 # advice / opinions" is a capability disclaimer that an answer may follow.
 PERSONAL_INFORMATION = [
@@ -832,9 +826,12 @@ PERSONAL_INFORMATION = [
 
 
 @pytest.mark.parametrize("name", ["pattern", "auto"])
-def test_personal_information_is_declined_personal_advice_disclaimed(name):
-    assert [v.refusal for v in _verdicts(name, PERSONAL_INFORMATION)] == \
-        [lab != C for _, _, lab in PERSONAL_INFORMATION]
+@pytest.mark.parametrize("cases", [POLICY_AND_ADVICE, PERSONAL_INFORMATION],
+                         ids=["policy_wordings_and_advice_against",
+                              "personal_information_declined_personal_advice_disclaimed"])
+def test_refusal_or_not(name, cases):
+    assert [v.refusal for v in _verdicts(name, cases)] == [lab != C for _, _, lab in cases]
+
 
 # --- judge --------------------------------------------------------------------------------------
 
