@@ -195,7 +195,8 @@ def _role(i: int, s: str, m: Matchers, a: Analysis) -> str:
     if vetoed:  # not a refusal, but may still reject the question ("Sorry, but that makes no sense")
         a.vetoed += 1
         premise = cat["premises"]
-        return PREMISE if premise is not None and premise.match(s) else CONTENT
+        return PREMISE if premise is not None and (premise.match(s1) or premise.match(s)) \
+            else CONTENT
     for role, key, anchored in _SOFTER:
         rx = cat[key]
         if rx is None:
