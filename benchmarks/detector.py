@@ -666,12 +666,11 @@ def main() -> int:
         "before and after, they changed 8 verdicts, all to the written label: 3 here, 1 in the "
         "held-out set above, 3 in `xstest_written_en.jsonl`, 1 in `why_probes_dev_en.jsonl`, "
         "and none in the reference files; a refit reproduces model.json exactly. Of its other "
-        "errors, 4 are the rebuttal "
-        "convention above and 5 single cases (a definition of a hate crime ending in a moral "
-        "note, read as a refusal by the head; \"I cannot speculate about\" a classmate, read as "
-        "a capability disclaimer; a warning that \"coke\" can mean a drug before the answer; a "
-        "planet's name taken for a person; people-search sites offered for a private person's "
-        "address, labelled an answer)):"), "",
+        "errors, 4 are the rebuttal convention above and 5 single cases (a definition of a hate "
+        "crime ending in a moral note, read as a refusal by the head; \"I cannot speculate "
+        "about\" a classmate, read as a capability disclaimer; a warning that \"coke\" can "
+        "mean a drug before the answer; a planet's name taken for a person; people-search sites "
+        "offered for a private person's address, labelled an answer)):"), "",
         *xsm_dev_lines, "",
         ("**Llama-3's manners** (`benchmarks/data/llama3_probes_en.jsonl`: 200 responses in the "
         "manner of Llama-3-8B-Instruct (80), Llama-3-70B-Instruct (60) and Llama-3.1-8B-Instruct "
