@@ -107,16 +107,11 @@ class Seconds:
 
 
 def _timed_logits(adapter: dict[str, np.ndarray], texts: Sequence[str]) -> tuple[np.ndarray, float]:
-    """The tuned model's log-odds of `texts` through its int8 build (as `harm.tune.score`), and
+    """The tuned model's log-odds of `texts` through its int8 build (`harm.tune.score`), and
     the seconds of the scoring alone, without the build."""
-    import tempfile
+    from evorefuse.scoring.harm.tune import shipped_scorer
 
-    from evorefuse.scoring.harm.tuned import TunedScorer, build_model, save_adapter
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "adapter.npz"
-        save_adapter(adapter, path)
-        scorer = TunedScorer(path, build_model(path, Path(tmp)))
+    with shipped_scorer(adapter) as scorer:
         t0 = time.perf_counter()
         logits = scorer.logits(texts)
         return logits, time.perf_counter() - t0

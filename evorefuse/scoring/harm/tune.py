@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,17 @@ def fit_adapter(texts: Sequence[str], harmful: Sequence[bool], *, seed: int = SE
     return out
 
 
-def score(adapter: dict[str, np.ndarray], texts: Sequence[str]) -> np.ndarray:
-    """Log-odds of harm of `texts` under `adapter`, through the int8 model it would ship as."""
+@contextmanager
+def shipped_scorer(adapter: dict[str, np.ndarray]) -> Iterator[TunedScorer]:
+    """`adapter` built into the int8 model it would ship as, for as long as the block runs
+    (callers that time scoring keep the build out of the measurement)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "adapter.npz"
         save_adapter(adapter, path)
-        return TunedScorer(path, build_model(path, Path(tmp))).logits(texts)
+        yield TunedScorer(path, build_model(path, Path(tmp)))
+
+
+def score(adapter: dict[str, np.ndarray], texts: Sequence[str]) -> np.ndarray:
+    """Log-odds of harm of `texts` under `adapter`, through the int8 model it would ship as."""
+    with shipped_scorer(adapter) as scorer:
+        return scorer.logits(texts)
