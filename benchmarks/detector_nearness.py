@@ -49,7 +49,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,7 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/detector_nearness.py` from a
 
 from benchmarks.detector import Corpus, chatgpt_half, complied_rejected, wilson
 from benchmarks.detector_semantic import _sigmoid, cached_refusal_adapter
-from benchmarks.results import load_note, replace_section
+from benchmarks.results import publish
 from evorefuse.paths import REFERENCE_DIR
 from evorefuse.scoring.embeddings import embed
 from evorefuse.scoring.harm.train import TUNED_CACHE
@@ -285,10 +284,8 @@ def main() -> int:
               f"`{a.tuned_cache}`).")]
     print("\n".join(lines))
     if a.write:
-        replace_section(SECTION, "\n".join([
-            (f"Command: `python benchmarks/detector_nearness.py --write` · date {date.today()} · "
-            f"{load_note(load0)}."), "", _ABOUT, "", *lines]))
-        print("updated benchmarks/RESULTS.md", file=sys.stderr)
+        publish(SECTION, "python benchmarks/detector_nearness.py --write", load0, _ABOUT, "",
+                *lines)
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from datetime import date
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -24,3 +26,12 @@ def replace_section(name: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n")
+
+
+def publish(name: str, command: str, load_before: float, *parts: str) -> None:
+    """Write section `name`, headed by the command that produced it, today's date and the load,
+    so every section says the same three things in the same words."""
+    replace_section(name, "\n".join([
+        f"Command: `{command}` · date {date.today()} · {load_note(load_before)}.", "", *parts]))
+    print("updated benchmarks/RESULTS.md", file=sys.stderr)
+
