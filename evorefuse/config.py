@@ -30,6 +30,7 @@ from evorefuse.fileio import read_input
 from evorefuse.models.spec import BUILTIN_MODELS, ModelSpec, builtin_model
 from evorefuse.scoring.harm.names import Mode, judge_model_name, llm_judge_names
 from evorefuse.scoring.refusal.factory import (
+    DEFAULT_BAND,
     DETECTOR_NAMES,
     LEARNED_FILE_PREFIX,
     can_tier,
@@ -80,7 +81,7 @@ class RolesSection(_Section):
                                          # file from `detect --gold --fit`, relative to the config)
     detector_judge: str | None = None    # a model that re-judges the responses `auto` (or
                                          # learned:PATH) is unsure of: tiered detection
-    detector_band: list[float] = Field(default_factory=lambda: [0.2, 0.8], min_length=2,
+    detector_band: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND), min_length=2,
                                       max_length=2)  # p_refusal range sent to detector_judge
 
     @field_validator("detector_band")

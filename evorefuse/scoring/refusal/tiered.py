@@ -21,7 +21,11 @@ from evorefuse.scoring.refusal.base import (
     check_lengths,
 )
 
-DEFAULT_BAND = (0.2, 0.8)
+# Why 0.1-0.9: with a careful reader as the judge, it is the narrowest band that brought every
+# reference set to 0.95 (about 1 in 5 responses judged); 0.2-0.8 halves the calls and stayed at
+# 0.92-0.95 on ChatGPT's responses (benchmarks/detector_reread.py, RESULTS.md `detector:
+# re-reading`).
+DEFAULT_BAND = (0.1, 0.9)
 JUDGE_CALLS_PER_RESPONSE = 2  # JudgeDetector: one call, plus one short repair turn if unparseable
 
 
