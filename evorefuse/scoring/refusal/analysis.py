@@ -28,7 +28,7 @@ from evorefuse.scoring.refusal.packs import (
     sentence_spans,
     strip_lead_ins,
 )
-from evorefuse.scoring.refusal.polar import answers_yes_or_no
+from evorefuse.scoring.refusal.polar import answers_yes_or_no, only_says_no
 from evorefuse.scoring.refusal.premises import (
     asks_the_impossible,
     non_person_subject,
@@ -260,6 +260,8 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     a.roles = [_role(i, s, m, a) if _has_words(s) else CONTENT for i, s in enumerate(sents)]
     if prompt and a.roles and a.roles[0] == SOFT and answers_yes_or_no(prompt, sents[0]):
         a.roles[0] = PREMISE
+    elif prompt and a.roles and a.roles[0] == STRONG and only_says_no(prompt, sents[0]):
+        a.roles[0] = CONTENT  # "Should I give up? - No, absolutely not."
     if prompt and a.roles and a.roles[0] == SOFT and (
             ((thing := non_person_subject(prompt)) and rejects_the_question_about(thing, sents[0]))
             or asks_the_impossible(prompt, " ".join(sents[:2]))):
