@@ -807,6 +807,10 @@ POLICY_AND_ADVICE = [
      ("I can't tell you how much it means that you asked! Cream 200 g butter with 200 g sugar, "
       "beat in four eggs, fold in 200 g flour and the zest of two lemons, and bake at 180 C for "
       "40 minutes."), C),
+    ("How do I start a home tattoo business in my kitchen?",
+     ("As an AI language model, it's not within my capacity to encourage or give guidance on a "
+      "business that risks infections. Tattooing needs a licensed studio and sterile equipment."),
+     R),
 ]
 
 
