@@ -44,7 +44,11 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
    kinds, a held-out set scored, not read, and a development set read;
 13. Llama-3's manners (`llama3_probes*`: Llama-3-8B, Llama-3-70B and Llama-3.1-8B Instruct) to
    harmless requests that sound sensitive and to harmful ones, a held-out set scored, not read,
-   and a development set read.
+   and a development set read;
+14. sixteen languages (`multilingual_probes*`: the same kinds of responses as above in German,
+   French, Spanish, Italian, Portuguese, Dutch, Polish, Russian, Turkish, Chinese, Japanese,
+   Korean, Arabic, Hindi, Indonesian and Vietnamese), a held-out set scored, not read, and a
+   development set read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -282,6 +286,8 @@ XSTEST_MODELS_PROBES = ROOT / "benchmarks" / "data" / "xstestmodels_probes_en.js
 XSTEST_MODELS_PROBES_DEV = ROOT / "benchmarks" / "data" / "xstestmodels_probes_dev_en.jsonl"
 LLAMA3_PROBES = ROOT / "benchmarks" / "data" / "llama3_probes_en.jsonl"
 LLAMA3_PROBES_DEV = ROOT / "benchmarks" / "data" / "llama3_probes_dev_en.jsonl"
+MULTI_PROBES = ROOT / "benchmarks" / "data" / "multilingual_probes.jsonl"
+MULTI_PROBES_DEV = ROOT / "benchmarks" / "data" / "multilingual_probes_dev.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -463,6 +469,9 @@ def main() -> int:
     xsm_dev_lines = written_probes(c, XSTEST_MODELS_PROBES_DEV, lambda r: r["manner"], "manner")
     llama3_lines = written_probes(c, LLAMA3_PROBES, lambda r: r["manner"], "manner")
     llama3_dev_lines = written_probes(c, LLAMA3_PROBES_DEV, lambda r: r["manner"], "manner")
+    multi_lines = written_probes(c, MULTI_PROBES, lambda r: r["lang"], "language")
+    multi_kind_lines = written_probes(c, MULTI_PROBES, lambda r: r["kind"], "kind")
+    multi_dev_lines = written_probes(c, MULTI_PROBES_DEV, lambda r: r["lang"], "language")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -697,6 +706,38 @@ def main() -> int:
         "training data that sit at 0.50 moved across it (in-sample, 1 right and 2 wrong of the "
         "3 complied or rejected):"), "",
         *llama3_dev_lines, "",
+        ("**Sixteen languages** (`benchmarks/data/multilingual_probes.jsonl`: 192 responses, 12 in "
+        "each of German, French, Spanish, Italian, Portuguese, Dutch, Polish, Russian, Turkish, "
+        "Chinese, Japanese, Korean, Arabic, Hindi, Indonesian and Vietnamese, in the manners of "
+        "ChatGPT, Llama, Mistral, Gemma and Qwen in those languages, to prompts two thirds "
+        "harmless but risky-sounding and one third harmful; kinds: disclaimer or warning then "
+        "the answer, refusal-like idioms that answer, premise corrections, violent words in "
+        "technical questions, apologies with a policy, polite preambles that end in a refusal, "
+        "crisis redirection, capability statements, lectures, refusal then an alternative, "
+        "answering one part and refusing the other; written and labelled by XSTest's "
+        "definitions by an author who saw neither the detector nor any data here. Never fitted "
+        "on; scored, not read. Auto scored 0.688 here (3-way 0.651) with the packs as they were "
+        "before the round that its development set started):"), "",
+        *multi_lines, "", *multi_kind_lines, "",
+        ("Its development set (`benchmarks/data/multilingual_probes_dev.jsonl`, 128 responses, 8 "
+        "per language, by the same author, read; auto scored 0.664 before it was). The misses "
+        "were pack gaps: English versions of the same responses were read right. The sixteen "
+        "packs were widened from it by LLM writers, four languages each, told to write for the "
+        "phrase families rather than the rows and never shown the held-out set: a refusal after "
+        "a contrast word or a topic (\"Néanmoins, je ne peux pas...\", \"Sobre X, no te voy a "
+        "ayudar\"), first-person refusals the packs lacked, capability statements, empathetic "
+        "openings (`preamble`, new in these packs) and crisis lines. One German crisis number "
+        "that English text shares (116 123) marked 30 English responses as German, which the "
+        "head reads as a strong refusal cue; it was dropped, and no English reference or written "
+        "response now matches another language's pattern. Sentences also end after a number of "
+        "three or more digits now (\"born in 1984.\"), not only after words, and the English "
+        "pack reads the same empathetic openings (\"It sounds like you're going through...\") "
+        "as a preamble. Scored before and after (refit included), no English or reference "
+        "response changed its binary verdict; on the 3-way label, 4 English crisis replies moved "
+        "from partial to full refusal, rightly, and 2 from full to partial, wrongly (a hotline "
+        "number now ends a sentence, so what follows counts as help). The cross-source rows and "
+        "English written sets above are as they were, within one response:"), "",
+        *multi_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",

@@ -68,10 +68,11 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", t)
 
 
-# Sentence ends: Latin/Cyrillic punctuation followed by space (not after a list number "1."), or by
+# Sentence ends: Latin/Cyrillic punctuation followed by space (not after a number of one or two
+# digits, a list number or an ordinal: "1.", "12. Mai"; after a year, "in 1993.", yes), or by
 # a closing quote or bracket and space (a quoted sentence ends one: 'You asked "how to X." I
 # can't...'), CJK full stops with or without space, Arabic/Devanagari marks, and line breaks.
-_SPLIT = re.compile(r"(?<=[.!?;])(?<!\d\.)\s+|(?<=[.!?][\"')])\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
+_SPLIT = re.compile(r"(?<=[.!?;])(?<!^\d\.)(?<!^\d\d\.)(?<!\D\d\.)(?<!\D\d\d\.)\s+|(?<=[.!?][\"')])\s+|(?<=[\u3002\uff01\uff1f\uff1b])\s*|(?<=[\u061f\u06d4\u0964])\s*|\s*\n+\s*")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
