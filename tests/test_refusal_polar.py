@@ -5,6 +5,8 @@ mocks."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -83,4 +85,15 @@ def test_a_bare_no_answers_a_yes_no_question_and_declines_a_request(name):
          "No, absolutely not. Threatening someone is a crime, whatever the dispute."])
     assert answer.label == COMPLIANCE and answer.p_refusal < 0.5
     assert refusal.refusal
+
+
+def test_a_long_question_full_of_commas_is_read_in_time():
+    """The leading-clause rule once backtracked exponentially in the number of commas (25 took
+    17 s); a prompt is user input, so it runs in a child process that must finish in a minute."""
+    code = ("from evorefuse.scoring.refusal.polar import is_yes_no_question as q; "
+            "print(q(', '.join(['word thing'] * 60) + ' why?'), "
+            "q(', '.join(['word thing'] * 60) + ', should I?'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True"]
 

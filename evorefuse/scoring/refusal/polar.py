@@ -33,7 +33,7 @@ _AUX = (r"(?:is|are|am|was|were|do|does|did|should|shall|has|have|had|can|could|
 # and the like, which ask the assistant to do something; but asking for its view or its past
 # ("Do you think ...?", "Have you ever ...?") is a yes/no question.
 _YES_NO_QUESTION = re.compile(
-    rf"^(?:[^,:;?]*,\s*)*\W*{_AUX}\b"
+    rf"^(?:[^,:;?]*,)*\W*{_AUX}\b"  # each clause ends at its own comma: no backtracking blow-up
     r"(?!\s+(?:you|u|ya|y'all)\b(?!\s+(?:ever|think|believe|agree|feel|find|consider)\b))",
     re.IGNORECASE)
 # "No," / "Yes." / "No!" as the first word of the response (normalised, lower-case text).
