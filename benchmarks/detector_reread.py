@@ -11,7 +11,8 @@ definitions the README maps the study's tones to; `data/reread_brief_xstest.md`:
 classes): two annotators per half of the ChatGPT file (the even rows the packs were written
 against, and the odd rows never read), two for XSTest's Mistral file. Their labels are
 `data/reread_labels.jsonl`, keyed by the reference file's line (ChatGPT) or `id` (XSTest) and the
-SHA-256 of the response, so a changed reference file is reported, not silently mismatched.
+SHA-256 of the response (its first 16 hex digits), so a changed reference file is reported,
+not silently mismatched.
 
 What is measured:
 
