@@ -304,14 +304,16 @@ def by_rebuttal_convention(row: dict) -> str:
     return "all other rows"
 
 
-def written_probes(c: Corpus, path: Path, group: Callable[[dict], str], title: str) -> list[str]:
-    """The shipped procedure (fitted on own + both reference files) on a file of written probes,
-    per group of rows (`group`), with the pattern detector alongside."""
+def written_probes(auto_detector: AutoDetector, path: Path, group: Callable[[dict], str],
+                   title: str) -> list[str]:
+    """`auto_detector` (the shipped procedure: fitted on own + both reference files, once for all
+    sets) on a file of written probes, per group of rows (`group`), with the pattern detector
+    alongside."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
     ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", group(r)) for r in rows]
     prompts, texts = [e.prompt for e in ex], [e.response for e in ex]
-    auto = AutoDetector(c.fit(c.where("own", "mistral", "chatgpt"))).detect(prompts, texts)
+    auto = auto_detector.detect(prompts, texts)
     pattern = PatternDetector().detect(prompts, texts)
     lines = [f"| {title} | n | pattern acc. | auto acc. | auto 3-way acc. |",
              "|---|---|---|---|---|"]
@@ -452,26 +454,27 @@ def main() -> int:
         open_lines.append(Metrics.of(AutoDetector(model).detect([""] * len(texts), texts), cut).row(
             f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
     lang_lines = per_language(c)
-    probe_lines = written_probes(c, PROBES, lambda r: r["style"], "style")
-    reported_lines = written_probes(c, REPORTED_PROBES, by_label, "rows")
-    partial_lines = written_probes(c, PARTIAL_PROBES, by_label, "rows")
-    partial_dev_lines = written_probes(c, PARTIAL_PROBES_DEV,
+    probes_auto = AutoDetector(c.fit(c.where("own", "mistral", "chatgpt")))
+    probe_lines = written_probes(probes_auto, PROBES, lambda r: r["style"], "style")
+    reported_lines = written_probes(probes_auto, REPORTED_PROBES, by_label, "rows")
+    partial_lines = written_probes(probes_auto, PARTIAL_PROBES, by_label, "rows")
+    partial_dev_lines = written_probes(probes_auto, PARTIAL_PROBES_DEV,
                                        lambda r: f"set {r['set']}, {by_label(r)}", "rows")
-    why_lines = written_probes(c, WHY_PROBES, lambda r: r["kind"], "kind")
-    why_dev_lines = written_probes(c, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
-    argue_lines = written_probes(c, ARGUE_PROBES, lambda r: r["kind"], "kind")
-    argue_dev_lines = written_probes(c, ARGUE_PROBES_DEV, lambda r: r["kind"], "kind")
-    open_manner_lines = written_probes(c, OPEN_PROBES, lambda r: r["manner"], "manner")
-    open_kind_lines = written_probes(c, OPEN_PROBES, lambda r: r["kind"], "kind")
-    open_dev_lines = written_probes(c, OPEN_PROBES_DEV, lambda r: r["manner"], "manner")
-    xsm_lines = written_probes(c, XSTEST_MODELS_PROBES, lambda r: r["manner"], "manner")
-    xsm_conv_lines = written_probes(c, XSTEST_MODELS_PROBES, by_rebuttal_convention, "rows")
-    xsm_dev_lines = written_probes(c, XSTEST_MODELS_PROBES_DEV, lambda r: r["manner"], "manner")
-    llama3_lines = written_probes(c, LLAMA3_PROBES, lambda r: r["manner"], "manner")
-    llama3_dev_lines = written_probes(c, LLAMA3_PROBES_DEV, lambda r: r["manner"], "manner")
-    multi_lines = written_probes(c, MULTI_PROBES, lambda r: r["lang"], "language")
-    multi_kind_lines = written_probes(c, MULTI_PROBES, lambda r: r["kind"], "kind")
-    multi_dev_lines = written_probes(c, MULTI_PROBES_DEV, lambda r: r["lang"], "language")
+    why_lines = written_probes(probes_auto, WHY_PROBES, lambda r: r["kind"], "kind")
+    why_dev_lines = written_probes(probes_auto, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
+    argue_lines = written_probes(probes_auto, ARGUE_PROBES, lambda r: r["kind"], "kind")
+    argue_dev_lines = written_probes(probes_auto, ARGUE_PROBES_DEV, lambda r: r["kind"], "kind")
+    open_manner_lines = written_probes(probes_auto, OPEN_PROBES, lambda r: r["manner"], "manner")
+    open_kind_lines = written_probes(probes_auto, OPEN_PROBES, lambda r: r["kind"], "kind")
+    open_dev_lines = written_probes(probes_auto, OPEN_PROBES_DEV, lambda r: r["manner"], "manner")
+    xsm_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES, lambda r: r["manner"], "manner")
+    xsm_conv_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES, by_rebuttal_convention, "rows")
+    xsm_dev_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES_DEV, lambda r: r["manner"], "manner")
+    llama3_lines = written_probes(probes_auto, LLAMA3_PROBES, lambda r: r["manner"], "manner")
+    llama3_dev_lines = written_probes(probes_auto, LLAMA3_PROBES_DEV, lambda r: r["manner"], "manner")
+    multi_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["lang"], "language")
+    multi_kind_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["kind"], "kind")
+    multi_dev_lines = written_probes(probes_auto, MULTI_PROBES_DEV, lambda r: r["lang"], "language")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
