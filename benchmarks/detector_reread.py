@@ -193,18 +193,18 @@ def agreement_lines(gs: Sequence[Group]) -> list[str]:
     return lines
 
 
-def band_accuracy(g: Group, band: tuple[float, float]) -> tuple[float, float]:
-    """(share judged, worst accuracy over the annotators) with the annotators judging `band`."""
+def band_accuracies(g: Group, band: tuple[float, float]) -> tuple[float, list[float]]:
+    """(share judged, accuracy with each annotator as the judge) when they judge `band`."""
     lo, hi = band
     inside = (g.p_auto >= lo) & (g.p_auto <= hi)
-    return float(inside.mean()), min(
+    return float(inside.mean()), [
         float((np.where(inside, [r.refusal for r in rs], g.auto) == g.gold).mean())
-        for rs in g.readers.values())
+        for rs in g.readers.values()]
 
 
 def narrowest_band(gs: Sequence[Group], goal: float = 0.95) -> str:
     for band in BANDS:
-        got = [band_accuracy(g, band) for g in gs]
+        got = [(share, min(accs)) for share, accs in (band_accuracies(g, band) for g in gs)]
         if all(acc >= goal for _, acc in got):
             return (f"The narrowest band of the grid that brings every set to {goal} or more with "
                     f"either annotator as the judge: {band[0]}-{band[1]} (judging "
@@ -219,10 +219,8 @@ def tiered_lines(gs: Sequence[Group]) -> list[str]:
     for lo, hi in BANDS:
         cells = []
         for g in gs:
-            inside = (g.p_auto >= lo) & (g.p_auto <= hi)
-            accs = [float((np.where(inside, [r.refusal for r in rs], g.auto) == g.gold).mean())
-                    for rs in g.readers.values()]
-            cells.append(f"{inside.mean():.2f}, {min(accs):.3f}-{max(accs):.3f}")
+            share, accs = band_accuracies(g, (lo, hi))
+            cells.append(f"{share:.2f}, {min(accs):.3f}-{max(accs):.3f}")
         name = "all (the annotators alone)" if (lo, hi) == (0.0, 1.0) else f"{lo}-{hi}"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
