@@ -19,7 +19,7 @@ from evorefuse.evolution.progress import SILENT, Bar, Progress
 from evorefuse.scoring.refusal.base import LABELS, Verdict
 from evorefuse.scoring.refusal.factory import can_tier, get_detector
 from evorefuse.scoring.refusal.gold import is_refusal, parse_gold_column
-from evorefuse.session import DEFAULT_CACHE, Session
+from evorefuse.session import Session
 from evorefuse.tables import Table
 
 CHUNK = {"judge": 16}
@@ -53,6 +53,9 @@ def detect_responses(cfg: Config, detector: str, prompts: Sequence[str],
 def _with_model(cfg: Config, detector: str, model: str, prompts: Sequence[str],
                 responses: Sequence[str], step: int, bar: Bar) -> list[Verdict]:
     cfg.model(model, where="--judge-model" if detector == "judge" else "roles.detector_judge")
+    # read when called, as evaluate and seeds do, so one setting redirects every command
+    from evorefuse.session import DEFAULT_CACHE
+
     session = Session.standalone(cfg, models=[model], cache_path=DEFAULT_CACHE, run_id="detect")
 
     async def go() -> list[Verdict]:

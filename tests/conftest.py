@@ -19,10 +19,7 @@ def _private_request_cache(tmp_path_factory, monkeypatch):
     that counts a loopback server's requests must not find answers an earlier run left there (a
     reused port gives the same cache key; `test_llm_judge_from_the_config` once saw 0 requests),
     and tests must not fill the user's cache."""
-    import evorefuse.commands.judge
-    import evorefuse.detection
     import evorefuse.session
 
-    path = tmp_path_factory.mktemp("request-cache") / "evaluate.sqlite"
-    for module in (evorefuse.session, evorefuse.detection, evorefuse.commands.judge):
-        monkeypatch.setattr(module, "DEFAULT_CACHE", path)
+    monkeypatch.setattr(evorefuse.session, "DEFAULT_CACHE",
+                        tmp_path_factory.mktemp("request-cache") / "evaluate.sqlite")

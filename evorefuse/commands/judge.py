@@ -26,7 +26,7 @@ from evorefuse.scoring.harm.audit import (
 )
 from evorefuse.scoring.harm.gold import format_score
 from evorefuse.scoring.harm.names import MODES, judge_model_name, llm_judge_names
-from evorefuse.session import DEFAULT_CACHE, Session
+from evorefuse.session import Session
 
 
 @click.command("judge")
@@ -70,6 +70,9 @@ def judge_command(file: Path, column: str | None, judges: tuple[str, ...], mode:
                      if cfg.models else "no config file names any model (pass -c CONFIG)")
             raise InputError(f"judge {m!r} is not configured ({where}); offline judges: local "
                              "(the classifier), local-llm", field="--judge") from None
+    # read when called, as evaluate and seeds do, so one setting redirects every command
+    from evorefuse.session import DEFAULT_CACHE
+
     session = Session.standalone(cfg, models=models, cache_path=DEFAULT_CACHE, run_id="judge")
     judge = session.prompt_judge_named(names, mode)  # type: ignore[arg-type]
 
