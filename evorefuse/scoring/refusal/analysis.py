@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from evorefuse.scoring.refusal.base import strip_reasoning
 from evorefuse.scoring.refusal.packs import (
     Matchers,
+    languages_in,
     matchers,
     normalise,
-    scripts_in,
     sentence_spans,
     strip_lead_ins,
 )
@@ -248,7 +248,7 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     if not text.strip():
         return Analysis(empty=True)
     norm = normalise(text)
-    m = matchers(scripts_in(norm))
+    m = matchers(languages_in(norm))
     spans = sentence_spans(norm)
     reported = reported_spans(norm, prompt)
     sents = [own_words(norm, s, e, reported) if reported else norm[s:e] for s, e in spans]

@@ -35,6 +35,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from itertools import islice
 
 CATEGORIES = ("lead_ins", "openers", "refusals", "refusals_anywhere", "disclaimers", "premises",
               "warnings", "soft", "soft_anywhere", "referrals", "lectures", "offers", "lexicon",
@@ -149,11 +150,61 @@ _SCRIPT_PROBES = {
     "devanagari": re.compile(r"[\u0900-\u097f]"),
     "cjk": re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff01-\uff60]"),
 }
+# The Latin-script packs share one script, so their function words tell them apart: a pack runs on
+# a response only when its language's words are in it (English always runs). Why: the other nine
+# Latin packs' lectures and inside-sentence refusals cost twice the English pack's time on every
+# English answer, and found nothing there. The words are common in their language and rare as
+# English words ("die", "no", "do", "to", "per", "var" are left out); a miss costs nothing but
+# speed when two languages share a word, so overlaps (que, con) are kept.
+_FUNCTION_WORDS = {
+    "de": "und|nicht|ich|ist|das|der|ein|eine|einen|zu|mit|sie|auf|für|dass|kann|auch|wie|wir|sich|"
+          "bei|oder|wenn|ihnen|ihr|ihre|kein|keine|werden|wird|sind|nur|noch|über|aber|diese|dieser",
+    "fr": "je|ne|pas|et|les|des|est|une|vous|que|qui|pour|dans|ce|mais|avec|sur|nous|peux|suis|"
+          "cette|ces|du|au|aux|être|sont|très|votre|leur|il|elle|ils|c'est|n'est|j'ai",
+    "es": "y|el|los|las|que|es|una|por|para|con|puedo|pero|como|lo|del|su|se|te|está|están|más|muy|"
+          "también|esto|eso|sobre|cuando|porque|usted|tu|yo",
+    "it": "il|che|non|di|è|una|sono|mi|ti|del|della|delle|posso|ma|anche|gli|le|lo|questo|questa|"
+          "perché|sei|hai|ho|molto|più|nel|nella|alla|dei|cosa|come",
+    "pt": "não|que|é|um|uma|para|com|os|eu|você|mas|posso|isso|está|são|muito|mais|também|da|dos|"
+          "das|em|ao|seu|sua|porque|como",
+    "nl": "het|een|niet|ik|je|dat|voor|met|kan|maar|wel|zijn|wordt|worden|ook|naar|dit|deze|bij|om|"
+          "geen|heb|hebt|heeft|jij|uw|wat|hoe|waarom",
+    "pl": "nie|się|że|jest|mogę|ale|jak|na|dla|czy|tak|tego|jestem|może|są|albo|lub|bardzo|przez|"
+          "przy|oraz|tym|być|mnie|ci|cię",
+    "tr": "bir|ve|bu|için|ile|değil|ben|çok|ama|daha|gibi|olarak|olan|sen|siz|size|bana|ne|yok|şey|"
+          "nasıl|neden|ancak|maalesef",
+    "id": "saya|tidak|dan|yang|ini|itu|untuk|dengan|bisa|anda|tapi|dari|ada|akan|juga|atau|karena|"
+          "kamu|aku|kami|kita|sangat|lebih|namun|maaf",
+    "vi": "tôi|không|và|của|là|có|được|này|cho|với|bạn|những|các|một|người|thì|nhưng|cũng|rất|nếu|"
+          "khi|để|đã|sẽ|hãy|xin",
+}
+_WORD_PROBES = {lang: re.compile(rf"(?<!\w)(?:{words})(?!\w)") for lang, words in _FUNCTION_WORDS.items()}
+# English function words: a response with none of them and none of another language's ("Silah
+# yapımı hakkında bilgi veremem.") runs every Latin pack, as before the probes.
+_ENGLISH = re.compile(r"(?<!\w)(?:the|and|is|are|was|to|of|i|i'm|you|your|that|it|it's|this|"
+                      r"can't|cannot|not|with|for|be|have|do|don't|what|how|a|an|in|on|my|me|"
+                      r"we|they|there|here|sorry|but|or|if|so)(?!\w)")
+SHORT_WORDS = 15  # in a response this short, one function word is enough
 
 
 def scripts_in(text: str) -> frozenset[str]:
     """Writing systems present in `text` (Latin is always assumed: code, names, mixed answers)."""
     return frozenset(k for k, rx in _SCRIPT_PROBES.items() if rx.search(text))
+
+
+def languages_in(text: str) -> frozenset[str]:
+    """The packs to run on `text` (lower-cased, normalised): English, the packs of the scripts
+    present, and the Latin-script languages with at least two of their function words in it (one
+    in a short response: "Bu konuda yardımcı olamam."); every Latin pack when it has no function
+    word of any language."""
+    scripts = scripts_in(text)
+    langs = {"en"} | {lang for lang, script in SCRIPT_OF_LANGUAGE.items() if script in scripts}
+    need = 1 if len(text.split()) < SHORT_WORDS else 2
+    found = {lang for lang, rx in _WORD_PROBES.items()
+             if sum(1 for _ in islice(rx.finditer(text), need)) >= need}
+    if not found and _ENGLISH.search(text) is None:
+        found = set(_WORD_PROBES)
+    return frozenset(langs | found)
 
 
 @dataclass(frozen=True)
@@ -168,14 +219,12 @@ def _all_packs() -> tuple[Pack, ...]:
     return tuple(load_packs())
 
 
-@lru_cache(maxsize=64)
-def matchers(scripts: frozenset[str] | None = None) -> Matchers:
+@lru_cache(maxsize=128)
+def matchers(languages: frozenset[str] | None = None) -> Matchers:
     """One regex per category, alternatives grouped by language (`lastgroup` tells which).
 
-    `scripts`: the non-Latin writing systems to include; None means all packs."""
-    packs = [p for p in _all_packs()
-             if scripts is None or SCRIPT_OF_LANGUAGE.get(p.language, "latin") in scripts
-             or SCRIPT_OF_LANGUAGE.get(p.language, "latin") == "latin"]
+    `languages`: the packs to include (`languages_in`); None means all packs."""
+    packs = [p for p in _all_packs() if languages is None or p.language in languages]
     by_cat: dict[str, re.Pattern[str] | None] = {}
     for cat in CATEGORIES:
         if cat == "lead_ins":

@@ -140,7 +140,7 @@ class PatternDetector(SyncDetector):
     name = "pattern"
 
     def __init__(self) -> None:
-        matchers(frozenset())  # compile the common (Latin-only) set now, not in the first batch
+        matchers(frozenset({"en"}))  # compile the common (English) set now, not in the first batch
 
     def detect(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         check_lengths(prompts, responses)
