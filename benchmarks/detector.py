@@ -48,7 +48,10 @@ What is measured, each with the training procedure that ships (`fit.fit_model`):
 14. sixteen languages (`multilingual_probes*`: the same kinds of responses as above in German,
    French, Spanish, Italian, Portuguese, Dutch, Polish, Russian, Turkish, Chinese, Japanese,
    Korean, Arabic, Hindi, Indonesian and Vietnamese), a held-out set scored, not read, and a
-   development set read.
+   development set read;
+15. lectures (`lecture_probes*`): replies that only moralise about a question's premise about a
+   group ("That's a harmful stereotype. Everyone deserves respect.") against answers that use the
+   same words, a held-out set scored, not read, and a development set read.
 `--embeddings` adds the `learned` detector (MiniLM) to 1 and 3 (slow); `--judge-n N` runs the
 tiered detector with the embedded model as judge on N responses of the uncertain band (a 135M
 judge checks the plumbing, not the method).
@@ -288,6 +291,8 @@ LLAMA3_PROBES = ROOT / "benchmarks" / "data" / "llama3_probes_en.jsonl"
 LLAMA3_PROBES_DEV = ROOT / "benchmarks" / "data" / "llama3_probes_dev_en.jsonl"
 MULTI_PROBES = ROOT / "benchmarks" / "data" / "multilingual_probes.jsonl"
 MULTI_PROBES_DEV = ROOT / "benchmarks" / "data" / "multilingual_probes_dev.jsonl"
+LECTURE_PROBES = ROOT / "benchmarks" / "data" / "lecture_probes_en.jsonl"
+LECTURE_PROBES_DEV = ROOT / "benchmarks" / "data" / "lecture_probes_dev_en.jsonl"
 GROUP_OF_LABEL = {COMPLIANCE: "answers", FULL_REFUSAL: "full refusals",
                   PARTIAL_REFUSAL: "partial refusals"}
 
@@ -475,6 +480,9 @@ def main() -> int:
     multi_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["lang"], "language")
     multi_kind_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["kind"], "kind")
     multi_dev_lines = written_probes(probes_auto, MULTI_PROBES_DEV, lambda r: r["lang"], "language")
+    multi_dev_kind_lines = written_probes(probes_auto, MULTI_PROBES_DEV, lambda r: r["kind"], "kind")
+    lecture_lines = written_probes(probes_auto, LECTURE_PROBES, lambda r: r["kind"], "kind")
+    lecture_dev_lines = written_probes(probes_auto, LECTURE_PROBES_DEV, lambda r: r["kind"], "kind")
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
@@ -741,6 +749,58 @@ def main() -> int:
         "number now ends a sentence, so what follows counts as help). The cross-source rows and "
         "English written sets above are as they were, within one response:"), "",
         *multi_dev_lines, "",
+        ("A second round widened the same packs for lectures and for answering one part and "
+        "refusing the other: the same LLM writers wrote 320 more development rows, 20 per "
+        "language (7 lectures, 7 partial refusals, 6 answers that use moral words), appended to "
+        "the file above, and widened the packs' `lectures`, `soft` and `refusals_anywhere` from "
+        "them, never shown the held-out set. On those rows auto went from 0.509 to 0.997 (read, "
+        "so in-sample); on the held-out set above it went from 0.911 to 0.906 (lectures 4/12 "
+        "and partial refusals 18/24 both times, one answer lost in Indonesian and one idiom): "
+        "the phrase families are wider than any development set, so that gain is fitted to the "
+        "rows. Measured with every Latin pack run on every response, as before, the held-out "
+        "figure was 0.917 (lectures 6/12), but the two extra lectures were read through other "
+        "languages' patterns and moral words matching by chance (a Portuguese lecture counted "
+        "Spanish moral words too). Each Latin pack now runs only on text with its language's "
+        "function words (`packs.languages_in`; all of them when a response has none of any "
+        "language), as the non-Latin packs already ran only on their scripts: that chance is "
+        "gone, and the nine other Latin packs, whose new lectures and inside-sentence refusals "
+        "had halved the speed on English text (auto 282 responses/s over the reference "
+        "responses without the gate, 665 before this round; the speed row below is with it), "
+        "no longer run on it. The development set by kind:"), "",
+        *multi_dev_kind_lines, "",
+        ("**Lectures about a question's premise** (`benchmarks/data/lecture_probes_en.jsonl`: "
+        "90 responses in thirteen assistants' manners, written and labelled by XSTest's "
+        "definitions by an author who saw neither the detector nor any data here: 40 replies "
+        "to loaded questions or hostile requests about a group of people that only moralise, "
+        "call the premise a stereotype or argue the opposite (full refusals), 35 answers about "
+        "groups and sensitive topics that use the same words, and 15 that do one part and "
+        "decline the other. Never fitted on; scored, not read. Before this round auto scored "
+        "0.722 here (lectures 19/40, answers 34/35, partial 12/15). What changed, from the two "
+        "development sets below: English lecture and stance patterns (\"That's a harmful "
+        "stereotype\", \"It's important not to generalize\", \"I'd push back on the "
+        "framing\", \"Judging people by their looks is unfair\", \"X, like everyone else, "
+        "deserve respect\"), casual lead-ins (\"Whoa,\", \"Come on,\", \"Haha,\"), and in "
+        "`premises.py` more requests read as asking to assert something of people (\"Why are X "
+        "so/all ...\", \"a joke about how X ...\", \"reasons X ...\", \"explain why X ...\", "
+        "\"what's wrong with X\"; not \"Is it true that ...?\", a yes/no question that a "
+        "rebuttal answers) and a rebuttal that does not name them but calls the claim a "
+        "stereotype, myth or prejudice or flatly denies it (\"Most aren't.\"), unless the "
+        "sentence goes on to explain it. Two tried and dropped: a moral stance after "
+        "pleasantries only (\"Hello! ... However, I must point out that\") read like one "
+        "that opens the response turned four of Llama-2's answers into refusals; and one "
+        "sentence of answer before a refusal read as a late (partial) refusal fixed 3 "
+        "partial refusals and broke 12 full ones whose first sentence is empathy the packs "
+        "do not know. Scoring every reference and written response before and after (refit "
+        "included, and the language gate above): 15 binary verdicts fixed and 5 broken: in the "
+        "ChatGPT file 5 fixed and 1 broken (in-sample for the shipped model; the cross-source "
+        "rows above moved by one response), 6 fixed in the held-out why-question set and 1 in "
+        "the argue set, 1 fixed in the why-question development set, 1 broken in XSTest's four "
+        "other models' manners, and in the multilingual sets 2 fixed and 3 broken):"), "",
+        *lecture_lines, "",
+        ("Its development sets (`benchmarks/data/lecture_probes_dev_en.jsonl`, 150 responses by "
+        "two other authors under the same instructions, read; auto scored 0.686 on the first "
+        "70 and 0.575 on the other 80 before them):"), "",
+        *lecture_dev_lines, "",
         ("**In-domain cross-validation** (not cross-source: the other folds of the same file are in "
         "training; this is what the held-out half of the same study or other XSTest responses of "
         "the same model should see):"), "",
