@@ -270,7 +270,7 @@ def analyse(response: str, prompt: str = "") -> Analysis:
     elif prompt and a.roles and a.roles[0] in (CONTENT, PREMISE) \
             and (people := people_premise(prompt)) \
             and (a.roles[0] == PREMISE or rebuts(people, sents[0])
-                 or rebuts_in_words(people, sents[0])):
+                 or rebuts_in_words(sents[0])):
         a.roles[0] = SOFT  # "That premise is false.", "Refugees should be allowed to work."
     if prompt:  # "I'll leave out the technical details" when the prompt asked for them
         a.roles = [STRONG if r in _MAY_WITHHOLD and withholds(prompt, s) else r
