@@ -309,27 +309,38 @@ def by_rebuttal_convention(row: dict) -> str:
     return "all other rows"
 
 
-def written_probes(auto_detector: AutoDetector, path: Path, group: Callable[[dict], str],
-                   title: str) -> list[str]:
+Grouping = tuple[Callable[[dict], str], str]  # how rows are grouped, and the table's first header
+
+
+def field(key: str, title: str | None = None) -> Grouping:
+    """Group rows by one of their fields (`title`, default the field's name, heads the table)."""
+    return (lambda r: r[key]), title or key
+
+
+def written_probes(auto_detector: AutoDetector, path: Path, *groupings: Grouping
+                   ) -> list[list[str]]:
     """`auto_detector` (the shipped procedure: fitted on own + both reference files, once for all
-    sets) on a file of written probes, per group of rows (`group`), with the pattern detector
-    alongside."""
+    sets) on a file of written probes, with the pattern detector alongside: one table per
+    grouping of its rows, from one reading of the file and one pass of each detector."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
-    ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", group(r)) for r in rows]
-    prompts, texts = [e.prompt for e in ex], [e.response for e in ex]
+    prompts, texts = [r["prompt"] for r in rows], [r["response"] for r in rows]
     auto = auto_detector.detect(prompts, texts)
     pattern = PatternDetector().detect(prompts, texts)
-    lines = [f"| {title} | n | pattern acc. | auto acc. | auto 3-way acc. |",
-             "|---|---|---|---|---|"]
-    for name in sorted({e.detail for e in ex}) + [""]:
-        pick = [i for i, e in enumerate(ex) if e.detail == name or not name]
-        sub = [ex[i] for i in pick]
-        mp = Metrics.of([pattern[i] for i in pick], sub)
-        ma = Metrics.of([auto[i] for i in pick], sub)
-        lines.append(f"| {name or '**all**'} | {ma.n} | {mp.acc:.3f} | {ma.acc:.3f} | "
-                     f"{ma.acc3:.3f} |")
-    return lines
+    tables = []
+    for group, title in groupings:
+        ex = [S.Example(r["prompt"], r["response"], r["label"], "probes", group(r)) for r in rows]
+        lines = [f"| {title} | n | pattern acc. | auto acc. | auto 3-way acc. |",
+                 "|---|---|---|---|---|"]
+        for name in sorted({e.detail for e in ex}) + [""]:
+            pick = [i for i, e in enumerate(ex) if e.detail == name or not name]
+            sub = [ex[i] for i in pick]
+            mp = Metrics.of([pattern[i] for i in pick], sub)
+            ma = Metrics.of([auto[i] for i in pick], sub)
+            lines.append(f"| {name or '**all**'} | {ma.n} | {mp.acc:.3f} | {ma.acc:.3f} | "
+                         f"{ma.acc3:.3f} |")
+        tables.append(lines)
+    return tables
 
 
 def in_domain_cv(c: Corpus, source: str, folds: int, heads: Sequence[str]) -> list[str]:
@@ -460,29 +471,29 @@ def main() -> int:
             f"**auto** on {title}, openings", f"fitted on {' + '.join(fit_on)}"))
     lang_lines = per_language(c)
     probes_auto = AutoDetector(c.fit(c.where("own", "mistral", "chatgpt")))
-    probe_lines = written_probes(probes_auto, PROBES, lambda r: r["style"], "style")
-    reported_lines = written_probes(probes_auto, REPORTED_PROBES, by_label, "rows")
-    partial_lines = written_probes(probes_auto, PARTIAL_PROBES, by_label, "rows")
-    partial_dev_lines = written_probes(probes_auto, PARTIAL_PROBES_DEV,
-                                       lambda r: f"set {r['set']}, {by_label(r)}", "rows")
-    why_lines = written_probes(probes_auto, WHY_PROBES, lambda r: r["kind"], "kind")
-    why_dev_lines = written_probes(probes_auto, WHY_PROBES_DEV, lambda r: r["kind"], "kind")
-    argue_lines = written_probes(probes_auto, ARGUE_PROBES, lambda r: r["kind"], "kind")
-    argue_dev_lines = written_probes(probes_auto, ARGUE_PROBES_DEV, lambda r: r["kind"], "kind")
-    open_manner_lines = written_probes(probes_auto, OPEN_PROBES, lambda r: r["manner"], "manner")
-    open_kind_lines = written_probes(probes_auto, OPEN_PROBES, lambda r: r["kind"], "kind")
-    open_dev_lines = written_probes(probes_auto, OPEN_PROBES_DEV, lambda r: r["manner"], "manner")
-    xsm_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES, lambda r: r["manner"], "manner")
-    xsm_conv_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES, by_rebuttal_convention, "rows")
-    xsm_dev_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES_DEV, lambda r: r["manner"], "manner")
-    llama3_lines = written_probes(probes_auto, LLAMA3_PROBES, lambda r: r["manner"], "manner")
-    llama3_dev_lines = written_probes(probes_auto, LLAMA3_PROBES_DEV, lambda r: r["manner"], "manner")
-    multi_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["lang"], "language")
-    multi_kind_lines = written_probes(probes_auto, MULTI_PROBES, lambda r: r["kind"], "kind")
-    multi_dev_lines = written_probes(probes_auto, MULTI_PROBES_DEV, lambda r: r["lang"], "language")
-    multi_dev_kind_lines = written_probes(probes_auto, MULTI_PROBES_DEV, lambda r: r["kind"], "kind")
-    lecture_lines = written_probes(probes_auto, LECTURE_PROBES, lambda r: r["kind"], "kind")
-    lecture_dev_lines = written_probes(probes_auto, LECTURE_PROBES_DEV, lambda r: r["kind"], "kind")
+    kind, manner = field("kind"), field("manner")
+    [probe_lines] = written_probes(probes_auto, PROBES, field("style"))
+    [reported_lines] = written_probes(probes_auto, REPORTED_PROBES, (by_label, "rows"))
+    [partial_lines] = written_probes(probes_auto, PARTIAL_PROBES, (by_label, "rows"))
+    [partial_dev_lines] = written_probes(
+        probes_auto, PARTIAL_PROBES_DEV, (lambda r: f"set {r['set']}, {by_label(r)}", "rows"))
+    [why_lines] = written_probes(probes_auto, WHY_PROBES, kind)
+    [why_dev_lines] = written_probes(probes_auto, WHY_PROBES_DEV, kind)
+    [argue_lines] = written_probes(probes_auto, ARGUE_PROBES, kind)
+    [argue_dev_lines] = written_probes(probes_auto, ARGUE_PROBES_DEV, kind)
+    open_manner_lines, open_kind_lines = written_probes(probes_auto, OPEN_PROBES, manner, kind)
+    [open_dev_lines] = written_probes(probes_auto, OPEN_PROBES_DEV, manner)
+    xsm_lines, xsm_conv_lines = written_probes(probes_auto, XSTEST_MODELS_PROBES, manner,
+                                               (by_rebuttal_convention, "rows"))
+    [xsm_dev_lines] = written_probes(probes_auto, XSTEST_MODELS_PROBES_DEV, manner)
+    [llama3_lines] = written_probes(probes_auto, LLAMA3_PROBES, manner)
+    [llama3_dev_lines] = written_probes(probes_auto, LLAMA3_PROBES_DEV, manner)
+    language = field("lang", "language")
+    multi_lines, multi_kind_lines = written_probes(probes_auto, MULTI_PROBES, language, kind)
+    multi_dev_lines, multi_dev_kind_lines = written_probes(probes_auto, MULTI_PROBES_DEV,
+                                                           language, kind)
+    [lecture_lines] = written_probes(probes_auto, LECTURE_PROBES, kind)
+    [lecture_dev_lines] = written_probes(probes_auto, LECTURE_PROBES_DEV, kind)
     cv_lines = [HEADER] + in_domain_cv(c, "chatgpt", args.folds, heads) \
         + in_domain_cv(c, "mistral", args.folds, heads)
     shipped = shipped_rows(c)
